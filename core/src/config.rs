@@ -1,0 +1,776 @@
+//! The configuration model, parsed from ini text (the adapter reads the file).
+//!
+//! ```ini
+//! [ispyd]
+//! listen = /tmp/ispyd-%(pid)s.sock   ; absolute path: UNIX socket; host:port: TCP
+//! plugins = %(builtins)s             ; the default
+//! allow_remote = false               ; TCP on a non-loopback address
+//! max_sessions = 8
+//! max_line = 65536                   ; bytes
+//! idle_timeout = 3600                ; seconds without a command
+//! call_timeout = 10                  ; seconds before a slow call is given up on
+//! send_timeout = 60                  ; seconds a client may stall reading
+//!
+//! [python:console]
+//! enabled = true
+//! ```
+//!
+//! Every error names the file, the section and the key; unknown keys and
+//! sections are warnings, reported at start-up.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ini::{Ini, ParseOption};
+
+use crate::plugin::PluginInfo;
+
+/// The main section's name.
+pub const MAIN_SECTION: &str = "ispyd";
+
+const MAIN_KEYS: &[&str] = &[
+    "listen",
+    "plugins",
+    "allow_remote",
+    "max_sessions",
+    "max_line",
+    "idle_timeout",
+    "call_timeout",
+    "send_timeout",
+];
+
+/// Limits every session and listener obeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest accepted line (text mode) or frame (framed mode), in bytes.
+    pub max_line: usize,
+    /// Sessions served at once; further connections are refused politely.
+    pub max_sessions: usize,
+    /// A session with no command for this long is closed.
+    pub idle_timeout: Duration,
+    /// A plugin call still running after this long is given up on, and the
+    /// user gets the shell back.
+    pub call_timeout: Duration,
+    /// A client that reads nothing of its pending output for this long is
+    /// disconnected.
+    pub send_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            max_sessions: 8,
+            idle_timeout: Duration::from_secs(3600),
+            call_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the listener listens, as configured (`%(pid)s` not yet replaced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A UNIX socket path, absolute, possibly containing `%(pid)s`.
+    Unix(String),
+    /// A TCP address.
+    Tcp {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// Port, never 0.
+        port: u16,
+    },
+}
+
+/// Where one process listens: [`Listen`] with the pid filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A UNIX socket path.
+    Unix(String),
+    /// A TCP host and port.
+    Tcp(String, u16),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(path) => f.write_str(path),
+            Address::Tcp(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Address::Tcp(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+const PID_VAR: &str = "%(pid)s";
+
+impl Listen {
+    /// Parses a `listen` value: an absolute path, or `host:port`.
+    pub fn parse(value: &str) -> Result<Listen, String> {
+        let value = value.trim();
+        if value.starts_with('/') {
+            check_template(value, &[PID_VAR])?;
+            if value.ends_with('/') {
+                return Err(format!("'{value}' names a directory, not a socket file"));
+            }
+            return Ok(Listen::Unix(value.to_owned()));
+        }
+        let Some((host, port)) = value.rsplit_once(':') else {
+            return Err(format!(
+                "'{value}' is neither an absolute path (UNIX socket) nor host:port (TCP)"
+            ));
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(format!("'{value}' has no host before the port"));
+        }
+        match port.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "'{value}': the port must be a number from 1 to 65535"
+            )),
+            Ok(port) => Ok(Listen::Tcp {
+                host: host.to_owned(),
+                port,
+            }),
+        }
+    }
+
+    /// The address of the process `pid`.
+    pub fn resolve(&self, pid: u32) -> Address {
+        match self {
+            Listen::Unix(path) => Address::Unix(substitute_pid(path, &pid.to_string())),
+            Listen::Tcp { host, port } => Address::Tcp(host.clone(), *port),
+        }
+    }
+
+    /// True when the address differs per process (`%(pid)s` in a path).
+    pub fn is_per_process(&self) -> bool {
+        matches!(self, Listen::Unix(path) if path.contains(PID_VAR))
+    }
+
+    /// For a per-process path, the shell glob that matches every process's
+    /// socket (`/tmp/ispyd-*.sock`); for others, the one address.
+    pub fn pattern(&self) -> String {
+        match self {
+            Listen::Unix(path) => substitute_pid(&glob_escape(path), "*"),
+            Listen::Tcp { .. } => self.resolve(0).to_string(),
+        }
+    }
+
+    /// The pid a per-process socket path was made for, if `path` is one.
+    pub fn pid_of(&self, path: &str) -> Option<u32> {
+        let Listen::Unix(template) = self else {
+            return None;
+        };
+        let template = template.replace("%%", "%");
+        let (before, after) = template.split_once(PID_VAR)?;
+        let digits = path.strip_prefix(before)?.strip_suffix(after)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    /// True for a TCP host that only this machine can reach.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Listen::Unix(_) => true,
+            Listen::Tcp { host, .. } => is_loopback_host(host),
+        }
+    }
+}
+
+/// True for `localhost` and loopback IP addresses. Other names are assumed
+/// reachable from elsewhere: the core resolves no names.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|addr| addr.is_loopback())
+}
+
+fn substitute_pid(template: &str, pid: &str) -> String {
+    template.replace(PID_VAR, pid).replace("%%", "%")
+}
+
+fn glob_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[' | ']') {
+            out.push('[');
+            out.push(c);
+            out.push(']');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Checks that every `%(...)s` in `value` is one of `allowed`.
+fn check_template(value: &str, allowed: &[&str]) -> Result<(), String> {
+    let mut rest = value;
+    while let Some(at) = rest.find('%') {
+        let tail = &rest[at..];
+        if tail.starts_with("%%") {
+            rest = &tail[2..];
+            continue;
+        }
+        match allowed.iter().find(|var| tail.starts_with(**var)) {
+            Some(var) => rest = &tail[var.len()..],
+            None => {
+                let shown: String = tail.chars().take(12).collect();
+                return Err(format!(
+                    "unknown substitution '{shown}' in '{value}' (known: {}; write %% for a literal %)",
+                    allowed.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// The file could not be read (the adapter fills in the OS's reason).
+    Unreadable(String),
+    /// The text is not ini.
+    Syntax {
+        /// 1-based line of the fault.
+        line: usize,
+        /// The parser's words.
+        message: String,
+    },
+    /// A required section is absent.
+    MissingSection,
+    /// A required key is absent.
+    MissingKey,
+    /// A value does not have the form the key needs.
+    InvalidValue(String),
+    /// A key appears twice in one section.
+    Duplicate,
+}
+
+/// A configuration that cannot be used, with where the fault is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or other source) the text came from.
+    pub file: String,
+    /// The section at fault, if the fault is in one.
+    pub section: Option<String>,
+    /// The key at fault, if the fault is in one.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub problem: ConfigProblem,
+}
+
+impl ConfigError {
+    /// The file `file` could not be read, for `reason`.
+    pub fn unreadable(file: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.into(),
+            section: None,
+            key: None,
+            problem: ConfigProblem::Unreadable(reason.into()),
+        }
+    }
+
+    fn at(file: &str, section: &str, key: Option<&str>, problem: ConfigProblem) -> Self {
+        ConfigError {
+            file: file.to_owned(),
+            section: Some(section.to_owned()),
+            key: key.map(str::to_owned),
+            problem,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let ConfigProblem::Syntax { line, .. } = &self.problem {
+            write!(f, ", line {line}")?;
+        }
+        if let Some(section) = &self.section {
+            write!(f, ": [{section}]")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, " {key}")?;
+        }
+        match &self.problem {
+            ConfigProblem::Unreadable(reason) => write!(f, ": cannot read it: {reason}"),
+            ConfigProblem::Syntax { message, .. } => write!(f, ": not valid ini: {message}"),
+            ConfigProblem::MissingSection => f.write_str(": this section is required"),
+            ConfigProblem::MissingKey => f.write_str(": this key is required"),
+            ConfigProblem::InvalidValue(what) => write!(f, ": {what}"),
+            ConfigProblem::Duplicate => f.write_str(": given more than once"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Something in a configuration that is probably a mistake but does not stop
+/// the program: an unknown key or section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file the text came from.
+    pub file: String,
+    /// The section concerned.
+    pub section: String,
+    /// The key concerned, if any.
+    pub key: Option<String>,
+    /// What looks wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: [{}]", self.file, self.section)?;
+        if let Some(key) = &self.key {
+            write!(f, " {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A parsed configuration: the main section's settings and every other
+/// section's keys (for plugins to read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the text came from, for messages.
+    pub file: String,
+    /// Where to listen.
+    pub listen: Listen,
+    /// Plugin names in load order, `%(builtins)s` expanded.
+    pub plugins: Vec<String>,
+    /// Allows a TCP `listen` address other than loopback.
+    pub allow_remote: bool,
+    /// Session and listener limits.
+    pub limits: Limits,
+    sections: BTreeMap<String, BTreeMap<String, String>>,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl Config {
+    /// A configuration made in code, listening on `listen`, with the
+    /// `builtins` as plugins and default limits.
+    pub fn new(listen: Listen, builtins: &[&str]) -> Config {
+        Config {
+            file: "<code>".to_owned(),
+            listen,
+            plugins: builtins.iter().map(|s| (*s).to_owned()).collect(),
+            allow_remote: false,
+            limits: Limits::default(),
+            sections: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Parses ini `text` read from `file`. `%(builtins)s` in `plugins`
+    /// expands to `builtins`.
+    pub fn parse(file: &str, text: &str, builtins: &[&str]) -> Result<Config, ConfigError> {
+        let options = ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            ..ParseOption::default()
+        };
+        let ini = Ini::load_from_str_opt(text, options).map_err(|err| ConfigError {
+            file: file.to_owned(),
+            section: None,
+            key: None,
+            problem: ConfigProblem::Syntax {
+                line: err.line + 1,
+                message: err.msg.into_owned(),
+            },
+        })?;
+        let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, props) in ini.iter() {
+            let Some(name) = name else {
+                if let Some((key, _)) = props.iter().next() {
+                    return Err(ConfigError {
+                        file: file.to_owned(),
+                        section: None,
+                        key: Some(key.to_owned()),
+                        problem: ConfigProblem::InvalidValue(
+                            "keys must come after a [section] header".to_owned(),
+                        ),
+                    });
+                }
+                continue;
+            };
+            let name = name.trim().to_owned();
+            let section = sections.entry(name.clone()).or_default();
+            for (key, value) in props.iter() {
+                let key = key.trim().to_ascii_lowercase();
+                if section.insert(key.clone(), value.trim().to_owned()).is_some() {
+                    return Err(ConfigError::at(
+                        file,
+                        &name,
+                        Some(&key),
+                        ConfigProblem::Duplicate,
+                    ));
+                }
+            }
+        }
+        Config::from_sections(file, sections, builtins)
+    }
+
+    fn from_sections(
+        file: &str,
+        sections: BTreeMap<String, BTreeMap<String, String>>,
+        builtins: &[&str],
+    ) -> Result<Config, ConfigError> {
+        let main = sections.get(MAIN_SECTION).ok_or_else(|| ConfigError {
+            file: file.to_owned(),
+            section: Some(MAIN_SECTION.to_owned()),
+            key: None,
+            problem: ConfigProblem::MissingSection,
+        })?;
+        let invalid = |key: &str, what: String| {
+            ConfigError::at(
+                file,
+                MAIN_SECTION,
+                Some(key),
+                ConfigProblem::InvalidValue(what),
+            )
+        };
+        let listen = main.get("listen").ok_or_else(|| {
+            ConfigError::at(file, MAIN_SECTION, Some("listen"), ConfigProblem::MissingKey)
+        })?;
+        let listen = Listen::parse(listen).map_err(|what| invalid("listen", what))?;
+
+        let allow_remote = match main.get("allow_remote") {
+            Some(value) => parse_bool(value).map_err(|what| invalid("allow_remote", what))?,
+            None => false,
+        };
+        if let Listen::Tcp { host, .. } = &listen {
+            if !allow_remote && !is_loopback_host(host) {
+                return Err(invalid(
+                    "listen",
+                    format!(
+                        "'{host}' is not a loopback address; anyone who can reach it could \
+                         inspect this process. Use localhost, or set allow_remote = true \
+                         if you really mean it"
+                    ),
+                ));
+            }
+        }
+
+        let plugins_text = main
+            .get("plugins")
+            .map(String::as_str)
+            .unwrap_or("%(builtins)s");
+        check_template(plugins_text, &["%(builtins)s"]).map_err(|what| invalid("plugins", what))?;
+        let mut plugins: Vec<String> = Vec::new();
+        for word in plugins_text.split_whitespace() {
+            let names: Vec<&str> = if word == "%(builtins)s" {
+                builtins.to_vec()
+            } else {
+                vec![word]
+            };
+            for name in names {
+                if !plugins.iter().any(|p| p == name) {
+                    plugins.push(name.to_owned());
+                }
+            }
+        }
+
+        let mut limits = Limits::default();
+        if let Some(value) = main.get("max_sessions") {
+            limits.max_sessions = parse_number(value, 1, 1024, "sessions")
+                .map_err(|what| invalid("max_sessions", what))?;
+        }
+        if let Some(value) = main.get("max_line") {
+            limits.max_line = parse_number(value, 256, 16 << 20, "bytes")
+                .map_err(|what| invalid("max_line", what))?;
+        }
+        for (key, slot) in [
+            ("idle_timeout", &mut limits.idle_timeout),
+            ("call_timeout", &mut limits.call_timeout),
+            ("send_timeout", &mut limits.send_timeout),
+        ] {
+            if let Some(value) = main.get(key) {
+                *slot = parse_seconds(value).map_err(|what| invalid(key, what))?;
+            }
+        }
+
+        let mut warnings = Vec::new();
+        for key in main.keys() {
+            if !MAIN_KEYS.contains(&key.as_str()) {
+                warnings.push(ConfigWarning {
+                    file: file.to_owned(),
+                    section: MAIN_SECTION.to_owned(),
+                    key: Some(key.clone()),
+                    message: format!("unknown key, ignored (known: {})", MAIN_KEYS.join(", ")),
+                });
+            }
+        }
+        for (name, section) in &sections {
+            if let Some(value) = section.get("enabled") {
+                parse_bool(value).map_err(|what| {
+                    ConfigError::at(
+                        file,
+                        name,
+                        Some("enabled"),
+                        ConfigProblem::InvalidValue(what),
+                    )
+                })?;
+            }
+        }
+
+        Ok(Config {
+            file: file.to_owned(),
+            listen,
+            plugins,
+            allow_remote,
+            limits,
+            sections,
+            warnings,
+        })
+    }
+
+    /// True when section `name` has `enabled` set to a true value. Gated
+    /// features are off unless enabled.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.sections
+            .get(name)
+            .and_then(|s| s.get("enabled"))
+            .and_then(|v| parse_bool(v).ok())
+            .unwrap_or(false)
+    }
+
+    /// Sets `[name] enabled`, for programs that configure in code.
+    pub fn set_enabled(&mut self, name: &str, enabled: bool) {
+        self.sections
+            .entry(name.to_owned())
+            .or_default()
+            .insert("enabled".to_owned(), enabled.to_string());
+    }
+
+    /// The keys of section `name`, for a plugin's own settings.
+    pub fn section(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.sections.get(name)
+    }
+
+    /// Warnings found while parsing, plus sections that match no loaded
+    /// plugin and no gate of one.
+    pub fn warnings(&self, plugins: &[PluginInfo]) -> Vec<ConfigWarning> {
+        let mut warnings = self.warnings.clone();
+        for name in self.sections.keys() {
+            let known = name == MAIN_SECTION
+                || plugins.iter().any(|p| {
+                    p.name == *name
+                        || p.gate.as_deref() == Some(name)
+                        || p.commands.iter().any(|c| c.gate.as_deref() == Some(name))
+                });
+            if !known {
+                let loaded: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+                warnings.push(ConfigWarning {
+                    file: self.file.clone(),
+                    section: name.clone(),
+                    key: None,
+                    message: format!(
+                        "no loaded plugin uses this section, ignored (loaded plugins: {})",
+                        loaded.join(", ")
+                    ),
+                });
+            }
+        }
+        warnings
+    }
+}
+
+/// Parses a boolean the way the seed's configuration did.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "on" | "yes" | "true" => Ok(true),
+        "0" | "off" | "no" | "false" => Ok(false),
+        _ => Err(format!(
+            "'{value}' is not a boolean (use true/false, on/off, yes/no or 1/0)"
+        )),
+    }
+}
+
+fn parse_number(value: &str, min: usize, max: usize, unit: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{value}' is not a whole number of {unit} from {min} to {max}"
+        )),
+    }
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 31_536_000.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!(
+            "'{value}' is not a number of seconds above 0 (at most a year)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUILTINS: &[&str] = &["process"];
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("ispyd.ini", text, BUILTINS)
+    }
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let config = parse("[ispyd]\nlisten = /tmp/ispyd-%(pid)s.sock\n").unwrap();
+        assert_eq!(config.listen, Listen::Unix("/tmp/ispyd-%(pid)s.sock".into()));
+        assert_eq!(config.plugins, vec!["process".to_owned()]);
+        assert_eq!(config.limits, Limits::default());
+        assert!(!config.allow_remote);
+    }
+
+    #[test]
+    fn pid_is_substituted_in_unix_path() {
+        let listen = Listen::parse("/run/me/ispyd-%(pid)s.sock").unwrap();
+        assert_eq!(
+            listen.resolve(42),
+            Address::Unix("/run/me/ispyd-42.sock".into())
+        );
+        assert_eq!(listen.pattern(), "/run/me/ispyd-*.sock");
+        assert_eq!(listen.pid_of("/run/me/ispyd-42.sock"), Some(42));
+        assert_eq!(listen.pid_of("/run/me/ispyd-x.sock"), None);
+    }
+
+    #[test]
+    fn inline_comments_are_stripped() {
+        let config = parse("[ispyd]\nlisten = /tmp/x.sock   # a comment\n").unwrap();
+        assert_eq!(config.listen, Listen::Unix("/tmp/x.sock".into()));
+    }
+
+    #[test]
+    fn tcp_listen_parses_host_and_port() {
+        let config = parse("[ispyd]\nlisten = localhost:12345\n").unwrap();
+        assert_eq!(
+            config.listen,
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 12345
+            }
+        );
+        assert_eq!(
+            Listen::parse("[::1]:80").unwrap().resolve(1),
+            Address::Tcp("::1".into(), 80)
+        );
+    }
+
+    #[test]
+    fn remote_tcp_needs_allow_remote() {
+        let err = parse("[ispyd]\nlisten = 0.0.0.0:12345\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("listen"));
+        assert!(err.to_string().contains("allow_remote"), "{err}");
+        parse("[ispyd]\nlisten = 0.0.0.0:12345\nallow_remote = yes\n").unwrap();
+    }
+
+    #[test]
+    fn missing_listen_names_file_section_and_key() {
+        let err = parse("[ispyd]\nplugins = process\n").unwrap_err();
+        assert_eq!(err.to_string(), "ispyd.ini: [ispyd] listen: this key is required");
+    }
+
+    #[test]
+    fn missing_main_section_is_an_error() {
+        let err = parse("[debugger]\nenabled = true\n").unwrap_err();
+        assert_eq!(err.problem, ConfigProblem::MissingSection);
+        assert_eq!(err.to_string(), "ispyd.ini: [ispyd]: this section is required");
+    }
+
+    #[test]
+    fn relative_listen_path_is_rejected() {
+        let err = parse("[ispyd]\nlisten = ispyd.sock\n").unwrap_err();
+        assert!(err.to_string().contains("neither an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn bad_port_is_rejected() {
+        for value in ["localhost:0", "localhost:99999", "localhost:http", ":80"] {
+            let err = parse(&format!("[ispyd]\nlisten = {value}\n")).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("listen"), "{value}");
+        }
+    }
+
+    #[test]
+    fn unknown_substitution_is_rejected() {
+        let err = parse("[ispyd]\nlisten = /tmp/%(user)s.sock\n").unwrap_err();
+        assert!(err.to_string().contains("unknown substitution"), "{err}");
+    }
+
+    #[test]
+    fn builtins_expand_in_plugins() {
+        let config = parse("[ispyd]\nlisten = /tmp/x\nplugins = demo %(builtins)s demo\n").unwrap();
+        assert_eq!(config.plugins, vec!["demo".to_owned(), "process".to_owned()]);
+    }
+
+    #[test]
+    fn enabled_accepts_the_seed_spellings() {
+        for (value, expected) in [("1", true), ("on", true), ("Yes", true), ("off", false)] {
+            let config = parse(&format!("[ispyd]\nlisten = /tmp/x\n[debugger]\nenabled = {value}\n"))
+                .unwrap();
+            assert_eq!(config.is_enabled("debugger"), expected, "{value}");
+        }
+        let config = parse("[ispyd]\nlisten = /tmp/x\n").unwrap();
+        assert!(!config.is_enabled("debugger"));
+    }
+
+    #[test]
+    fn bad_boolean_names_section_and_key() {
+        let err = parse("[ispyd]\nlisten = /tmp/x\n[debugger]\nenabled = maybe\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ispyd.ini: [debugger] enabled: 'maybe' is not a boolean (use true/false, on/off, yes/no or 1/0)"
+        );
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let config = parse(
+            "[ispyd]\nlisten = /tmp/x\nmax_sessions = 2\nmax_line = 1024\nidle_timeout = 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_sessions, 2);
+        assert_eq!(config.limits.max_line, 1024);
+        assert_eq!(config.limits.idle_timeout, Duration::from_millis(500));
+        let err = parse("[ispyd]\nlisten = /tmp/x\nmax_sessions = 0\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("max_sessions"));
+        let err = parse("[ispyd]\nlisten = /tmp/x\nidle_timeout = -1\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("idle_timeout"));
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_warnings() {
+        let config = parse("[ispyd]\nlisten = /tmp/x\nlisen = 1\n[proces]\nenabled = 1\n").unwrap();
+        let plugins = vec![PluginInfo::new("process", "")];
+        let warnings = config.warnings(&plugins);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings[0].key.as_deref(), Some("lisen"));
+        assert_eq!(warnings[1].section, "proces");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let err = parse("[ispyd\nlisten = /tmp/x\n").unwrap_err();
+        assert!(matches!(err.problem, ConfigProblem::Syntax { .. }));
+        assert!(err.to_string().starts_with("ispyd.ini, line"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error() {
+        let err = parse("[ispyd]\nlisten = /tmp/x\nlisten = /tmp/y\n").unwrap_err();
+        assert_eq!(err.problem, ConfigProblem::Duplicate);
+    }
+}

@@ -1,0 +1,348 @@
+//! Framed mode: the handshake and the length-delimited frames of
+//! `PROTOCOL.md`, decoded with nom and encoded into caller-owned buffers.
+//!
+//! A frame is `len: u32 big-endian`, then `len` bytes: one type byte and the
+//! payload. Client frames have types below `0x80`, server frames `0x80` and
+//! above.
+
+use nom::IResult;
+use nom::Parser;
+use nom::bytes::streaming::take;
+use nom::number::streaming::{be_u8, be_u32};
+
+/// What a client sends, as the very first bytes, to enter framed mode. The
+/// digit is the highest protocol version the client speaks.
+pub const CLIENT_HELLO: &[u8] = b"\0ISPY/1\n";
+
+/// What the server answers to [`CLIENT_HELLO`] before its first frame. A
+/// client skips everything before it (the text-mode prompt already sent).
+pub const SERVER_HELLO: &[u8] = b"\0ISPY/1\n";
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side sends; longer output is split.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// One frame of framed mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Frame {
+    /// Client: a line typed by the user (no line terminator).
+    Line(String),
+    /// Client: asks for completion candidates for this text (the line up to
+    /// the cursor).
+    Complete(String),
+    /// Client: end of input (Ctrl-D): leaves a takeover or the current shell.
+    Eof,
+    /// Server: text to show.
+    Output(String),
+    /// Server: an error message, shown apart from output.
+    Error(String),
+    /// Server: the reply is complete; read the next line at this prompt
+    /// (empty when prompts are off).
+    Prompt(String),
+    /// Server: completion candidates; each replaces the line from byte
+    /// offset `start` to the cursor.
+    Candidates {
+        /// Byte offset in the requested text where the completed word begins.
+        start: u32,
+        /// Full replacements for the word, sorted.
+        items: Vec<String>,
+    },
+    /// Server: an interactive takeover (named, e.g. `console`, `pdb`) begins;
+    /// its lines are not shell commands.
+    Interactive(String),
+    /// Server: the takeover is over; shell commands again.
+    InteractiveEnd,
+    /// Server: the session is over, with the reason (may be empty).
+    Close(String),
+}
+
+/// Frame type bytes, as written on the wire.
+mod kind {
+    pub const LINE: u8 = 0x01;
+    pub const COMPLETE: u8 = 0x02;
+    pub const EOF: u8 = 0x03;
+    pub const OUTPUT: u8 = 0x81;
+    pub const ERROR: u8 = 0x82;
+    pub const PROMPT: u8 = 0x83;
+    pub const CANDIDATES: u8 = 0x84;
+    pub const INTERACTIVE: u8 = 0x85;
+    pub const INTERACTIVE_END: u8 = 0x86;
+    pub const CLOSE: u8 = 0x87;
+}
+
+/// Why bytes could not be decoded as a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix announces more than the receiver accepts. Fatal:
+    /// the receiver cannot find the next frame without reading it all.
+    TooLong {
+        /// The announced length.
+        len: usize,
+        /// The receiver's limit.
+        limit: usize,
+    },
+    /// A length of zero: there is not even a type byte. Fatal.
+    Empty,
+    /// A type byte this version does not know; the frame was skipped.
+    UnknownType(u8),
+    /// A text payload that is not UTF-8; the frame was skipped.
+    InvalidUtf8(u8),
+    /// A payload whose layout does not match its type; the frame was skipped.
+    Malformed(u8),
+}
+
+impl FrameError {
+    /// True when the stream cannot go on after this error.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, FrameError::TooLong { .. } | FrameError::Empty)
+    }
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLong { len, limit } => {
+                write!(f, "frame of {len} bytes is over the limit of {limit} bytes")
+            }
+            FrameError::Empty => f.write_str("frame of length 0 has no type byte"),
+            FrameError::UnknownType(t) => write!(f, "unknown frame type 0x{t:02x}"),
+            FrameError::InvalidUtf8(t) => {
+                write!(f, "frame type 0x{t:02x} carries text that is not UTF-8")
+            }
+            FrameError::Malformed(t) => write!(f, "frame type 0x{t:02x} has a malformed payload"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// The result of [`decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// Not enough bytes for a whole frame yet.
+    Incomplete,
+    /// A frame, and how many bytes of input it took.
+    Frame(Frame, usize),
+    /// A bad frame. `used` is how many bytes to drop to go on, or `None` when
+    /// the error is fatal (see [`FrameError::is_fatal`]).
+    Invalid(FrameError, Option<usize>),
+}
+
+fn length(input: &[u8]) -> IResult<&[u8], u32> {
+    be_u32.parse(input)
+}
+
+fn body(input: &[u8], len: usize) -> IResult<&[u8], (u8, &[u8])> {
+    (be_u8, take(len - 1)).parse(input)
+}
+
+/// Decodes the first frame of `input`, accepting frames of at most `limit`
+/// bytes (type byte and payload).
+///
+/// Never panics and never allocates more than the frame's own payload,
+/// whatever the input.
+pub fn decode(input: &[u8], limit: usize) -> Decoded {
+    let Ok((rest, len)) = length(input) else {
+        return Decoded::Incomplete;
+    };
+    let len = len as usize;
+    if len == 0 {
+        return Decoded::Invalid(FrameError::Empty, None);
+    }
+    if len > limit {
+        return Decoded::Invalid(FrameError::TooLong { len, limit }, None);
+    }
+    let Ok((_, (ty, payload))) = body(rest, len) else {
+        return Decoded::Incomplete;
+    };
+    let used = 4 + len;
+    match payload_frame(ty, payload) {
+        Ok(frame) => Decoded::Frame(frame, used),
+        Err(err) => Decoded::Invalid(err, Some(used)),
+    }
+}
+
+fn text(ty: u8, payload: &[u8]) -> Result<String, FrameError> {
+    String::from_utf8(payload.to_vec()).map_err(|_| FrameError::InvalidUtf8(ty))
+}
+
+fn empty(ty: u8, payload: &[u8], frame: Frame) -> Result<Frame, FrameError> {
+    if payload.is_empty() {
+        Ok(frame)
+    } else {
+        Err(FrameError::Malformed(ty))
+    }
+}
+
+fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
+    match ty {
+        kind::LINE => text(ty, payload).map(Frame::Line),
+        kind::COMPLETE => text(ty, payload).map(Frame::Complete),
+        kind::EOF => empty(ty, payload, Frame::Eof),
+        kind::OUTPUT => text(ty, payload).map(Frame::Output),
+        kind::ERROR => text(ty, payload).map(Frame::Error),
+        kind::PROMPT => text(ty, payload).map(Frame::Prompt),
+        kind::CANDIDATES => {
+            let Ok((items, start)) = be_u32::<_, nom::error::Error<&[u8]>>(payload) else {
+                return Err(FrameError::Malformed(ty));
+            };
+            let items = text(ty, items)?;
+            let items = if items.is_empty() {
+                Vec::new()
+            } else {
+                items.split('\n').map(str::to_owned).collect()
+            };
+            Ok(Frame::Candidates { start, items })
+        }
+        kind::INTERACTIVE => text(ty, payload).map(Frame::Interactive),
+        kind::INTERACTIVE_END => empty(ty, payload, Frame::InteractiveEnd),
+        kind::CLOSE => text(ty, payload).map(Frame::Close),
+        other => Err(FrameError::UnknownType(other)),
+    }
+}
+
+impl Frame {
+    /// True for the frames a client sends.
+    pub fn is_client(&self) -> bool {
+        matches!(self, Frame::Line(_) | Frame::Complete(_) | Frame::Eof)
+    }
+
+    /// Appends the frame's wire form to `out`.
+    ///
+    /// Text longer than [`MAX_FRAME`] is the caller's to split (the session
+    /// does so for output); candidates containing `\n` lose the part after it.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (ty, payload): (u8, &[u8]) = match self {
+            Frame::Line(s) => (kind::LINE, s.as_bytes()),
+            Frame::Complete(s) => (kind::COMPLETE, s.as_bytes()),
+            Frame::Eof => (kind::EOF, b""),
+            Frame::Output(s) => (kind::OUTPUT, s.as_bytes()),
+            Frame::Error(s) => (kind::ERROR, s.as_bytes()),
+            Frame::Prompt(s) => (kind::PROMPT, s.as_bytes()),
+            Frame::Interactive(s) => (kind::INTERACTIVE, s.as_bytes()),
+            Frame::InteractiveEnd => (kind::INTERACTIVE_END, b""),
+            Frame::Close(s) => (kind::CLOSE, s.as_bytes()),
+            Frame::Candidates { start, items } => {
+                let mut payload = start.to_be_bytes().to_vec();
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        payload.push(b'\n');
+                    }
+                    let item = item.split('\n').next().unwrap_or("");
+                    payload.extend_from_slice(item.as_bytes());
+                }
+                write_frame(out, kind::CANDIDATES, &payload);
+                return;
+            }
+        };
+        write_frame(out, ty, payload);
+    }
+}
+
+fn write_frame(out: &mut Vec<u8>, ty: u8, payload: &[u8]) {
+    let len = u32::try_from(payload.len() + 1).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(ty);
+    out.extend_from_slice(payload);
+}
+
+/// Finds the server's handshake answer in what a client has read so far.
+///
+/// Returns the offset just past [`SERVER_HELLO`], or `None` if it has not
+/// arrived yet. Anything before it is the text-mode greeting and is skipped.
+pub fn find_server_hello(input: &[u8]) -> Option<usize> {
+    input
+        .windows(SERVER_HELLO.len())
+        .position(|w| w == SERVER_HELLO)
+        .map(|at| at + SERVER_HELLO.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(frame: Frame) {
+        let mut buf = Vec::new();
+        frame.encode(&mut buf);
+        assert_eq!(decode(&buf, MAX_FRAME), Decoded::Frame(frame, buf.len()));
+    }
+
+    #[test]
+    fn every_frame_type_roundtrips() {
+        roundtrip(Frame::Line("shell process".into()));
+        roundtrip(Frame::Complete("sh".into()));
+        roundtrip(Frame::Eof);
+        roundtrip(Frame::Output("1234\n".into()));
+        roundtrip(Frame::Error("*** Unknown syntax: x".into()));
+        roundtrip(Frame::Prompt("(ispyd:1) ".into()));
+        roundtrip(Frame::Prompt(String::new()));
+        roundtrip(Frame::Candidates {
+            start: 6,
+            items: vec!["process".into(), "python".into()],
+        });
+        roundtrip(Frame::Candidates {
+            start: 0,
+            items: vec![],
+        });
+        roundtrip(Frame::Interactive("console".into()));
+        roundtrip(Frame::InteractiveEnd);
+        roundtrip(Frame::Close("bye".into()));
+    }
+
+    #[test]
+    fn partial_frame_is_incomplete() {
+        let mut buf = Vec::new();
+        Frame::Line("pid".into()).encode(&mut buf);
+        for cut in 0..buf.len() {
+            assert_eq!(decode(&buf[..cut], MAX_FRAME), Decoded::Incomplete);
+        }
+    }
+
+    #[test]
+    fn oversized_length_is_fatal_before_reading_payload() {
+        let buf = [0xff, 0xff, 0xff, 0xff, 0x01];
+        match decode(&buf, 1024) {
+            Decoded::Invalid(err, None) => assert!(err.is_fatal()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_length_is_fatal() {
+        assert_eq!(
+            decode(&[0, 0, 0, 0], 1024),
+            Decoded::Invalid(FrameError::Empty, None)
+        );
+    }
+
+    #[test]
+    fn unknown_type_is_skipped_not_fatal() {
+        let buf = [0, 0, 0, 2, 0x42, b'x'];
+        assert_eq!(
+            decode(&buf, 1024),
+            Decoded::Invalid(FrameError::UnknownType(0x42), Some(6))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_line_is_skipped_not_fatal() {
+        let buf = [0, 0, 0, 3, 0x01, 0xff, 0xfe];
+        assert_eq!(
+            decode(&buf, 1024),
+            Decoded::Invalid(FrameError::InvalidUtf8(0x01), Some(7))
+        );
+    }
+
+    #[test]
+    fn server_hello_is_found_after_text_prompt() {
+        let mut buf = b"(ispyd:42) ".to_vec();
+        buf.extend_from_slice(SERVER_HELLO);
+        buf.push(0);
+        assert_eq!(find_server_hello(&buf), Some(buf.len() - 1));
+        assert_eq!(find_server_hello(b"(ispyd:42) "), None);
+    }
+}

@@ -1,0 +1,327 @@
+//! Plugins: how they are described to the core, and the one trait every
+//! adapter calls them through.
+//!
+//! The core only ever sees [`PluginInfo`] (data). Running a command is the
+//! adapter's job: it receives an [`Event::Call`](crate::Event::Call), hands
+//! it to [`Registry::execute`] (here, so that every adapter catches panics
+//! and reports failures the same way) and gives the resulting
+//! [`Completion`] back to the session.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use crate::session::{Call, Completion, Feed};
+
+/// What a plugin tells the core about itself: its name, its commands and
+/// their help texts, and which configuration section (if any) gates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Name used by `shell NAME` and shown in prompts: `(NAME:PID) `.
+    pub name: String,
+    /// One line saying what the plugin is for, shown by `plugins`.
+    pub summary: String,
+    /// The commands of the plugin's sub-shell, in any order.
+    pub commands: Vec<CommandInfo>,
+    /// Configuration section whose `enabled` key must be true for the plugin
+    /// to be entered. `None`: always available.
+    pub gate: Option<String>,
+    /// True when every command is quick and never waits on anything another
+    /// thread may hold (a lock, the GIL). Adapters may then run calls on the
+    /// session's own thread instead of handing them to a worker, saving two
+    /// thread wake-ups per command.
+    pub inline: bool,
+}
+
+impl PluginInfo {
+    /// A plugin with no commands yet; add them with [`PluginInfo::command`].
+    pub fn new(name: impl Into<String>, summary: impl Into<String>) -> Self {
+        PluginInfo {
+            name: name.into(),
+            summary: summary.into(),
+            commands: Vec::new(),
+            gate: None,
+            inline: false,
+        }
+    }
+
+    /// Adds a command with its help text (the first line is its summary).
+    #[must_use]
+    pub fn command(mut self, name: impl Into<String>, help: impl Into<String>) -> Self {
+        self.commands.push(CommandInfo::new(name, help));
+        self
+    }
+
+    /// Adds a command that is refused unless `[gate] enabled` is true.
+    #[must_use]
+    pub fn gated_command(
+        mut self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        gate: impl Into<String>,
+    ) -> Self {
+        let mut info = CommandInfo::new(name, help);
+        info.gate = Some(gate.into());
+        self.commands.push(info);
+        self
+    }
+
+    /// Makes the whole plugin refuse entry unless `[gate] enabled` is true.
+    #[must_use]
+    pub fn gated(mut self, gate: impl Into<String>) -> Self {
+        self.gate = Some(gate.into());
+        self
+    }
+
+    /// Marks every command as quick and non-blocking (see [`PluginInfo::inline`]).
+    #[must_use]
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
+        self
+    }
+
+    /// The command called `name`, if the plugin has one.
+    pub fn find(&self, name: &str) -> Option<&CommandInfo> {
+        self.commands.iter().find(|c| c.name == name)
+    }
+}
+
+/// One command of a plugin's sub-shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandInfo {
+    /// What the user types.
+    pub name: String,
+    /// Shown by `help NAME`. Commands with an empty help are listed under
+    /// "Undocumented commands", as Python's `cmd` does.
+    pub help: String,
+    /// Configuration section whose `enabled` key must be true for this one
+    /// command to run (the seed's `[python:console]`).
+    pub gate: Option<String>,
+}
+
+impl CommandInfo {
+    /// A command available whenever its plugin is.
+    pub fn new(name: impl Into<String>, help: impl Into<String>) -> Self {
+        CommandInfo {
+            name: name.into(),
+            help: help.into(),
+            gate: None,
+        }
+    }
+}
+
+/// A plugin command's failure, shown to the user as `*** MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    message: String,
+}
+
+impl PluginError {
+    /// A failure with a message the user can act on.
+    pub fn new(message: impl Into<String>) -> Self {
+        PluginError {
+            message: message.into(),
+        }
+    }
+
+    /// The message, without the `*** ` the shell adds.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl From<std::io::Error> for PluginError {
+    fn from(err: std::io::Error) -> Self {
+        PluginError::new(err.to_string())
+    }
+}
+
+/// What a plugin command produced.
+pub enum Outcome {
+    /// Text for the user. A missing final newline is added by the shell.
+    Output(String),
+    /// The command takes the connection over (an interpreter, a debugger):
+    /// every following line goes to this object until it says it is done.
+    Interactive(Box<dyn Interactive>),
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Output(text) => f.debug_tuple("Output").field(text).finish(),
+            Outcome::Interactive(_) => f.write_str("Interactive(..)"),
+        }
+    }
+}
+
+/// One step of an interactive takeover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Show `output`, then read the next line at `prompt` (e.g. `>>> `).
+    Continue {
+        /// Text produced by the last line.
+        output: String,
+        /// The takeover's own prompt for the next line.
+        prompt: String,
+    },
+    /// Show `output`; the takeover is over and the plugin's shell resumes.
+    Done {
+        /// Text produced by the last line.
+        output: String,
+    },
+}
+
+/// An interactive takeover of a session (console, post-mortem debugger).
+///
+/// The adapter keeps the object between lines; it is dropped when the
+/// takeover ends, when the session closes, or when the call that feeds it is
+/// abandoned.
+pub trait Interactive: Send {
+    /// Called once when the takeover begins: the banner and the first prompt.
+    fn start(&mut self) -> Step;
+    /// Called with each line the user enters, or `None` at end of input
+    /// (Ctrl-D), which should end the takeover.
+    fn feed(&mut self, line: Option<&str>) -> Step;
+}
+
+/// The interface every plugin implements, whatever runs it (the std
+/// adapter's threads, the mio adapter's workers, the Python binding).
+///
+/// Calls may come from several sessions at once, hence `Sync`. A panic in
+/// [`Plugin::call`] is caught by [`Registry::execute`] and reported to the
+/// session that made the call.
+pub trait Plugin: Send + Sync {
+    /// Describes the plugin. Called once, when the plugin is registered.
+    fn describe(&self) -> PluginInfo;
+    /// Runs `call.command` with `call.args` (the rest of the line, trimmed).
+    fn call(&self, call: &Call) -> Result<Outcome, PluginError>;
+}
+
+/// A set of plugins, looked up by name, executing calls with panics caught.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Vec<(PluginInfo, Arc<dyn Plugin>)>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(info, _)| &info.name))
+            .finish()
+    }
+}
+
+/// The result of [`Registry::execute`] or [`Registry::feed`]: what to hand
+/// back to the session, and the takeover to keep if one is running.
+#[must_use]
+pub struct Execution {
+    /// Give this to [`Session::complete`](crate::Session::complete).
+    pub completion: Completion,
+    /// Keep this and pass it to [`Registry::feed`] with the session's next
+    /// [`Event::Feed`](crate::Event::Feed).
+    pub interactive: Option<Box<dyn Interactive>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Adds a plugin. A later plugin with the same name replaces the earlier
+    /// one, so a program can override a builtin.
+    pub fn register(&mut self, plugin: Arc<dyn Plugin>) {
+        let info = plugin.describe();
+        self.entries.retain(|(other, _)| other.name != info.name);
+        self.entries.push((info, plugin));
+    }
+
+    /// The descriptions of all registered plugins, in registration order.
+    pub fn infos(&self) -> Vec<PluginInfo> {
+        self.entries.iter().map(|(info, _)| info.clone()).collect()
+    }
+
+    /// The plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<(&PluginInfo, &Arc<dyn Plugin>)> {
+        self.entries
+            .iter()
+            .find(|(info, _)| info.name == name)
+            .map(|(info, plugin)| (info, plugin))
+    }
+
+    /// True when the calls of plugin `name` may run on the session's thread.
+    pub fn is_inline(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|(info, _)| info.inline)
+    }
+
+    /// Runs a call, turning a failure or a panic into an error completion.
+    pub fn execute(&self, call: &Call) -> Execution {
+        let Some((_, plugin)) = self.get(&call.plugin) else {
+            return Execution::fail(format!("Unknown plugin '{}'.", call.plugin));
+        };
+        match catch_unwind(AssertUnwindSafe(|| plugin.call(call))) {
+            Ok(Ok(Outcome::Output(text))) => Execution {
+                completion: Completion::Output(text),
+                interactive: None,
+            },
+            Ok(Ok(Outcome::Interactive(mut interactive))) => {
+                match catch_unwind(AssertUnwindSafe(|| interactive.start())) {
+                    Ok(step) => Execution::from_step(step, interactive),
+                    Err(panic) => Execution::fail(panicked(&call.command, &*panic)),
+                }
+            }
+            Ok(Err(err)) => Execution::fail(err.message),
+            Err(panic) => Execution::fail(panicked(&call.command, &*panic)),
+        }
+    }
+
+    /// Feeds a line to a running takeover. A panic ends the takeover with an
+    /// error; the session goes on in the plugin's shell.
+    pub fn feed(mut interactive: Box<dyn Interactive>, feed: &Feed) -> Execution {
+        let line = feed.line.as_deref();
+        match catch_unwind(AssertUnwindSafe(|| interactive.feed(line))) {
+            Ok(step) => Execution::from_step(step, interactive),
+            Err(panic) => Execution::fail(panicked("interactive session", &*panic)),
+        }
+    }
+}
+
+impl Execution {
+    fn fail(message: String) -> Self {
+        Execution {
+            completion: Completion::Error(message),
+            interactive: None,
+        }
+    }
+
+    fn from_step(step: Step, interactive: Box<dyn Interactive>) -> Self {
+        match step {
+            Step::Continue { output, prompt } => Execution {
+                completion: Completion::Interactive { output, prompt },
+                interactive: Some(interactive),
+            },
+            Step::Done { output } => Execution {
+                completion: Completion::Output(output),
+                interactive: None,
+            },
+        }
+    }
+}
+
+fn panicked(what: &str, panic: &(dyn Any + Send)) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    format!("'{what}' failed inside the plugin (panic: {detail}); the session goes on.")
+}
