@@ -188,9 +188,7 @@ impl Listen {
 /// reachable from elsewhere: the core resolves no names.
 pub fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<IpAddr>()
-            .is_ok_and(|addr| addr.is_loopback())
+        || host.parse::<IpAddr>().is_ok_and(|addr| addr.is_loopback())
 }
 
 fn substitute_pid(template: &str, pid: &str) -> String {
@@ -216,8 +214,8 @@ fn check_template(value: &str, allowed: &[&str]) -> Result<(), String> {
     let mut rest = value;
     while let Some(at) = rest.find('%') {
         let tail = &rest[at..];
-        if tail.starts_with("%%") {
-            rest = &tail[2..];
+        if let Some(after) = tail.strip_prefix("%%") {
+            rest = after;
             continue;
         }
         match allowed.iter().find(|var| tail.starts_with(**var)) {
@@ -409,7 +407,10 @@ impl Config {
             let section = sections.entry(name.clone()).or_default();
             for (key, value) in props.iter() {
                 let key = key.trim().to_ascii_lowercase();
-                if section.insert(key.clone(), value.trim().to_owned()).is_some() {
+                if section
+                    .insert(key.clone(), value.trim().to_owned())
+                    .is_some()
+                {
                     return Err(ConfigError::at(
                         file,
                         &name,
@@ -442,7 +443,12 @@ impl Config {
             )
         };
         let listen = main.get("listen").ok_or_else(|| {
-            ConfigError::at(file, MAIN_SECTION, Some("listen"), ConfigProblem::MissingKey)
+            ConfigError::at(
+                file,
+                MAIN_SECTION,
+                Some("listen"),
+                ConfigProblem::MissingKey,
+            )
         })?;
         let listen = Listen::parse(listen).map_err(|what| invalid("listen", what))?;
 
@@ -629,7 +635,10 @@ mod tests {
     #[test]
     fn minimal_config_has_defaults() {
         let config = parse("[ispyd]\nlisten = /tmp/ispyd-%(pid)s.sock\n").unwrap();
-        assert_eq!(config.listen, Listen::Unix("/tmp/ispyd-%(pid)s.sock".into()));
+        assert_eq!(
+            config.listen,
+            Listen::Unix("/tmp/ispyd-%(pid)s.sock".into())
+        );
         assert_eq!(config.plugins, vec!["process".to_owned()]);
         assert_eq!(config.limits, Limits::default());
         assert!(!config.allow_remote);
@@ -680,20 +689,29 @@ mod tests {
     #[test]
     fn missing_listen_names_file_section_and_key() {
         let err = parse("[ispyd]\nplugins = process\n").unwrap_err();
-        assert_eq!(err.to_string(), "ispyd.ini: [ispyd] listen: this key is required");
+        assert_eq!(
+            err.to_string(),
+            "ispyd.ini: [ispyd] listen: this key is required"
+        );
     }
 
     #[test]
     fn missing_main_section_is_an_error() {
         let err = parse("[debugger]\nenabled = true\n").unwrap_err();
         assert_eq!(err.problem, ConfigProblem::MissingSection);
-        assert_eq!(err.to_string(), "ispyd.ini: [ispyd]: this section is required");
+        assert_eq!(
+            err.to_string(),
+            "ispyd.ini: [ispyd]: this section is required"
+        );
     }
 
     #[test]
     fn relative_listen_path_is_rejected() {
         let err = parse("[ispyd]\nlisten = ispyd.sock\n").unwrap_err();
-        assert!(err.to_string().contains("neither an absolute path"), "{err}");
+        assert!(
+            err.to_string().contains("neither an absolute path"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -713,14 +731,19 @@ mod tests {
     #[test]
     fn builtins_expand_in_plugins() {
         let config = parse("[ispyd]\nlisten = /tmp/x\nplugins = demo %(builtins)s demo\n").unwrap();
-        assert_eq!(config.plugins, vec!["demo".to_owned(), "process".to_owned()]);
+        assert_eq!(
+            config.plugins,
+            vec!["demo".to_owned(), "process".to_owned()]
+        );
     }
 
     #[test]
     fn enabled_accepts_the_seed_spellings() {
         for (value, expected) in [("1", true), ("on", true), ("Yes", true), ("off", false)] {
-            let config = parse(&format!("[ispyd]\nlisten = /tmp/x\n[debugger]\nenabled = {value}\n"))
-                .unwrap();
+            let config = parse(&format!(
+                "[ispyd]\nlisten = /tmp/x\n[debugger]\nenabled = {value}\n"
+            ))
+            .unwrap();
             assert_eq!(config.is_enabled("debugger"), expected, "{value}");
         }
         let config = parse("[ispyd]\nlisten = /tmp/x\n").unwrap();

@@ -1,0 +1,789 @@
+//! The shell stack and every transition of it: root → plugin shell →
+//! interactive takeover.
+//!
+//! Rules:
+//! - The root shell has `exit help plugins prompt shell`; a plugin's shell
+//!   has the plugin's commands plus `exit help prompt`.
+//! - `shell NAME` enters a plugin's shell unless the plugin is gated and its
+//!   section is not enabled; then the user stays where they were.
+//! - A plugin command becomes a call; while the call's takeover runs, every
+//!   line is fed to it, and the shell resumes when it says it is done.
+//! - `exit` (or end of input) leaves the current level; at the root it ends
+//!   the session.
+//! - `prompt on|off` is one setting for the whole session.
+//!
+//! The depth of the stack is at most three: root, plugin, takeover.
+
+use std::collections::BTreeSet;
+
+use crate::command::{CommandLine, parse_command};
+use crate::config::{Config, Limits};
+use crate::help;
+use crate::plugin::PluginInfo;
+use crate::session::Completion;
+
+const ROOT_NAME: &str = "ispyd";
+
+const EXIT_HELP: &str = "Leave this shell: from a plugin's shell back to the top level; \
+                         at the top level, end the session.";
+const HELP_HELP: &str = "List the commands, or show one command's help: help [COMMAND]. \
+                         '?' is the same as 'help'.";
+const PLUGINS_HELP: &str = "List the loaded plugins, what each is for, and whether it is enabled.";
+const PROMPT_HELP: &str = "Turn the prompt on or off: prompt on|off. Plugin shells follow the \
+                           setting; 'prompt off' suits scripts.";
+const SHELL_HELP: &str = "Enter a plugin's shell: shell NAME, or !NAME. 'plugins' lists the names.";
+
+const ROOT_COMMANDS: &[(&str, &str)] = &[
+    ("exit", EXIT_HELP),
+    ("help", HELP_HELP),
+    ("plugins", PLUGINS_HELP),
+    ("prompt", PROMPT_HELP),
+    ("shell", SHELL_HELP),
+];
+const PLUGIN_BUILTINS: &[(&str, &str)] = &[
+    ("exit", EXIT_HELP),
+    ("help", HELP_HELP),
+    ("prompt", PROMPT_HELP),
+];
+
+/// What the core knows of the host process: its pid, its plugins, which
+/// gated features are enabled, and the limits. Shared by all its sessions.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pid: u32,
+    plugins: Vec<PluginInfo>,
+    enabled: BTreeSet<String>,
+    limits: Limits,
+}
+
+impl Host {
+    /// Describes a host process from its configuration and its plugins'
+    /// descriptions.
+    pub fn new(pid: u32, config: &Config, plugins: Vec<PluginInfo>) -> Host {
+        let mut enabled = BTreeSet::new();
+        for plugin in &plugins {
+            let gates = plugin
+                .gate
+                .iter()
+                .chain(plugin.commands.iter().filter_map(|c| c.gate.as_ref()));
+            for gate in gates {
+                if config.is_enabled(gate) {
+                    enabled.insert(gate.clone());
+                }
+            }
+        }
+        Host {
+            pid,
+            plugins,
+            enabled,
+            limits: config.limits,
+        }
+    }
+
+    /// The host's process id, shown in prompts.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The session limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The plugins' descriptions.
+    pub fn plugins(&self) -> &[PluginInfo] {
+        &self.plugins
+    }
+
+    fn plugin(&self, name: &str) -> Option<(usize, &PluginInfo)> {
+        self.plugins
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name == name)
+    }
+
+    fn is_open(&self, gate: Option<&String>) -> bool {
+        gate.is_none_or(|g| self.enabled.contains(g))
+    }
+
+    fn sorted_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.plugins.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn loaded_list(&self) -> String {
+        let names = self.sorted_names();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+/// Something the shell shows, in order, before its next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Output(String),
+    Error(String),
+    TakeoverBegin(String),
+    TakeoverEnd,
+}
+
+/// What the session does after showing a reply's pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Show the prompt and read the next input.
+    Prompt,
+    /// Run a plugin command; the reply comes later.
+    Call {
+        plugin: String,
+        command: String,
+        args: String,
+    },
+    /// Hand a line (or end of input) to the running takeover.
+    Feed(Option<String>),
+    /// End the session with this reason.
+    Close(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) pieces: Vec<Piece>,
+    pub(crate) next: Next,
+}
+
+impl Reply {
+    fn prompt(pieces: Vec<Piece>) -> Reply {
+        Reply {
+            pieces,
+            next: Next::Prompt,
+        }
+    }
+
+    fn output(text: String) -> Reply {
+        Reply::prompt(vec![Piece::Output(text)])
+    }
+
+    fn error(text: String) -> Reply {
+        Reply::prompt(vec![Piece::Error(text)])
+    }
+}
+
+/// A session's place in the shell stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shell {
+    plugin: Option<usize>,
+    takeover: Option<Takeover>,
+    prompts: bool,
+}
+
+/// A running takeover: the command that started it and its current prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Takeover {
+    name: String,
+    prompt: String,
+}
+
+impl Default for Shell {
+    fn default() -> Self {
+        Shell {
+            plugin: None,
+            takeover: None,
+            prompts: true,
+        }
+    }
+}
+
+impl Shell {
+    /// How many levels deep the session is: 1 at the root, at most 3.
+    pub(crate) fn depth(&self) -> usize {
+        1 + usize::from(self.plugin.is_some()) + usize::from(self.takeover.is_some())
+    }
+
+    pub(crate) fn in_takeover(&self) -> bool {
+        self.takeover.is_some()
+    }
+
+    /// The prompt to show now; `None` when prompts are off. A takeover's
+    /// prompt is always shown: it tells the user which interpreter reads.
+    pub(crate) fn prompt(&self, host: &Host) -> Option<String> {
+        if let Some(takeover) = &self.takeover {
+            return Some(takeover.prompt.clone());
+        }
+        self.prompts
+            .then(|| format!("({}:{}) ", self.name(host), host.pid))
+    }
+
+    /// The command that started the running takeover.
+    pub(crate) fn takeover_name(&self) -> Option<&str> {
+        self.takeover.as_ref().map(|t| t.name.as_str())
+    }
+
+    /// The name of the current plugin shell, or `ispyd` at the root.
+    pub(crate) fn plugin_name<'h>(&self, host: &'h Host) -> &'h str {
+        self.name(host)
+    }
+
+    fn name<'h>(&self, host: &'h Host) -> &'h str {
+        match self.plugin {
+            Some(index) => &host.plugins[index].name,
+            None => ROOT_NAME,
+        }
+    }
+
+    /// Interprets one line of input.
+    pub(crate) fn run_line(&mut self, line: &str, host: &Host) -> Reply {
+        if self.takeover.is_some() {
+            return Reply {
+                pieces: Vec::new(),
+                next: Next::Feed(Some(line.to_owned())),
+            };
+        }
+        let Some(command) = parse_command(line) else {
+            return Reply::prompt(Vec::new());
+        };
+        match self.plugin {
+            None => self.run_root(command, host),
+            Some(index) => self.run_plugin(index, command, host),
+        }
+    }
+
+    /// End of input (Ctrl-D): leaves the current level.
+    pub(crate) fn end_of_input(&mut self) -> Reply {
+        if self.takeover.is_some() {
+            return Reply {
+                pieces: Vec::new(),
+                next: Next::Feed(None),
+            };
+        }
+        self.exit()
+    }
+
+    fn exit(&mut self) -> Reply {
+        if self.plugin.take().is_some() {
+            return Reply::prompt(Vec::new());
+        }
+        Reply {
+            pieces: Vec::new(),
+            next: Next::Close(String::new()),
+        }
+    }
+
+    fn run_root(&mut self, command: CommandLine<'_>, host: &Host) -> Reply {
+        match command.name {
+            "exit" => self.exit(),
+            "help" => Reply::output(root_help(command.args, host)),
+            "prompt" => self.set_prompt(command.args),
+            "plugins" => Reply::output(plugin_table(host)),
+            "shell" => self.enter(command.args, host),
+            _ => Reply::prompt(unknown(
+                command,
+                ROOT_COMMANDS.iter().map(|(name, _)| *name),
+            )),
+        }
+    }
+
+    fn run_plugin(&mut self, index: usize, command: CommandLine<'_>, host: &Host) -> Reply {
+        let plugin = &host.plugins[index];
+        match command.name {
+            "exit" => self.exit(),
+            "help" => Reply::output(plugin_help(plugin, command.args)),
+            "prompt" => self.set_prompt(command.args),
+            name => match plugin.find(name) {
+                Some(info) if !host.is_open(info.gate.as_ref()) => Reply::error(disabled(
+                    &format!("{name} command"),
+                    info.gate.as_deref().unwrap_or_default(),
+                )),
+                Some(_) => Reply {
+                    pieces: Vec::new(),
+                    next: Next::Call {
+                        plugin: plugin.name.clone(),
+                        command: name.to_owned(),
+                        args: command.args.to_owned(),
+                    },
+                },
+                None => {
+                    let names = plugin_command_names(plugin);
+                    Reply::prompt(unknown(command, names.into_iter()))
+                }
+            },
+        }
+    }
+
+    fn set_prompt(&mut self, args: &str) -> Reply {
+        match args {
+            "on" => self.prompts = true,
+            "off" => self.prompts = false,
+            "" => {
+                let state = if self.prompts { "on" } else { "off" };
+                return Reply::output(format!("The prompt is {state}. Use: prompt on|off\n"));
+            }
+            _ => return Reply::error(format!("*** Usage: prompt on|off (not '{args}')")),
+        }
+        Reply::prompt(Vec::new())
+    }
+
+    fn enter(&mut self, name: &str, host: &Host) -> Reply {
+        if name.is_empty() {
+            return Reply::error(format!(
+                "*** Usage: shell NAME. Loaded plugins: {}.",
+                host.loaded_list()
+            ));
+        }
+        match host.plugin(name) {
+            None => Reply::error(format!(
+                "Unknown plugin '{name}'. Loaded plugins: {}.",
+                host.loaded_list()
+            )),
+            Some((_, plugin)) if !host.is_open(plugin.gate.as_ref()) => Reply::error(disabled(
+                &format!("{name} plugin"),
+                plugin.gate.as_deref().unwrap_or_default(),
+            )),
+            Some((index, _)) => {
+                self.plugin = Some(index);
+                Reply::prompt(Vec::new())
+            }
+        }
+    }
+
+    /// Applies the result of the call or feed the session was waiting for.
+    pub(crate) fn finish(&mut self, command: &str, completion: Completion) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        match completion {
+            Completion::Interactive { output, prompt } => {
+                match &mut self.takeover {
+                    Some(takeover) => takeover.prompt = prompt,
+                    None => {
+                        pieces.push(Piece::TakeoverBegin(command.to_owned()));
+                        self.takeover = Some(Takeover {
+                            name: command.to_owned(),
+                            prompt,
+                        });
+                    }
+                }
+                pieces.push(Piece::Output(output));
+            }
+            Completion::Output(output) => {
+                pieces.push(Piece::Output(output));
+                self.end_takeover(&mut pieces);
+            }
+            Completion::Error(message) => {
+                pieces.push(Piece::Error(format!("*** {message}")));
+                self.end_takeover(&mut pieces);
+            }
+        }
+        pieces
+    }
+
+    /// Gives up on the call the session was waiting for.
+    pub(crate) fn abandon(&mut self, message: String) -> Vec<Piece> {
+        let mut pieces = vec![Piece::Error(message)];
+        self.end_takeover(&mut pieces);
+        pieces
+    }
+
+    fn end_takeover(&mut self, pieces: &mut Vec<Piece>) {
+        if self.takeover.take().is_some() {
+            pieces.push(Piece::TakeoverEnd);
+        }
+    }
+
+    /// Completion candidates for `text` (the line up to the cursor): the
+    /// byte offset where the completed word starts, and the candidates.
+    pub(crate) fn complete(&self, text: &str, host: &Host) -> (usize, Vec<String>) {
+        if self.takeover.is_some() {
+            return (text.len(), Vec::new());
+        }
+        let start = text
+            .rfind([' ', '\t'])
+            .map_or(text.len() - text.trim_start().len(), |at| at + 1);
+        let word = &text[start..];
+        let before: Vec<&str> = text[..start].split_whitespace().collect();
+        let plugin = self.plugin.map(|i| &host.plugins[i]);
+        let pool: Vec<String> = match (before.as_slice(), plugin) {
+            ([], None) => names(ROOT_COMMANDS.iter().map(|(n, _)| *n)),
+            ([], Some(plugin)) => names(plugin_command_names(plugin).into_iter()),
+            (["help" | "?"], None) => names(ROOT_COMMANDS.iter().map(|(n, _)| *n)),
+            (["help" | "?"], Some(plugin)) => names(plugin_command_names(plugin).into_iter()),
+            (["shell" | "!"], None) => names(host.sorted_names().into_iter()),
+            (["prompt"], _) => names(["on", "off"].into_iter()),
+            _ => Vec::new(),
+        };
+        let mut items: Vec<String> = pool.into_iter().filter(|c| c.starts_with(word)).collect();
+        items.sort();
+        items.dedup();
+        (start, items)
+    }
+}
+
+fn names<'a>(iter: impl Iterator<Item = &'a str>) -> Vec<String> {
+    iter.map(str::to_owned).collect()
+}
+
+fn plugin_command_names(plugin: &PluginInfo) -> Vec<&str> {
+    let mut names: Vec<&str> = PLUGIN_BUILTINS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(plugin.commands.iter().map(|c| c.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn disabled(what: &str, gate: &str) -> String {
+    format!(
+        "Sorry, the {what} is disabled.\n\
+         To enable it, set 'enabled = true' in the [{gate}] section of the configuration file."
+    )
+}
+
+fn unknown<'a>(command: CommandLine<'_>, known: impl Iterator<Item = &'a str>) -> Vec<Piece> {
+    let known: Vec<&str> = known.collect();
+    let mut message = format!("*** Unknown syntax: {command}");
+    let wanted = if command.name == "quit" {
+        Some("exit")
+    } else {
+        closest(command.name, &known)
+    };
+    match wanted {
+        Some(name) => message.push_str(&format!(
+            "\nDid you mean '{name}'? Type 'help' for the commands here."
+        )),
+        None => message.push_str("\nType 'help' for the commands here."),
+    }
+    vec![Piece::Error(message)]
+}
+
+fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|name| (edit_distance(word, name), *name))
+        .filter(|(distance, name)| *distance <= 2 && *distance < name.len())
+        .min()
+        .map(|(_, name)| name)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+fn root_help(topic: &str, host: &Host) -> String {
+    if topic.is_empty() {
+        let names: Vec<&str> = ROOT_COMMANDS.iter().map(|(name, _)| *name).collect();
+        return help::listing(&names, &[]);
+    }
+    match ROOT_COMMANDS.iter().find(|(name, _)| *name == topic) {
+        Some((_, text)) => format!("{text}\n"),
+        None if host.plugin(topic).is_some() => format!(
+            "'{topic}' is a plugin: enter its shell with 'shell {topic}', then type 'help'.\n"
+        ),
+        None => format!("*** No help on {topic}\n"),
+    }
+}
+
+fn plugin_help(plugin: &PluginInfo, topic: &str) -> String {
+    if topic.is_empty() {
+        let mut documented = Vec::new();
+        let mut undocumented = Vec::new();
+        for name in plugin_command_names(plugin) {
+            let has_help = PLUGIN_BUILTINS.iter().any(|(n, _)| *n == name)
+                || plugin.find(name).is_some_and(|c| !c.help.trim().is_empty());
+            if has_help {
+                documented.push(name);
+            } else {
+                undocumented.push(name);
+            }
+        }
+        return help::listing(&documented, &undocumented);
+    }
+    if let Some((_, text)) = PLUGIN_BUILTINS.iter().find(|(name, _)| *name == topic) {
+        return format!("{text}\n");
+    }
+    match plugin.find(topic) {
+        Some(command) if !command.help.trim().is_empty() => {
+            format!("{}\n", command.help.trim_end())
+        }
+        _ => format!("*** No help on {topic}\n"),
+    }
+}
+
+fn plugin_table(host: &Host) -> String {
+    let mut plugins: Vec<&PluginInfo> = host.plugins.iter().collect();
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    if plugins.is_empty() {
+        return "No plugins are loaded.\n".to_owned();
+    }
+    let width = plugins.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for plugin in plugins {
+        let state = if host.is_open(plugin.gate.as_ref()) {
+            String::new()
+        } else {
+            format!(
+                " (disabled: set enabled = true in [{}])",
+                plugin.gate.as_deref().unwrap_or_default()
+            )
+        };
+        out.push_str(&format!(
+            "{:<width$}  {}{}\n",
+            plugin.name, plugin.summary, state
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Listen;
+
+    fn host() -> Host {
+        let mut config = Config::new(Listen::Unix("/tmp/x".into()), &[]);
+        config.set_enabled("open", true);
+        let plugins = vec![
+            PluginInfo::new("process", "The OS's view")
+                .command("pid", "Print the process id.")
+                .command("cwd", "Print the working directory."),
+            PluginInfo::new("debugger", "Probes").gated("debugger"),
+            PluginInfo::new("python", "The interpreter")
+                .command("threads", "Dump stacks.")
+                .gated_command("console", "Interpreter.", "python:console")
+                .command("quiet", ""),
+        ];
+        Host::new(42, &config, plugins)
+    }
+
+    fn run(shell: &mut Shell, line: &str) -> Reply {
+        shell.run_line(line, &host())
+    }
+
+    fn error_text(reply: &Reply) -> &str {
+        match reply.pieces.as_slice() {
+            [Piece::Error(text)] => text,
+            other => panic!("expected one error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn root_prompt_shows_ispyd_and_pid() {
+        assert_eq!(
+            Shell::default().prompt(&host()).as_deref(),
+            Some("(ispyd:42) ")
+        );
+    }
+
+    #[test]
+    fn shell_enters_plugin_and_exit_restores_root_prompt() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("shell process", &host);
+        assert_eq!(shell.prompt(&host).as_deref(), Some("(process:42) "));
+        assert_eq!(shell.depth(), 2);
+        shell.run_line("exit", &host);
+        assert_eq!(shell.prompt(&host).as_deref(), Some("(ispyd:42) "));
+    }
+
+    #[test]
+    fn bang_enters_plugin() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("!process", &host);
+        assert_eq!(shell.prompt(&host).as_deref(), Some("(process:42) "));
+    }
+
+    #[test]
+    fn exit_at_root_closes_session() {
+        let reply = run(&mut Shell::default(), "exit");
+        assert_eq!(reply.next, Next::Close(String::new()));
+    }
+
+    #[test]
+    fn unknown_command_names_it_and_hints() {
+        let reply = run(&mut Shell::default(), "foo bar");
+        assert_eq!(
+            error_text(&reply),
+            "*** Unknown syntax: foo bar\nType 'help' for the commands here."
+        );
+    }
+
+    #[test]
+    fn near_miss_suggests_the_command() {
+        let reply = run(&mut Shell::default(), "plugns");
+        assert!(error_text(&reply).contains("Did you mean 'plugins'?"));
+        let reply = run(&mut Shell::default(), "quit");
+        assert!(error_text(&reply).contains("Did you mean 'exit'?"));
+    }
+
+    #[test]
+    fn unknown_plugin_lists_loaded_ones() {
+        let reply = run(&mut Shell::default(), "shell foo");
+        assert_eq!(
+            error_text(&reply),
+            "Unknown plugin 'foo'. Loaded plugins: debugger, process, python."
+        );
+    }
+
+    #[test]
+    fn disabled_plugin_is_refused_and_user_stays_at_root() {
+        let host = host();
+        let mut shell = Shell::default();
+        let reply = shell.run_line("shell debugger", &host);
+        assert!(error_text(&reply).starts_with("Sorry, the debugger plugin is disabled.\n"));
+        assert_eq!(shell.depth(), 1);
+    }
+
+    #[test]
+    fn disabled_command_is_refused_without_a_call() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("shell python", &host);
+        let reply = shell.run_line("console", &host);
+        assert!(error_text(&reply).starts_with("Sorry, the console command is disabled."));
+        assert_eq!(reply.next, Next::Prompt);
+    }
+
+    #[test]
+    fn plugin_command_becomes_a_call_with_trimmed_args() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("shell python", &host);
+        let reply = shell.run_line("threads   all ", &host);
+        assert_eq!(
+            reply.next,
+            Next::Call {
+                plugin: "python".into(),
+                command: "threads".into(),
+                args: "all".into()
+            }
+        );
+    }
+
+    #[test]
+    fn empty_line_does_nothing() {
+        let reply = run(&mut Shell::default(), "   ");
+        assert_eq!(reply, Reply::prompt(Vec::new()));
+    }
+
+    #[test]
+    fn prompt_off_is_inherited_by_subshells() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("prompt off", &host);
+        shell.run_line("shell process", &host);
+        assert_eq!(shell.prompt(&host), None);
+        shell.run_line("prompt on", &host);
+        shell.run_line("exit", &host);
+        assert_eq!(shell.prompt(&host).as_deref(), Some("(ispyd:42) "));
+    }
+
+    #[test]
+    fn plugin_help_lists_plugin_and_builtin_commands() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("shell process", &host);
+        let reply = shell.run_line("help", &host);
+        assert_eq!(
+            reply.pieces,
+            vec![Piece::Output(
+                "\nDocumented commands (type help <topic>):\n\
+                 ========================================\n\
+                 cwd  exit  help  pid  prompt\n\n"
+                    .into()
+            )]
+        );
+        let reply = shell.run_line("help pid", &host);
+        assert_eq!(
+            reply.pieces,
+            vec![Piece::Output("Print the process id.\n".into())]
+        );
+        let reply = shell.run_line("help nope", &host);
+        assert_eq!(
+            reply.pieces,
+            vec![Piece::Output("*** No help on nope\n".into())]
+        );
+    }
+
+    #[test]
+    fn commands_without_help_are_listed_as_undocumented() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("shell python", &host);
+        let reply = shell.run_line("help", &host);
+        let Piece::Output(text) = &reply.pieces[0] else {
+            panic!()
+        };
+        assert!(text.contains("Undocumented commands:\n======================\nquiet\n"));
+    }
+
+    #[test]
+    fn plugins_table_marks_disabled_ones() {
+        let reply = run(&mut Shell::default(), "plugins");
+        let Piece::Output(text) = &reply.pieces[0] else {
+            panic!()
+        };
+        assert_eq!(
+            text,
+            "debugger  Probes (disabled: set enabled = true in [debugger])\n\
+             process   The OS's view\n\
+             python    The interpreter\n"
+        );
+    }
+
+    #[test]
+    fn takeover_receives_lines_until_done() {
+        let host = host();
+        let mut shell = Shell::default();
+        shell.run_line("shell python", &host);
+        let pieces = shell.finish(
+            "console",
+            Completion::Interactive {
+                output: "banner\n".into(),
+                prompt: ">>> ".into(),
+            },
+        );
+        assert_eq!(pieces[0], Piece::TakeoverBegin("console".into()));
+        assert_eq!(shell.prompt(&host).as_deref(), Some(">>> "));
+        assert_eq!(shell.depth(), 3);
+        let reply = shell.run_line("exit", &host);
+        assert_eq!(reply.next, Next::Feed(Some("exit".into())));
+        let pieces = shell.finish("console", Completion::Output(String::new()));
+        assert_eq!(pieces.last(), Some(&Piece::TakeoverEnd));
+        assert_eq!(shell.prompt(&host).as_deref(), Some("(python:42) "));
+    }
+
+    #[test]
+    fn completion_offers_commands_plugins_and_topics() {
+        let host = host();
+        let mut shell = Shell::default();
+        assert_eq!(
+            shell.complete("p", &host),
+            (0, vec!["plugins".into(), "prompt".into()])
+        );
+        assert_eq!(
+            shell.complete("shell p", &host),
+            (6, vec!["process".into(), "python".into()])
+        );
+        assert_eq!(
+            shell.complete("prompt o", &host),
+            (7, vec!["off".into(), "on".into()])
+        );
+        shell.run_line("shell process", &host);
+        assert_eq!(shell.complete("help c", &host), (5, vec!["cwd".into()]));
+    }
+}
