@@ -45,12 +45,18 @@ impl Plugin for DemoPlugin {
         .command(
             "workers",
             "List the worker threads and what each one does.\n\
-                 Compare with 'threads' in the process plugin: 'stuck' sleeps on a lock forever.",
+             Compare with 'threads' in the process plugin: 'stuck' sleeps on a lock forever.",
         )
         .command(
             "slow",
             "slow SECONDS: a command that takes its time (default 3 s), to see how the\n\
-                 shell behaves while a call runs and when it outlasts call_timeout.",
+             shell behaves while a call runs and when it outlasts call_timeout.",
+        )
+        .gated_command(
+            "reset",
+            "Set the work counters back to zero. It changes the program's state, so it is\n\
+             off unless the configuration says [demo:reset] enabled = true.",
+            "demo:reset",
         )
         .command(
             "fail",
@@ -59,7 +65,7 @@ impl Plugin for DemoPlugin {
         .command(
             "crash",
             "A command that panics inside the plugin: you get an error, and both the\n\
-                 session and the program survive.",
+             session and the program survive.",
         )
     }
 
@@ -98,6 +104,12 @@ impl Plugin for DemoPlugin {
                 }
                 thread::sleep(Duration::from_secs_f64(seconds));
                 Ok(Outcome::Output(format!("done after {seconds} s\n")))
+            }
+            "reset" => {
+                self.stats.hashed_bytes.store(0, Ordering::Relaxed);
+                self.stats.sorted_items.store(0, Ordering::Relaxed);
+                self.stats.ticks.store(0, Ordering::Relaxed);
+                Ok(Outcome::Output("counters reset\n".to_owned()))
             }
             "fail" => Err(PluginError::new(
                 "this command always fails, to show what a failure looks like",
