@@ -655,6 +655,12 @@ impl Refusal {
                 "*** ispyd: already serving {limit} sessions (max_sessions = {limit}); \
                  try again when one ends.\n"
             ),
+            Refusal::NotAllowed {
+                peer_uid,
+                host_uid: 0,
+            } => {
+                format!("*** ispyd: uid {peer_uid} may not inspect this process; only root may.\n")
+            }
             Refusal::NotAllowed { peer_uid, host_uid } => format!(
                 "*** ispyd: uid {peer_uid} may not inspect this process; only uid {host_uid} \
                  (its owner) and root may.\n"

@@ -192,6 +192,12 @@ impl Demo {
         wait_output(child)
     }
 
+    /// Waits for a demo that is expected to exit by itself (a start-up
+    /// error); returns its output.
+    pub fn stop_after_exit(&mut self) -> Output {
+        wait_output(self.child.take().expect("demo still owned"))
+    }
+
     /// Asserts that the demo still answers a command on a fresh session.
     pub fn assert_responsive(&self) {
         let mut text = self.connect();

@@ -1,0 +1,152 @@
+//! The security model, checked against the real demo process: socket
+//! permissions, peer credentials, never stealing a live socket, replacing a
+//! stale one, loopback-only TCP, and clear start-up errors.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::process::Command;
+
+use common::{Demo, run_with_input, set_mode, shared_tempdir, stderr, stdout, wait_for};
+
+/// Connects to `socket` as user `nobody` with socat. With no input, socat
+/// only reads (`-u`), so it shows what the server says before closing.
+fn as_nobody_socat(socket: &std::path::Path, input: &[u8]) -> std::process::Output {
+    let mut command = Command::new("setpriv");
+    command.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "socat",
+    ]);
+    let address = format!("UNIX-CONNECT:{}", socket.display());
+    if input.is_empty() {
+        command.args(["-u", &address, "-"]);
+    } else {
+        command.args(["-", &address]);
+    }
+    run_with_input(command, input)
+}
+
+#[test]
+fn unix_socket_is_created_with_mode_0600() {
+    let demo = Demo::start("");
+    let mode = std::fs::metadata(demo.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}
+
+#[test]
+fn other_user_is_stopped_by_the_socket_permissions() {
+    let demo = Demo::start("");
+    let output = as_nobody_socat(demo.socket(), b"shell process\npid\n");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("Permission denied"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stdout(&output).contains(&demo.pid.to_string()));
+}
+
+#[test]
+fn other_user_is_refused_by_peer_credentials_even_if_the_file_is_opened_up() {
+    let demo = Demo::start("");
+    set_mode(demo.socket(), 0o666);
+    let output = as_nobody_socat(demo.socket(), b"");
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("*** ispyd: uid 65534 may not inspect this process; only root may.\n"),
+        "{text:?} / {}",
+        stderr(&output)
+    );
+    assert!(
+        !text.contains("(ispyd:"),
+        "a refused peer got a prompt: {text}"
+    );
+    demo.assert_responsive();
+}
+
+#[test]
+fn live_socket_is_never_stolen() {
+    let dir = shared_tempdir();
+    let listen = format!("listen = {}/fixed.sock", dir.path().display());
+    let first = Demo::start_with(dir.path(), &listen);
+    let socket = dir.path().join("fixed.sock");
+    wait_for(|| socket.exists(), "the first demo's socket");
+    let mut first = first;
+    first.socket = Some(socket.clone());
+
+    let mut second = Demo::start_with(dir.path(), &listen);
+    let output = second.stop_after_exit();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(&socket.display().to_string()) && message.contains("in use"),
+        "{message}"
+    );
+    first.assert_responsive();
+}
+
+#[test]
+fn stale_socket_is_replaced() {
+    let dir = shared_tempdir();
+    let socket = dir.path().join("fixed.sock");
+    drop(UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists(), "a dropped std listener leaves its file");
+    let mut demo = Demo::start_with(dir.path(), &format!("listen = {}", socket.display()));
+    demo.socket = Some(socket.clone());
+    wait_for(
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "the demo to take over the stale socket",
+    );
+    demo.assert_responsive();
+}
+
+#[test]
+fn tcp_on_a_public_address_needs_allow_remote() {
+    let dir = shared_tempdir();
+    let mut demo = Demo::start_with(dir.path(), "listen = 0.0.0.0:1");
+    let output = demo.stop_after_exit();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("[ispyd] listen") && message.contains("allow_remote"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_configuration_names_file_section_and_key() {
+    let dir = shared_tempdir();
+    let mut demo = Demo::start_with(dir.path(), "listen = /tmp/x.sock\nmax_sessions = lots");
+    let output = demo.stop_after_exit();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains(".ini: [ispyd] max_sessions: 'lots' is not a whole number"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_key_is_reported_at_start_up() {
+    let dir = shared_tempdir();
+    let demo = Demo::start_with(
+        dir.path(),
+        &format!("listen = {}/w.sock\nmax_session = 3", dir.path().display()),
+    );
+    let socket = dir.path().join("w.sock");
+    wait_for(|| socket.exists(), "the demo's socket");
+    let mut demo = demo;
+    let output = demo.stop();
+    let message = stderr(&output);
+    assert!(
+        message.contains("ispyd: warning: ")
+            && message.contains("[ispyd] max_session: unknown key"),
+        "{message}"
+    );
+}
