@@ -2,8 +2,27 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+/// Writes with `MSG_NOSIGNAL`: a client that hangs up must not kill the
+/// host with SIGPIPE when the host has not ignored that signal (a C or
+/// embedded program; std's `UnixStream` writes with plain `write(2)`).
+fn send_no_signal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is an open
+        // socket owned by the caller's stream.
+        let sent = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Ok(sent as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
 
 /// An accepted connection, UNIX or TCP.
 #[derive(Debug)]
@@ -54,7 +73,7 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Unix(s) => s.write(buf),
+            Stream::Unix(s) => send_no_signal(s.as_raw_fd(), buf),
             Stream::Tcp(s) => s.write(buf),
         }
     }

@@ -1,0 +1,172 @@
+//! Command-line arguments, and turning the CONFIG argument into the one
+//! setting the client needs: where the servers listen.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use ispyd_core::{Config, ConfigError, Listen};
+
+/// Connect to processes that embed ispyd and inspect them.
+///
+/// ispy starts in a local shell, prompt `(ispyd) `: `servers` lists the
+/// processes found from the configuration's `listen` setting, `connect N`
+/// enters the shell of one of them. With stdin not a terminal, lines are read
+/// from it and no prompts are printed, so scripts can pipe commands in:
+///
+///     printf 'connect 1\nshell process\npid\n' | ispy ispyd.ini
+///
+/// Exit status: 0; 1 when a `connect` failed (or a session broke off with
+/// an error); 2 when the configuration is unusable.
+#[derive(Debug, Parser)]
+#[command(name = "ispy", version, verbatim_doc_comment)]
+pub struct Args {
+    /// The ispyd.ini of the program to inspect (its [ispyd] listen setting
+    /// says where the processes listen). Instead of a file, a listen value
+    /// may be given directly: an existing socket's absolute path, a path
+    /// containing %(pid)s (e.g. '/tmp/ispyd-%(pid)s.sock'), or host:port.
+    #[arg(value_name = "CONFIG")]
+    pub config: String,
+
+    /// Where to keep the history of typed lines. Defaults to $ISPY_HISTORY,
+    /// else ~/.ispy_history.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+impl Args {
+    /// The history file to use: the option, `$ISPY_HISTORY`, or
+    /// `~/.ispy_history`; `None` when none of them can be found (no `HOME`),
+    /// then history lives only in memory.
+    pub fn history_path(&self) -> Option<PathBuf> {
+        history_path(
+            self.history.clone(),
+            std::env::var_os("ISPY_HISTORY"),
+            std::env::var_os("HOME"),
+        )
+    }
+}
+
+fn history_path(
+    option: Option<PathBuf>,
+    env: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    option
+        .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            home.filter(|v| !v.is_empty())
+                .map(|home| Path::new(&home).join(".ispy_history"))
+        })
+}
+
+/// Reads the listen setting from the CONFIG argument.
+///
+/// A regular file is parsed as ispyd configuration (warnings are the server's
+/// business, so they are dropped). Otherwise a listen value is used directly,
+/// which lets an operator point ispy at a socket without a configuration
+/// file at hand: `host:port`, a path with `%(pid)s`, or an existing socket.
+/// A plain path that does not exist is reported as a missing file, since a
+/// mistyped configuration path is the likelier mistake.
+pub fn load_listen(config: &str) -> Result<Listen, ConfigError> {
+    let path = Path::new(config);
+    if !path.is_file() {
+        match Listen::parse(config) {
+            Ok(listen @ Listen::Tcp { .. }) => return Ok(listen),
+            Ok(listen) if listen.is_per_process() || path.exists() => return Ok(listen),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::unreadable(config, err.to_string()))?;
+    Config::parse(config, &text, &[]).map(|config| config.listen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn config_file_gives_its_listen_setting() {
+        let dir = TempDir::new();
+        let file = dir.path().join("ispyd.ini");
+        std::fs::write(
+            &file,
+            "[ispyd]\nlisten = /tmp/ispyd-%(pid)s.sock\nfoo = 1\n",
+        )
+        .unwrap();
+        let listen = load_listen(file.to_str().unwrap()).unwrap();
+        assert_eq!(listen, Listen::Unix("/tmp/ispyd-%(pid)s.sock".into()));
+    }
+
+    #[test]
+    fn listen_value_is_accepted_in_place_of_a_file() {
+        assert_eq!(
+            load_listen("localhost:12345").unwrap(),
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 12345
+            }
+        );
+        assert_eq!(
+            load_listen("/nonexistent/ispyd-%(pid)s.sock").unwrap(),
+            Listen::Unix("/nonexistent/ispyd-%(pid)s.sock".into())
+        );
+        let dir = TempDir::new();
+        let socket = dir.path().join("ispyd.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let socket = socket.to_str().unwrap();
+        assert_eq!(load_listen(socket).unwrap(), Listen::Unix(socket.into()));
+    }
+
+    #[test]
+    fn missing_absolute_path_is_a_missing_config_not_a_socket() {
+        let err = load_listen("/nonexistent/ispyd.ini").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/ispyd.ini: cannot read it:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_error_names_the_file() {
+        let err = load_listen("no-such-ispyd.ini").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("no-such-ispyd.ini: cannot read it:"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn bad_config_error_names_section_and_key() {
+        let dir = TempDir::new();
+        let file = dir.path().join("bad.ini");
+        std::fs::write(&file, "[ispyd]\nplugins = x\n").unwrap();
+        let err = load_listen(file.to_str().unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(": [ispyd] listen: this key is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn history_path_prefers_option_then_env_then_home() {
+        let opt = Some(PathBuf::from("/o"));
+        let env = Some("/e".into());
+        let home = Some("/h".into());
+        assert_eq!(
+            history_path(opt, env.clone(), home.clone()),
+            Some("/o".into())
+        );
+        assert_eq!(history_path(None, env, home.clone()), Some("/e".into()));
+        assert_eq!(
+            history_path(None, None, home),
+            Some("/h/.ispy_history".into())
+        );
+        assert_eq!(history_path(None, None, None), None);
+    }
+}
