@@ -1,0 +1,304 @@
+//! The real `ispy` binary against the real demo process: piped, as a script
+//! drives it, and interactive under tmux, as a person does.
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Demo, ispy_bin, ispy_piped, shared_tempdir, stderr, stdout, wait_for};
+
+/// Two demos listening in one directory (`%(pid)s`), plus a stale socket
+/// of a process that is gone.
+struct Fleet {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    demos: Vec<Demo>,
+}
+
+impl Fleet {
+    fn start(count: usize, stale: bool) -> Fleet {
+        let dir = shared_tempdir();
+        let listen = format!("listen = {}/ispyd-%(pid)s.sock", dir.path().display());
+        let demos: Vec<Demo> = (0..count)
+            .map(|_| Demo::start_with(dir.path(), &listen))
+            .collect();
+        for demo in &demos {
+            let socket = dir.path().join(format!("ispyd-{}.sock", demo.pid));
+            wait_for(|| socket.exists(), "a demo's socket");
+        }
+        if stale {
+            drop(UnixListener::bind(dir.path().join("ispyd-999999.sock")).unwrap());
+        }
+        let config = dir.path().join("client.ini");
+        std::fs::write(&config, format!("[ispyd]\n{listen}\n")).unwrap();
+        Fleet { dir, config, demos }
+    }
+
+    fn config(&self) -> &str {
+        self.config.to_str().unwrap()
+    }
+
+    fn socket(&self, demo: &Demo) -> PathBuf {
+        self.dir.path().join(format!("ispyd-{}.sock", demo.pid))
+    }
+}
+
+#[test]
+fn piped_commands_print_only_the_answers() {
+    let fleet = Fleet::start(1, false);
+    let output = ispy_piped(fleet.config(), "connect 1\nshell process\npid\n");
+    assert_eq!(stdout(&output), format!("{}\n", fleet.demos[0].pid));
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn servers_lists_live_processes_numbered_and_stale_sockets_apart() {
+    let fleet = Fleet::start(2, true);
+    let output = ispy_piped(fleet.config(), "servers\n");
+    let text = stdout(&output);
+    let mut pids: Vec<u32> = fleet.demos.iter().map(|d| d.pid).collect();
+    pids.sort_unstable();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (i, pid) in pids.iter().enumerate() {
+        let socket = fleet.dir.path().join(format!("ispyd-{pid}.sock"));
+        let prefix = format!("{}: pid {pid}  {}  ", i + 1, socket.display());
+        assert!(
+            lines[i].starts_with(&prefix),
+            "{:?} vs {prefix:?}",
+            lines[i]
+        );
+        assert!(lines[i].contains("examples/demo"), "{}", lines[i]);
+    }
+    assert!(lines[2].contains("pid 999999") && lines[2].ends_with("stale (nobody listening)"));
+    assert!(!lines[2].trim_start().starts_with("3:"));
+}
+
+#[test]
+fn connect_picks_the_numbered_server() {
+    let fleet = Fleet::start(2, true);
+    let mut pids: Vec<u32> = fleet.demos.iter().map(|d| d.pid).collect();
+    pids.sort_unstable();
+    let output = ispy_piped(fleet.config(), "connect 2\nshell process\npid\n");
+    assert_eq!(stdout(&output), format!("{}\n", pids[1]));
+}
+
+#[test]
+fn connect_without_number_asks_when_several_run() {
+    let fleet = Fleet::start(2, false);
+    let output = ispy_piped(fleet.config(), "connect\n");
+    assert!(
+        stderr(&output).starts_with("Multiple servers, which should be used?\n"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn no_servers_is_said_and_the_exit_status_is_one() {
+    let fleet = Fleet::start(0, true);
+    let output = ispy_piped(fleet.config(), "connect\n");
+    assert!(
+        stderr(&output).contains("No servers to connect to."),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn bad_configuration_exits_with_two_and_names_the_key() {
+    let dir = shared_tempdir();
+    let config = dir.path().join("bad.ini");
+    std::fs::write(&config, "[ispyd]\nlisten = somewhere\n").unwrap();
+    let output = ispy_piped(config.to_str().unwrap(), "servers\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("[ispyd] listen"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn end_of_remote_session_returns_to_the_local_shell() {
+    let fleet = Fleet::start(1, false);
+    let output = ispy_piped(fleet.config(), "connect\nexit\nservers\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with(&format!("1: pid {}", fleet.demos[0].pid)),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn tcp_server_is_reached_with_host_and_port() {
+    let demo = Demo::start_tcp();
+    let address = format!("127.0.0.1:{}", demo.port.unwrap());
+    let output = ispy_piped(&address, "connect\nshell process\npid\n");
+    assert_eq!(stdout(&output), format!("{}\n", demo.pid));
+}
+
+#[test]
+fn socket_path_can_be_given_instead_of_a_config() {
+    let fleet = Fleet::start(1, false);
+    let socket = fleet.socket(&fleet.demos[0]);
+    let output = ispy_piped(socket.to_str().unwrap(), "connect\nshell demo\nworkers\n");
+    assert!(stdout(&output).contains("stuck"), "{}", stdout(&output));
+}
+
+#[test]
+fn remote_errors_go_to_stderr_and_the_script_goes_on() {
+    let fleet = Fleet::start(1, false);
+    let output = ispy_piped(fleet.config(), "connect\nshell nope\nshell process\npid\n");
+    assert!(
+        stderr(&output).contains("Unknown plugin 'nope'"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(stdout(&output), format!("{}\n", fleet.demos[0].pid));
+}
+
+/// A private tmux server running `ispy` in a 100×30 terminal.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &[&str], history: &Path) -> Tmux {
+        let socket = format!("ispyd-test-{}-{}", std::process::id(), rand_suffix());
+        let mut shell = format!("ISPY_HISTORY={} exec", history.display());
+        for word in command {
+            shell.push(' ');
+            shell.push_str(word);
+        }
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "100",
+                "-y",
+                "30",
+            ])
+            .arg(&shell)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Tmux { socket }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn last_line(&self) -> String {
+        self.screen()
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    fn wait_last_line(&self, expected: &str) {
+        wait_for(
+            || self.last_line() == expected,
+            &format!("screen line {expected:?}"),
+        );
+    }
+
+    fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "has-session", "-t", "t"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
+    let fleet = Fleet::start(1, false);
+    let pid = fleet.demos[0].pid;
+    let history = fleet.dir.path().join("history");
+    let ispy = ispy_bin();
+    let tmux = Tmux::start(&[ispy.to_str().unwrap(), fleet.config()], &history);
+    tmux.wait_last_line("(ispyd)");
+
+    tmux.keys(&["connect", "Enter"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+
+    // Tab completion comes from the server.
+    tmux.keys(&["shell pro", "Tab"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid}) shell process"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_last_line(&format!("(process:{pid})"));
+
+    // Ctrl-C clears the line being typed.
+    tmux.keys(&["garbage", "C-c"]);
+    tmux.keys(&["pid", "Enter"]);
+    wait_for(
+        || tmux.screen().contains(&format!("\n{pid}\n(process:{pid})")),
+        "the pid under the command",
+    );
+    assert!(
+        !tmux.screen().contains("Unknown syntax"),
+        "{}",
+        tmux.screen()
+    );
+
+    // Ctrl-D leaves the plugin shell, then the process, back to ispy.
+    tmux.keys(&["C-d"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    tmux.keys(&["C-d"]);
+    tmux.wait_last_line("(ispyd)");
+
+    // Up arrow recalls the history, which is kept in the file at exit.
+    tmux.keys(&["Up"]);
+    wait_for(|| tmux.last_line() != "(ispyd)", "history recall");
+    tmux.keys(&["C-c"]);
+    tmux.keys(&["exit", "Enter"]);
+    wait_for(|| !tmux.alive(), "ispy to exit");
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(
+        saved.contains("shell process") && saved.contains("connect"),
+        "{saved}"
+    );
+}
