@@ -6,19 +6,24 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use ispyd_core::{Config, ConfigError, Listen};
 
-/// Connect to processes that embed ispyd and inspect them.
-///
-/// ispy starts in a local shell, prompt `(ispyd) `: `servers` lists the
-/// processes found from the configuration's `listen` setting, `connect N`
-/// enters the shell of one of them. With stdin not a terminal, lines are read
-/// from it and no prompts are printed, so scripts can pipe commands in:
-///
-///     printf 'connect 1\nshell process\npid\n' | ispy ispyd.ini
-///
-/// Exit status: 0; 1 when a `connect` failed (or a session broke off with
-/// an error); 2 when the configuration is unusable.
+const ABOUT: &str = "Connect to processes that embed ispyd and inspect them.";
+
+const LONG_ABOUT: &str = "\
+Connect to processes that embed ispyd and inspect them.
+
+ispy starts in a local shell, prompt `(ispyd) `: `servers` lists the
+processes found from the configuration's `listen` setting, `connect N`
+enters the shell of one of them. With stdin not a terminal, lines are read
+from it and no prompts are printed, so scripts can pipe commands in:
+
+    printf 'connect 1\\nshell process\\npid\\n' | ispy ispyd.ini
+
+Exit status: 0; 1 when a `connect` failed (or a session broke off with
+an error); 2 when the configuration is unusable.";
+
+/// The command line of `ispy`.
 #[derive(Debug, Parser)]
-#[command(name = "ispy", version, verbatim_doc_comment)]
+#[command(name = "ispy", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Args {
     /// The ispyd.ini of the program to inspect (its [ispyd] listen setting
     /// says where the processes listen). Instead of a file, a listen value
