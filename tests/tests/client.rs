@@ -223,10 +223,27 @@ impl Tmux {
     }
 
     fn wait_last_line(&self, expected: &str) {
-        wait_for(
-            || self.last_line() == expected,
-            &format!("screen line {expected:?}"),
+        self.wait_screen(
+            |_| self.last_line() == expected,
+            &format!("last line {expected:?}"),
         );
+    }
+
+    /// Waits until `ready` holds for the screen; on failure the message
+    /// shows the screen as it was.
+    fn wait_screen(&self, ready: impl Fn(&str) -> bool, what: &str) {
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     fn alive(&self) -> bool {
@@ -272,10 +289,13 @@ fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
     tmux.wait_last_line(&format!("(process:{pid})"));
 
     // Ctrl-C clears the line being typed.
-    tmux.keys(&["garbage", "C-c"]);
+    tmux.keys(&["garbage"]);
+    tmux.wait_last_line(&format!("(process:{pid}) garbage"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_last_line(&format!("(process:{pid})"));
     tmux.keys(&["pid", "Enter"]);
-    wait_for(
-        || tmux.screen().contains(&format!("\n{pid}\n(process:{pid})")),
+    tmux.wait_screen(
+        |screen| screen.contains(&format!("\n{pid}\n(process:{pid})")),
         "the pid under the command",
     );
     assert!(
@@ -292,10 +312,19 @@ fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
 
     // Up arrow recalls the history, which is kept in the file at exit.
     tmux.keys(&["Up"]);
-    wait_for(|| tmux.last_line() != "(ispyd)", "history recall");
+    tmux.wait_screen(|_| tmux.last_line() != "(ispyd)", "history recall");
     tmux.keys(&["C-c"]);
+    tmux.wait_last_line("(ispyd)");
     tmux.keys(&["exit", "Enter"]);
-    wait_for(|| !tmux.alive(), "ispy to exit");
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while tmux.alive() {
+        let screen = tmux.screen();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ispy did not exit; the screen:\n{screen}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let saved = std::fs::read_to_string(&history).unwrap();
     assert!(
         saved.contains("shell process") && saved.contains("connect"),

@@ -225,18 +225,25 @@ impl Drop for Demo {
 
 fn wait_output(child: Child) -> Output {
     let pid = child.id();
+    finish(child, &format!("the demo (pid {pid}) to exit"))
+}
+
+/// Collects a child's output, killing it and failing the test if it has not
+/// exited within [`PATIENCE`].
+fn finish(child: Child, what: &str) -> Output {
+    let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(PATIENCE) {
-        Ok(output) => output.expect("wait for the demo"),
+        Ok(output) => output.expect("collect a child's output"),
         Err(_) => {
-            // SAFETY: kill(2) on our own child, which did not exit in time.
+            // SAFETY: kill(2) on our own child, which did not finish in time.
             unsafe {
                 libc::kill(pid as i32, libc::SIGKILL);
             }
-            panic!("the demo (pid {pid}) did not exit after SIGTERM");
+            panic!("gave up waiting for {what}");
         }
     }
 }
@@ -355,27 +362,13 @@ pub fn ispy_piped(arg: &str, input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ispy");
-    child
+    // ispy may exit without reading (a bad configuration): ignore EPIPE.
+    let _ = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write ispy's input");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(output) => output.expect("ispy output"),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child, which hung.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            panic!("ispy did not finish with input {input:?}");
-        }
-    }
+        .write_all(input.as_bytes());
+    finish(child, &format!("ispy to finish with input {input:?}"))
 }
 
 /// Standard output of a finished process, as text.
@@ -401,19 +394,5 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
     thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(output) => output.expect("command output"),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child, which hung.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            panic!("command did not finish");
-        }
-    }
+    finish(child, "a command to finish")
 }
