@@ -73,6 +73,7 @@ enum Source {
     File(PathBuf),
     Text { name: String, text: String },
     Listen(String),
+    Parsed(Box<Config>),
 }
 
 /// Configures and starts a [`ShellManager`] from code.
@@ -116,6 +117,13 @@ impl Builder {
             name: name.into(),
             text: text.into(),
         };
+        self
+    }
+
+    /// Takes a configuration already parsed (by a binding that needs to look
+    /// at it first, e.g. to load the plugins it names).
+    pub fn config(mut self, config: Config) -> Builder {
+        self.source = Source::Parsed(Box::new(config));
         self
     }
 
@@ -177,6 +185,7 @@ impl Builder {
                 })?;
                 Config::new(listen, &builtins)
             }
+            Source::Parsed(config) => (**config).clone(),
         };
         for section in &self.enable {
             config.set_enabled(section, true);
@@ -251,6 +260,7 @@ struct Shared {
 /// sessions and removes the socket file. Idle, it costs nothing: the
 /// listener sleeps in `accept` and no timer runs.
 pub struct ShellManager {
+    config: Config,
     shared: Arc<Shared>,
     address: Address,
     warnings: Vec<ConfigWarning>,
@@ -315,6 +325,7 @@ impl ShellManager {
             })
             .map_err(Error::Thread)?;
         Ok(ShellManager {
+            config,
             shared,
             address,
             warnings,
@@ -342,6 +353,42 @@ impl ShellManager {
     /// Stops listening, ends every session and removes the socket file.
     pub fn shutdown(mut self) {
         self.stop();
+    }
+
+    /// Call in the child right after `fork()`. The child has none of the
+    /// parent's threads: this closes the descriptors it inherited from them
+    /// and, when `listen` has `%(pid)s`, starts a listener of the child's
+    /// own and returns `Ok(true)`. With a fixed address it returns
+    /// `Ok(false)`: the parent keeps serving it alone.
+    pub fn restart_after_fork(&mut self) -> Result<bool, Error> {
+        // SAFETY: in the child the descriptor is an inherited copy that no
+        // thread uses (the listener thread exists only in the parent).
+        unsafe {
+            libc::close(self.listener_fd);
+        }
+        // A lock held at fork time by a parent thread stays held forever in
+        // the child: only try it.
+        if let Ok(sessions) = self.shared.sessions.try_lock() {
+            for stream in sessions.values() {
+                // SAFETY: as above, inherited copies nobody here uses; the
+                // streams themselves are never dropped (see below).
+                unsafe {
+                    libc::close(stream.raw_fd());
+                }
+            }
+        }
+        // The parent's threads are gone: never join or detach them. Their
+        // shared state keeps references from them, so it is never freed and
+        // the closed descriptors are never closed twice.
+        std::mem::forget(self.thread.take());
+        // Safe to drop: the guard never removes a file another pid bound.
+        self.socket_file = None;
+        if !self.config.listen.is_per_process() {
+            return Ok(false);
+        }
+        let registry = (*self.shared.registry).clone();
+        *self = ShellManager::start(self.config.clone(), registry, self.warnings.clone())?;
+        Ok(true)
     }
 
     fn stop(&mut self) {

@@ -22,15 +22,24 @@
 //!    [`Output::Timeout`]: write what it transmits, act on its events
 //!    ([`Event::Call`]: run it, e.g. with [`Registry::execute`], and hand the
 //!    [`Completion`] back; [`Event::Close`]: finish writing and close), and
-//!    arm a timer for the instant it names.
+//!    arm a timer for the instant it names (fire it at once if that instant
+//!    is already past).
 //!
 //! The wire protocol (text mode and framed mode) is specified in
 //! `PROTOCOL.md` at the root of the repository.
+//!
+//! # Testing
+//!
+//! [`op`] holds the one operation type ([`op::Op`]) that the property tests
+//! and the fuzz targets (`fuzz/` at the root of the repository) play
+//! against a session, with an in-memory driver that checks the session's
+//! invariants after every operation.
 
 mod command;
 mod config;
 mod frame;
 mod help;
+pub mod op;
 mod plugin;
 mod session;
 mod shell;

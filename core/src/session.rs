@@ -93,7 +93,8 @@ pub enum Output {
     /// An event to act on.
     Event(Event),
     /// Nothing more for now. Call [`Session::handle_timeout`] at this time
-    /// if nothing else happens first; `None`: no timer needed.
+    /// if nothing else happens first (at once if it is already past);
+    /// `None`: no timer needed.
     Timeout(Option<Instant>),
 }
 
@@ -121,7 +122,12 @@ struct Pending {
     id: CallId,
     command: String,
     plugin: String,
-    deadline: Instant,
+    /// True once its event was polled: the adapter has it.
+    delivered: bool,
+    /// When to give up on it: `call_timeout` after the adapter took its
+    /// event. `None` until then, and after it while the session does not
+    /// know the current time (see [`Session::arm`]).
+    deadline: Option<Instant>,
 }
 
 /// The sans-IO state of one connection.
@@ -146,7 +152,13 @@ pub struct Session {
     pending: Option<Pending>,
     next_call: u64,
     idle_deadline: Instant,
+    /// The last instant the adapter gave.
     now: Instant,
+    /// False once time may have passed since `now` was given: after
+    /// [`Session::poll_output`] handed out bytes (the adapter may block
+    /// writing them) or found nothing queued. True again with the next
+    /// `now`.
+    now_is_current: bool,
     eof: bool,
     closed: bool,
 }
@@ -169,6 +181,7 @@ impl Session {
             next_call: 0,
             idle_deadline,
             now,
+            now_is_current: true,
             eof: false,
             closed: false,
         };
@@ -205,7 +218,23 @@ impl Session {
         self.pending.is_some()
     }
 
-    fn input_limit(&self) -> usize {
+    /// Bytes received and not yet processed (after telnet filtering).
+    pub(crate) fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Bytes rendered and not yet polled out.
+    pub(crate) fn buffered_output(&self) -> usize {
+        self.outbuf.len()
+    }
+
+    /// True once the handshake switched the session to frames.
+    pub(crate) fn is_framed(&self) -> bool {
+        self.mode == Mode::Framed
+    }
+
+    /// Above this many buffered bytes, [`Session::wants_input`] is false.
+    pub(crate) fn input_limit(&self) -> usize {
         // One whole line or frame must fit, and a little beyond it so that
         // an over-long one is recognised as such.
         self.host.limits().max_line + 16
@@ -213,7 +242,7 @@ impl Session {
 
     /// Takes bytes received from the peer, in any split.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if self.closed || self.eof {
             return;
         }
@@ -227,7 +256,7 @@ impl Session {
     /// The peer will send nothing more. Every complete command already
     /// received is still answered; then the session closes.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         self.eof = true;
         self.advance();
     }
@@ -235,11 +264,14 @@ impl Session {
     /// Time has passed; call at (or after) the instant of the last
     /// [`Output::Timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if self.closed {
             return;
         }
-        if let Some(pending) = self.pending.take_if(|p| now >= p.deadline) {
+        if let Some(pending) = self
+            .pending
+            .take_if(|p| p.deadline.is_some_and(|deadline| now >= deadline))
+        {
             let seconds = self.host.limits().call_timeout.as_secs_f64();
             let message = format!(
                 "*** '{}' ({} plugin) did not answer within {seconds} s; gave up waiting for it \
@@ -264,7 +296,7 @@ impl Session {
     /// Hands back the result of the call or feed `id`. Results of abandoned
     /// calls, and unknown ids, are ignored.
     pub fn complete(&mut self, id: CallId, completion: Completion, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         let Some(pending) = self.pending.take_if(|p| p.id == id) else {
             return;
         };
@@ -283,27 +315,64 @@ impl Session {
     pub fn poll_output(&mut self, buf: &mut Vec<u8>) -> Output {
         if self.outbuf.is_empty() && self.events.is_empty() {
             // Processing may have paused on the output high-water mark.
+            self.now_is_current = false;
             self.advance();
         }
         if !self.outbuf.is_empty() {
             let n = self.outbuf.len();
             buf.append(&mut self.outbuf);
+            self.now_is_current = false;
             return Output::Transmit(n);
         }
         if let Some(event) = self.events.pop_front() {
+            if let Event::Call(Call { id, .. }) | Event::Feed(Feed { id, .. }) = &event {
+                self.arm(*id);
+            }
             return Output::Event(event);
         }
         Output::Timeout(self.poll_timeout())
     }
 
     /// When [`Session::handle_timeout`] must be called, if no input comes.
+    /// May be in the past: then call it at once (a call whose event was
+    /// polled after a write needs the current time to arm its timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
         match &self.pending {
-            Some(pending) => Some(pending.deadline),
+            Some(pending) => Some(pending.deadline.unwrap_or(self.now)),
             None => Some(self.idle_deadline),
+        }
+    }
+
+    /// Takes the adapter's current time, and arms the timeout of a call
+    /// the adapter took when the session did not know the time.
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.now_is_current = true;
+        let call_timeout = self.host.limits().call_timeout;
+        if let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.delivered && p.deadline.is_none())
+        {
+            pending.deadline = Some(now + call_timeout);
+        }
+    }
+
+    /// The adapter takes the event of call `id`: its `call_timeout` starts
+    /// now. If time may have passed since the last `now` (the event waited
+    /// behind output the adapter wrote, or processing resumed inside
+    /// [`Session::poll_output`]), the deadline waits for the next `now`,
+    /// which [`Session::poll_timeout`] asks for at once.
+    fn arm(&mut self, id: CallId) {
+        let deadline = self
+            .now_is_current
+            .then(|| self.now + self.host.limits().call_timeout);
+        if let Some(pending) = self.pending.as_mut().filter(|p| p.id == id) {
+            pending.delivered = true;
+            pending.deadline = deadline;
         }
     }
 
@@ -391,7 +460,7 @@ impl Session {
     fn next_line(&mut self) -> Option<Input> {
         let limit = self.host.limits().max_line;
         match self.input.iter().position(|&b| b == b'\n') {
-            Some(end) if end <= limit => {
+            Some(end) if end <= limit || (end == limit + 1 && self.input[limit] == b'\r') => {
                 let mut line: Vec<u8> = self.input.drain(..=end).collect();
                 line.pop();
                 if line.last() == Some(&b'\r') {
@@ -508,7 +577,8 @@ impl Session {
             id,
             command,
             plugin,
-            deadline: self.now + self.host.limits().call_timeout,
+            delivered: false,
+            deadline: None,
         });
         id
     }
@@ -668,3 +738,7 @@ impl Refusal {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
