@@ -274,7 +274,8 @@ pub fn fixture_host(limits: Limits) -> Host {
             .command("big", "Print more than a frame holds.")
             .command("takeover", "Take the session over.")
             .gated_command("secret", "Never enabled.", "echo:secret")
-            .command("quiet", ""),
+            .command("quiet", "")
+            .waits_for("the echo lock"),
         PluginInfo::new("locked", "Gated, and the gate is closed")
             .command("open", "Never reachable.")
             .gated("locked"),

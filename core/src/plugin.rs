@@ -32,6 +32,9 @@ pub struct PluginInfo {
     /// session's own thread instead of handing them to a worker, saving two
     /// thread wake-ups per command.
     pub inline: bool,
+    /// What a call may have to wait for before it can run (e.g. "the Python
+    /// interpreter (the GIL)"), named when a call is given up on.
+    pub waits_for: Option<String>,
 }
 
 impl PluginInfo {
@@ -43,6 +46,7 @@ impl PluginInfo {
             commands: Vec::new(),
             gate: None,
             inline: false,
+            waits_for: None,
         }
     }
 
@@ -78,6 +82,13 @@ impl PluginInfo {
     #[must_use]
     pub fn inline(mut self) -> Self {
         self.inline = true;
+        self
+    }
+
+    /// Names what the plugin's calls may wait for (see [`PluginInfo::waits_for`]).
+    #[must_use]
+    pub fn waits_for(mut self, what: impl Into<String>) -> Self {
+        self.waits_for = Some(what.into());
         self
     }
 

@@ -273,9 +273,17 @@ impl Session {
             .take_if(|p| p.deadline.is_some_and(|deadline| now >= deadline))
         {
             let seconds = self.host.limits().call_timeout.as_secs_f64();
+            let waits_for = self
+                .host
+                .plugins()
+                .iter()
+                .find(|p| p.name == pending.plugin)
+                .and_then(|p| p.waits_for.as_deref())
+                .map(|what| format!(" It needs {what}, which another thread may be holding."))
+                .unwrap_or_default();
             let message = format!(
-                "*** '{}' ({} plugin) did not answer within {seconds} s; gave up waiting for it \
-                 (it may still be running, and its output will be discarded).",
+                "*** '{}' ({} plugin) did not answer within {seconds} s.{waits_for} Gave up \
+                 waiting for it (it may still be running, and its output will be discarded).",
                 pending.command, pending.plugin
             );
             self.events.push_back(Event::Abandon(pending.id));

@@ -225,7 +225,7 @@ fn slow_call_is_given_up_on_after_call_timeout_and_the_shell_comes_back() {
     assert_eq!(
         text.read_until(&prompt),
         format!(
-            "*** 'slow' (demo plugin) did not answer within 0.5 s; gave up waiting for it (it \
+            "*** 'slow' (demo plugin) did not answer within 0.5 s. Gave up waiting for it (it \
              may still be running, and its output will be discarded).\n{prompt}"
         )
     );
