@@ -1,0 +1,14 @@
+"""ispyd: an in-process introspection shell for long-running Python programs.
+
+Embed it as the 2012 original was embedded::
+
+    from ispyd.manager import ShellManager
+    shell_manager = ShellManager('/path/to/ispyd.ini')
+
+then inspect the live process with ``ispy /path/to/ispyd.ini``.
+"""
+
+from ispyd._native import ConfigurationError, IspydError, ListenError
+
+__all__ = ["ConfigurationError", "IspydError", "ListenError"]
+__version__ = "0.1.0"

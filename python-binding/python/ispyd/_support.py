@@ -1,0 +1,100 @@
+"""The Python half of plugin calls, called from the native extension.
+
+Plugins have the shape of the 2012 ispyd's: a ``name``, ``do_*`` methods
+whose docstrings are their help texts, and ``self.stdout`` to write to. Each
+call works on a shallow copy of the plugin with its own ``stdout``, so two
+sessions calling at once never mix their output.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import io
+from typing import Any, Dict, List, Optional, Tuple
+
+#: Plugins that ``%(builtins)s`` stands for (besides the native ``process``).
+BUILTINS: Dict[str, str] = {
+    "python": "ispyd.plugins.python:PythonPlugin",
+}
+
+
+def load_plugin(spec: str, section: Dict[str, str]) -> Any:
+    """Imports and creates the plugin ``spec`` (a builtin name, or
+    ``module:Class``), then calls its ``activate(section)`` if it has one."""
+    target = BUILTINS.get(spec, spec)
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(
+            f"plugin {spec!r} is neither a builtin ({', '.join(['process', *BUILTINS])}) "
+            "nor of the form 'package.module:Class'"
+        )
+    found: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        found = getattr(found, part)
+    plugin = found() if inspect.isclass(found) else found
+    activate = getattr(plugin, "activate", None)
+    if callable(activate):
+        activate(dict(section))
+    return plugin
+
+
+def _first_line(text: Optional[str]) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def describe(plugin: Any) -> Dict[str, Any]:
+    """What the shell needs to know of a plugin."""
+    name = getattr(plugin, "name", None) or type(plugin).__name__.lower()
+    gated: Dict[str, str] = dict(getattr(plugin, "gated_commands", {}) or {})
+    commands: List[Tuple[str, str, Optional[str]]] = []
+    for attribute in sorted(dir(plugin)):
+        if not attribute.startswith("do_"):
+            continue
+        method = getattr(plugin, attribute)
+        if not callable(method):
+            continue
+        command = attribute[3:]
+        commands.append((command, inspect.getdoc(method) or "", gated.get(command)))
+    return {
+        "name": str(name),
+        "summary": _first_line(inspect.getdoc(type(plugin))),
+        "gate": getattr(plugin, "gate", None),
+        "commands": commands,
+    }
+
+
+def run_command(plugin: Any, command: str, args: str, session: int) -> Tuple[str, Any]:
+    """Runs ``do_<command>(args)`` on a copy of ``plugin`` whose ``stdout``
+    collects the output. Returns the output and, if the command returned an
+    interactive object (``start()``/``feed(line)``), that object."""
+    instance = copy.copy(plugin)
+    out = io.StringIO()
+    instance.stdout = out
+    instance.session = session
+    result = getattr(instance, "do_" + command)(args)
+    if result is not None and callable(getattr(result, "feed", None)):
+        return out.getvalue(), result
+    return out.getvalue(), None
+
+
+def step_interactive(obj: Any, method: str, line: Optional[str]) -> Tuple[str, Optional[str]]:
+    """One step of a takeover: ``start()`` or ``feed(line)``, each returning
+    ``(output, prompt)``; a ``None`` prompt ends the takeover."""
+    output, prompt = obj.start() if method == "start" else obj.feed(line)
+    return str(output or ""), (None if prompt is None else str(prompt))
+
+
+def shutdown_plugins(plugins: List[Any]) -> None:
+    """Calls each plugin's ``shutdown()``, if it has one; errors are printed,
+    not raised, so every plugin gets its turn."""
+    for plugin in plugins:
+        stop = getattr(plugin, "shutdown", None)
+        if callable(stop):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - reported, and the others still run
+                import traceback
+
+                traceback.print_exc()

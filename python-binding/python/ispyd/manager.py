@@ -1,0 +1,100 @@
+"""The ShellManager: starts ispyd's listener in the background."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from typing import Optional, Union
+
+from ispyd import _native
+
+_managers: "weakref.WeakSet[ShellManager]" = weakref.WeakSet()
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_managers):
+        manager._after_fork()
+
+
+def _at_exit() -> None:
+    for manager in list(_managers):
+        manager.shutdown()
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        # A forked child (a gunicorn worker, a multiprocessing process) has
+        # none of the parent's threads: it gets a listener of its own.
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # Remove the socket at interpreter exit, connected clients or not.
+        atexit.register(_at_exit)
+        _hooks_installed = True
+
+
+class ShellManager:
+    """Runs an ispyd shell for this process, configured by an ini file.
+
+    The listener runs on a native thread that never holds the GIL while it
+    waits, so an idle ispyd costs the application nothing. Raises
+    :class:`ispyd.ConfigurationError` for a missing or wrong configuration
+    (the message names the file, section and key) and
+    :class:`ispyd.ListenError` when the socket cannot be created.
+
+    Use :meth:`shutdown` (or a ``with`` block) to stop it; it also stops at
+    interpreter exit, removing its socket file.
+    """
+
+    def __init__(self, config_file: Union[str, "os.PathLike[str]"]) -> None:
+        self.config_file = os.fspath(config_file)
+        _install_hooks()
+        self._native: Optional[_native.NativeManager] = _native.NativeManager(
+            self.config_file
+        )
+        _managers.add(self)
+
+    @property
+    def address(self) -> str:
+        """Where this process listens: a socket path or ``host:port``."""
+        return self._native.address if self._native is not None else ""
+
+    @property
+    def warnings(self) -> list:
+        """Unknown keys and sections found in the configuration."""
+        return self._native.warnings if self._native is not None else []
+
+    @property
+    def running(self) -> bool:
+        """True until :meth:`shutdown`."""
+        return self._native is not None and self._native.running
+
+    def shutdown(self) -> None:
+        """Stops listening, ends the sessions and removes the socket file.
+
+        Calling it again does nothing.
+        """
+        native = self._native
+        if native is not None:
+            native.shutdown()
+
+    def _after_fork(self) -> None:
+        native = self._native
+        if native is not None and native.running:
+            if not native.restart_after_fork():
+                self._native = None
+
+    def __enter__(self) -> "ShellManager":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "listening on " + self.address if self.running else "stopped"
+        return f"<ShellManager {self.config_file!r} {state}>"

@@ -1,0 +1,1 @@
+"""ispyd's builtin Python plugins."""

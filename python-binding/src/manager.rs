@@ -1,0 +1,157 @@
+//! `NativeManager`: the std adapter's `ShellManager`, with the plugins the
+//! configuration names loaded from Python.
+
+use std::sync::{Mutex, PoisonError};
+
+use ispyd_core::{Config, ConfigError};
+use ispyd_std::ShellManager;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::{ConfigurationError, start_error, traceback_text};
+use crate::plugin::{BrokenPlugin, PyPlugin};
+
+/// The native side of `ispyd.manager.ShellManager`.
+#[pyclass(module = "ispyd._native")]
+pub(crate) struct NativeManager {
+    inner: Mutex<Option<ShellManager>>,
+    /// The Python plugin objects, for their `shutdown()`.
+    plugins: Vec<Py<PyAny>>,
+    address: String,
+    warnings: Vec<String>,
+}
+
+#[pymethods]
+impl NativeManager {
+    /// Loads `config_file`, loads the plugins it names and starts listening.
+    #[new]
+    fn new(py: Python<'_>, config_file: String) -> PyResult<NativeManager> {
+        let support = py.import("ispyd._support")?;
+        let python_builtins: Vec<String> = support
+            .getattr("BUILTINS")?
+            .call_method0("keys")?
+            .try_iter()?
+            .map(|k| k.and_then(|k| k.extract::<String>()))
+            .collect::<PyResult<_>>()?;
+        let mut builtins = vec!["process"];
+        builtins.extend(python_builtins.iter().map(String::as_str));
+
+        let text = std::fs::read_to_string(&config_file).map_err(|err| {
+            ConfigurationError::new_err(format!(
+                "ispyd: {}",
+                ConfigError::unreadable(&config_file, err.to_string())
+            ))
+        })?;
+        let mut config = Config::parse(&config_file, &text, &builtins)
+            .map_err(|err| ConfigurationError::new_err(format!("ispyd: {err}")))?;
+
+        let mut builder = ShellManager::builder();
+        let mut names = Vec::with_capacity(config.plugins.len());
+        let mut plugins = Vec::new();
+        for spec in &config.plugins {
+            if spec == ispyd_std::process::NAME {
+                names.push(spec.clone());
+                continue;
+            }
+            let section = section_dict(py, &config, spec)?;
+            let loaded = support
+                .call_method1("load_plugin", (spec, section))
+                .and_then(|instance| PyPlugin::new(py, instance.unbind()));
+            match loaded {
+                Ok(plugin) => {
+                    names.push(plugin.name().to_owned());
+                    plugins.push(plugin.instance(py));
+                    builder = builder.plugin(plugin);
+                }
+                Err(err) => {
+                    let traceback = traceback_text(py, &err);
+                    eprintln!("ispyd: warning: plugin '{spec}' failed to load:\n{traceback}");
+                    names.push(spec.clone());
+                    builder = builder.plugin(BrokenPlugin::new(spec, traceback));
+                }
+            }
+        }
+        config.plugins = names;
+        let manager = py
+            .detach(|| builder.config(config).start())
+            .map_err(|err| start_error(&err))?;
+        Ok(NativeManager {
+            address: manager.address().to_string(),
+            warnings: manager.warnings().iter().map(ToString::to_string).collect(),
+            inner: Mutex::new(Some(manager)),
+            plugins,
+        })
+    }
+
+    /// Where this process listens: a socket path, or `host:port`.
+    #[getter]
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Unknown keys and sections found in the configuration.
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    /// True until `shutdown()`.
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Stops listening, ends every session and removes the socket file.
+    /// Calling it again does nothing.
+    fn shutdown(&self, py: Python<'_>) {
+        let manager = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(manager) = manager {
+            // Session threads may be waiting for the GIL to finish a call.
+            py.detach(|| manager.shutdown());
+            let plugins: Vec<Py<PyAny>> = self.plugins.iter().map(|p| p.clone_ref(py)).collect();
+            if let Ok(support) = py.import("ispyd._support") {
+                if let Err(err) = support.call_method1("shutdown_plugins", (plugins,)) {
+                    err.print(py);
+                }
+            }
+        }
+    }
+
+    /// For the child after `os.fork()`: forgets the parent's threads and,
+    /// with `%(pid)s` in `listen`, starts listening as the child. Returns
+    /// whether the child listens.
+    fn restart_after_fork(&mut self) -> PyResult<bool> {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let Some(manager) = inner.as_mut() else {
+            return Ok(false);
+        };
+        let listening = manager
+            .restart_after_fork()
+            .map_err(|err| start_error(&err))?;
+        if listening {
+            self.address = manager.address().to_string();
+        } else {
+            // The parent keeps the address; this child has no shell.
+            std::mem::forget(inner.take());
+        }
+        Ok(listening)
+    }
+}
+
+/// The keys of the plugin's own section (`[spec]`), for its `activate()`.
+fn section_dict<'py>(py: Python<'py>, config: &Config, spec: &str) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    if let Some(section) = config.section(spec) {
+        for (key, value) in section {
+            dict.set_item(key, value)?;
+        }
+    }
+    Ok(dict)
+}

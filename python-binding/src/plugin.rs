@@ -1,0 +1,190 @@
+//! Python objects as ispyd plugins.
+//!
+//! A Python plugin has the shape of the 2012 original's: a `name`, `do_*`
+//! methods whose docstrings are their help, and `self.stdout` to write to.
+//! `ispyd/_support.py` describes it and runs its commands; this file only
+//! carries the calls across, holding the GIL for no longer than each call.
+
+use ispyd_core::{Call, CommandInfo, Interactive, Outcome, Plugin, PluginError, PluginInfo, Step};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::traceback_text;
+
+/// Names what every Python call may wait for.
+const INTERPRETER: &str = "the Python interpreter (the GIL)";
+
+fn support(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("ispyd._support")
+}
+
+/// A loaded Python plugin instance.
+pub(crate) struct PyPlugin {
+    instance: Py<PyAny>,
+    info: PluginInfo,
+}
+
+impl PyPlugin {
+    /// Wraps `instance`, reading its description once.
+    pub(crate) fn new(py: Python<'_>, instance: Py<PyAny>) -> PyResult<PyPlugin> {
+        let described = support(py)?.call_method1("describe", (instance.bind(py),))?;
+        let described = described.cast::<PyDict>()?;
+        let name: String = item(described, "name")?;
+        let summary: String = item(described, "summary")?;
+        let gate: Option<String> = item(described, "gate")?;
+        let commands: Vec<(String, String, Option<String>)> = item(described, "commands")?;
+        let mut info = PluginInfo::new(name, summary).waits_for(INTERPRETER);
+        info.gate = gate;
+        info.commands = commands
+            .into_iter()
+            .map(|(name, help, gate)| CommandInfo { name, help, gate })
+            .collect();
+        Ok(PyPlugin { instance, info })
+    }
+
+    /// The plugin's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Another reference to the Python object.
+    pub(crate) fn instance(&self, py: Python<'_>) -> Py<PyAny> {
+        self.instance.clone_ref(py)
+    }
+}
+
+fn item<'py, T: FromPyObjectOwned<'py>>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    match dict.get_item(key)? {
+        Some(value) => value.extract().map_err(Into::into),
+        None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_owned())),
+    }
+}
+
+impl Plugin for PyPlugin {
+    fn describe(&self) -> PluginInfo {
+        self.info.clone()
+    }
+
+    fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
+        Python::attach(|py| {
+            let run = || -> PyResult<(String, Option<Py<PyAny>>)> {
+                support(py)?
+                    .call_method1(
+                        "run_command",
+                        (
+                            self.instance.bind(py),
+                            &call.command,
+                            &call.args,
+                            call.session,
+                        ),
+                    )?
+                    .extract()
+            };
+            match run() {
+                Ok((preamble, Some(interactive))) => {
+                    Ok(Outcome::Interactive(Box::new(PyInteractive {
+                        object: Some(interactive),
+                        preamble,
+                    })))
+                }
+                Ok((output, None)) => Ok(Outcome::Output(output)),
+                Err(err) => Err(PluginError::new(traceback_text(py, &err))),
+            }
+        })
+    }
+}
+
+/// A Python object driving an interactive takeover: `start()` and
+/// `feed(line)` each return `(output, prompt)`, with `prompt` `None` once
+/// it is done.
+struct PyInteractive {
+    object: Option<Py<PyAny>>,
+    /// What the command printed before it returned the object.
+    preamble: String,
+}
+
+impl PyInteractive {
+    fn step(&mut self, method: &str, line: Option<&str>) -> Step {
+        let Some(object) = &self.object else {
+            return Step::Done {
+                output: String::new(),
+            };
+        };
+        Python::attach(|py| {
+            let result = support(py).and_then(|support| {
+                support
+                    .call_method1("step_interactive", (object.bind(py), method, line))?
+                    .extract::<(String, Option<String>)>()
+            });
+            match result {
+                Ok((output, Some(prompt))) => Step::Continue { output, prompt },
+                Ok((output, None)) => Step::Done { output },
+                Err(err) => Step::Done {
+                    output: format!("{}\n", traceback_text(py, &err)),
+                },
+            }
+        })
+    }
+}
+
+impl Interactive for PyInteractive {
+    fn start(&mut self) -> Step {
+        let preamble = std::mem::take(&mut self.preamble);
+        match self.step("start", None) {
+            Step::Continue { output, prompt } => Step::Continue {
+                output: preamble + &output,
+                prompt,
+            },
+            Step::Done { output } => Step::Done {
+                output: preamble + &output,
+            },
+        }
+    }
+
+    fn feed(&mut self, line: Option<&str>) -> Step {
+        let step = self.step("feed", line);
+        if matches!(step, Step::Done { .. }) {
+            // pyo3 defers the decref to the next time a thread holds the GIL.
+            self.object = None;
+        }
+        step
+    }
+}
+
+/// Stands for a plugin that failed to load, so that the failure is seen
+/// where the plugin would have been: in `plugins`, and in its shell.
+pub(crate) struct BrokenPlugin {
+    info: PluginInfo,
+    traceback: String,
+}
+
+impl BrokenPlugin {
+    pub(crate) fn new(spec: &str, traceback: String) -> BrokenPlugin {
+        let last = traceback
+            .lines()
+            .last()
+            .unwrap_or("error")
+            .trim()
+            .to_owned();
+        let info = PluginInfo::new(
+            spec,
+            format!("FAILED TO LOAD ({last}); 'shell {spec}' then 'traceback' shows why"),
+        )
+        .command(
+            "traceback",
+            "Show the traceback of the failure to load this plugin.",
+        )
+        .inline();
+        BrokenPlugin { info, traceback }
+    }
+}
+
+impl Plugin for BrokenPlugin {
+    fn describe(&self) -> PluginInfo {
+        self.info.clone()
+    }
+
+    fn call(&self, _call: &Call) -> Result<Outcome, PluginError> {
+        Ok(Outcome::Output(format!("{}\n", self.traceback)))
+    }
+}
