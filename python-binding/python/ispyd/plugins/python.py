@@ -97,7 +97,9 @@ class PythonPlugin:
     def do_threads(self, line: str) -> None:
         """Every Python thread's current stack, innermost call last.
 
-        The thread running this command is marked; it is ispyd's own."""
+        Threads come in the order they started (MainThread first); those
+        Python's threading did not start are named by the OS. The thread
+        running this command, ispyd's own, is marked and comes last."""
         self.stdout.write(_native.format_threads(threading.get_ident()))
 
     def do_console(self, line: str) -> Optional[ConsoleSession]:

@@ -1,0 +1,170 @@
+"""The python plugin's ``threads`` command, asked through the real ``ispy``
+of a real process whose threads wait in known places, one of them spinning
+in pure Python.
+
+Self-contained: the app is written below, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+#: The longest any single wait may take.
+WAIT = 30.0
+
+APP = textwrap.dedent(
+    """
+    import sys
+    import threading
+    from pathlib import Path
+
+    from ispyd.manager import ShellManager
+
+    def handle_request(arrived, stop):
+        arrived.set()
+        stop.wait()
+
+    def nested(level, arrived, stop):
+        if level:
+            return nested(level - 1, arrived, stop)
+        handle_request(arrived, stop)
+
+    def spin(spinning):
+        spinning.set()
+        while True:
+            pass
+
+    config, ready = sys.argv[1], Path(sys.argv[2])
+    manager = ShellManager(config)
+    stop, arrived, spinning = threading.Event(), threading.Event(), threading.Event()
+    threading.Thread(
+        target=nested, args=(3, arrived, stop), name="request-worker", daemon=True
+    ).start()
+    threading.Thread(target=spin, args=(spinning,), name="busy-loop", daemon=True).start()
+    if arrived.wait(30) and spinning.wait(30):
+        ready.write_text(manager.address)
+    sys.stdin.read()  # until the test closes stdin
+    stop.set()
+    manager.shutdown()
+    """
+)
+
+
+def wait_until(predicate, what: str):
+    deadline = time.monotonic() + WAIT
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"gave up after {WAIT} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def threads_config(tmp_path_factory) -> Iterator[Path]:
+    """The configuration of a running app with a named thread four calls
+    deep in ``Event.wait()`` and another spinning in ``while True: pass``."""
+    folder = tmp_path_factory.mktemp("threads")
+    config = folder / "ispyd.ini"
+    config.write_text(f"[ispyd]\nlisten = {folder}/ispyd-%(pid)s.sock\n")
+    (folder / "app.py").write_text(APP)
+    ready = folder / "ready"
+    app = subprocess.Popen(
+        [sys.executable, str(folder / "app.py"), str(config), str(ready)],
+        cwd=folder,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: ready.exists() or app.poll() is not None,
+            "the app to start its threads and its shell",
+        )
+        if not ready.exists():
+            pytest.fail(f"the app exited: {app.communicate()[0].decode(errors='replace')}")
+        yield config
+    finally:
+        try:
+            os.killpg(app.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        app.wait(timeout=WAIT)
+
+
+def ispy(config: Path, commands: str) -> str:
+    command = shutil.which("ispy", path=str(Path(sys.executable).parent)) or shutil.which("ispy")
+    if command is None:
+        pytest.fail("the ispy command is not installed (pip install ./python-binding)")
+    done = subprocess.run(
+        [command, str(config)],
+        input=commands,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dump(threads_config: Path) -> str:
+    return ispy(threads_config, "connect\nshell python\nthreads\n")
+
+
+def sections(dump: str) -> List[str]:
+    """The dump's per-thread sections, each starting with its ThreadID."""
+    return ["# ThreadID:" + part for part in dump.split("\n# ThreadID:")[1:]]
+
+
+def section_named(dump: str, name: str) -> str:
+    found = [s for s in sections(dump) if re.search(rf"^# Name: {re.escape(name)}$", s, re.M)]
+    assert len(found) == 1, dump
+    return found[0]
+
+
+def test_threads_counts_the_threads_it_lists(dump: str) -> None:
+    count = re.search(r"^# Threads: (\d+)$", dump, re.M)
+    assert count, dump
+    assert int(count.group(1)) == len(sections(dump)) >= 4, dump
+
+
+def test_threads_shows_a_named_threads_stack_outermost_first_with_source(dump: str) -> None:
+    worker = section_named(dump, "request-worker")
+    frames = re.findall(r'^File: "([^"]*)", line (\d+), in (\S+)$', worker, re.M)
+    functions = [function for _, _, function in frames]
+    app_frames = [f for f in functions if f in ("nested", "handle_request")]
+    assert app_frames == ["nested"] * 4 + ["handle_request"], worker
+    assert functions[0] == "_bootstrap", worker
+    assert functions.index("handle_request") < functions.index("wait"), worker
+    assert "\n  stop.wait()\n" in worker, worker
+    assert "\n  return nested(level - 1, arrived, stop)\n" in worker, worker
+
+
+def test_threads_answers_while_another_thread_spins_in_pure_python(dump: str) -> None:
+    spinning = section_named(dump, "busy-loop")
+    assert re.search(r'^File: ".*app\.py", line \d+, in spin$', spinning, re.M), spinning
+
+
+def test_threads_marks_this_sessions_thread_and_lists_it_last(dump: str) -> None:
+    marked = [s for s in sections(dump) if "this ispyd session's thread)" in s.splitlines()[1]]
+    assert len(marked) == 1, dump
+    assert sections(dump)[-1] == marked[0], dump
+    assert re.search(r"^File: .*, in do_threads$", marked[0], re.M), dump
+
+
+def test_threads_lists_the_main_thread_first(dump: str) -> None:
+    assert sections(dump)[0].splitlines()[1] == "# Name: MainThread", dump
