@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-cargo build --quiet -p ispy -p ispyd-std --example demo
+cargo build --quiet --bin ispy --example demo
 config=adapter-std/examples/demo.ini
 log=$(mktemp -t ispyd-demo.XXXXXX.log)
 
