@@ -33,16 +33,8 @@ fn build_once() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "ispy",
-                "-p",
-                "ispyd-std",
-                "--example",
-                "demo",
-            ])
+            // Target flags select across the workspace: this builds both.
+            .args(["build", "--quiet", "--bin", "ispy", "--example", "demo"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
