@@ -1,5 +1,11 @@
 //! What the benchmarks share: how the run was asked for, settings from the
-//! environment, and a private directory for their sockets.
+//! environment, a private directory for their sockets, and the kernel's
+//! per-thread counters ([`task`]).
+
+// Each benchmark is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+pub mod task;
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
