@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit, property and end-to-end tests
-# (real processes, sockets and the ispy client), and the fuzz corpus replay.
+# (real processes, sockets and the ispy client), the fuzz corpus replay, and
+# the Python package's tests (pip-installed into a fresh virtualenv, then a
+# real gunicorn serving a real Flask app, inspected with the installed ispy).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for tool in socat nc tmux setpriv; do
+for tool in socat nc tmux setpriv python3; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: the end-to-end tests need: ${missing[*]}" >&2
-  echo "  Debian/Ubuntu: apt-get install socat netcat-openbsd tmux util-linux" >&2
+  echo "  Debian/Ubuntu: apt-get install socat netcat-openbsd tmux util-linux python3-venv" >&2
   exit 1
 fi
 
@@ -18,3 +21,17 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins --examples
 cargo test --workspace
+
+# The Python package, as a user gets it: `pip install ./python-binding`
+# (maturin builds the extension and the ispy command) into a virtualenv made
+# afresh each run, so that nothing installed by an earlier run is tested.
+venv=target/py-venv
+python3 -m venv --clear "$venv"
+"$venv/bin/pip" install --quiet ./python-binding pytest gunicorn flask
+pytest_status=0
+(cd python-binding && "../$venv/bin/python" -m pytest -p no:cacheprovider -q) || pytest_status=$?
+if [ "$pytest_status" -eq 5 ]; then
+  echo "test.sh: pytest collected no Python tests" >&2
+  exit 1
+fi
+exit "$pytest_status"

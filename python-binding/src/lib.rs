@@ -6,10 +6,18 @@
 //! Python, and maps errors. The per-call Python logic (calling `do_*`
 //! methods, capturing `self.stdout`) lives in `ispyd/_support.py`, where it
 //! is plain Python.
+//!
+//! What embedding in a Python process adds, each in its own module: ispyd's
+//! threads block the application's signals (`signals`), a forked child's
+//! socket is removed by its parent if the child cannot (`fork_watch`), and
+//! no ispyd thread runs Python once the interpreter starts to end (`gate`).
 
 mod error;
+mod fork_watch;
+mod gate;
 mod manager;
 mod plugin;
+mod signals;
 mod threads;
 
 use pyo3::prelude::*;
@@ -21,12 +29,36 @@ fn ispy_main(py: Python<'_>) -> PyResult<u8> {
     Ok(py.detach(|| ispy::run(argv)))
 }
 
+/// `os.register_at_fork(before=...)`, while a manager runs.
+#[pyfunction]
+fn fork_prepare() {
+    fork_watch::prepare();
+}
+
+/// `os.register_at_fork(after_in_parent=...)`.
+#[pyfunction]
+fn fork_parent() {
+    fork_watch::parent();
+}
+
+/// `os.register_at_fork(after_in_child=...)`, before the managers restart:
+/// the child's own state for what the parent's threads were doing.
+#[pyfunction]
+fn fork_child() {
+    gate::reset_after_fork();
+    fork_watch::child();
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<manager::NativeManager>()?;
     m.add_function(wrap_pyfunction!(ispy_main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::format_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(fork_prepare, m)?)?;
+    m.add_function(wrap_pyfunction!(fork_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(gate::close_python_calls, m)?)?;
     m.add("IspydError", py.get_type::<error::IspydError>())?;
     m.add(
         "ConfigurationError",

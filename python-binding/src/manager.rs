@@ -1,15 +1,18 @@
 //! `NativeManager`: the std adapter's `ShellManager`, with the plugins the
 //! configuration names loaded from Python.
 
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use ispyd_core::{Config, ConfigError};
+use ispyd_core::{Address, Config, ConfigError};
 use ispyd_std::ShellManager;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::error::{ConfigurationError, start_error, traceback_text};
+use crate::fork_watch;
 use crate::plugin::{BrokenPlugin, PyPlugin};
+use crate::signals::with_signals_blocked;
 
 /// The native side of `ispyd.manager.ShellManager`.
 #[pyclass(module = "ispyd._native")]
@@ -53,11 +56,7 @@ impl NativeManager {
                 names.push(spec.clone());
                 continue;
             }
-            let section = section_dict(py, &config, spec)?;
-            let loaded = support
-                .call_method1("load_plugin", (spec, section))
-                .and_then(|instance| PyPlugin::new(py, instance.unbind()));
-            match loaded {
+            match load_plugin(&support, &config, spec) {
                 Ok(plugin) => {
                     names.push(plugin.name().to_owned());
                     plugins.push(plugin.instance(py));
@@ -73,7 +72,7 @@ impl NativeManager {
         }
         config.plugins = names;
         let manager = py
-            .detach(|| builder.config(config).start())
+            .detach(|| with_signals_blocked(|| builder.config(config).start()))
             .map_err(|err| start_error(&err))?;
         Ok(NativeManager {
             address: manager.address().to_string(),
@@ -132,11 +131,13 @@ impl NativeManager {
         let Some(manager) = inner.as_mut() else {
             return Ok(false);
         };
-        let listening = manager
-            .restart_after_fork()
+        let listening = with_signals_blocked(|| manager.restart_after_fork())
             .map_err(|err| start_error(&err))?;
         if listening {
             self.address = manager.address().to_string();
+            if let Address::Unix(path) = manager.address() {
+                fork_watch::report(Path::new(path));
+            }
         } else {
             // The parent keeps the address; this child has no shell.
             std::mem::forget(inner.take());
@@ -145,10 +146,30 @@ impl NativeManager {
     }
 }
 
-/// The keys of the plugin's own section (`[spec]`), for its `activate()`.
-fn section_dict<'py>(py: Python<'py>, config: &Config, spec: &str) -> PyResult<Bound<'py, PyDict>> {
+/// Imports the plugin `spec`, activates it with its own section and reads
+/// its description.
+///
+/// The section is the one named after the plugin (`[NAME]`), as for the
+/// builtins' gates, so the configuration's warnings (which know plugins by
+/// name) agree about which sections are used. The name is only known once
+/// the plugin exists, hence the separate activation step.
+fn load_plugin(support: &Bound<'_, PyModule>, config: &Config, spec: &str) -> PyResult<PyPlugin> {
+    let py = support.py();
+    let instance = support.call_method1("load_plugin", (spec,))?;
+    let name: String = support
+        .call_method1("plugin_name", (&instance,))?
+        .extract()?;
+    support.call_method1(
+        "activate_plugin",
+        (&instance, section_dict(py, config, &name)?),
+    )?;
+    PyPlugin::new(py, instance.unbind())
+}
+
+/// The keys of the section `[name]`, for a plugin's `activate()`.
+fn section_dict<'py>(py: Python<'py>, config: &Config, name: &str) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
-    if let Some(section) = config.section(spec) {
+    if let Some(section) = config.section(name) {
         for (key, value) in section {
             dict.set_item(key, value)?;
         }

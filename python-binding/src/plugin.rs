@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::error::traceback_text;
+use crate::gate;
 
 /// Names what every Python call may wait for.
 const INTERPRETER: &str = "the Python interpreter (the GIL)";
@@ -66,6 +67,9 @@ impl Plugin for PyPlugin {
     }
 
     fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
+        let Some(_entry) = gate::enter() else {
+            return Err(PluginError::new(gate::CLOSED));
+        };
         Python::attach(|py| {
             let run = || -> PyResult<(String, Option<Py<PyAny>>)> {
                 support(py)?
@@ -108,6 +112,11 @@ impl PyInteractive {
         let Some(object) = &self.object else {
             return Step::Done {
                 output: String::new(),
+            };
+        };
+        let Some(_entry) = gate::enter() else {
+            return Step::Done {
+                output: format!("*** {}\n", gate::CLOSED),
             };
         };
         Python::attach(|py| {

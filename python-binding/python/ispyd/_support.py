@@ -20,9 +20,9 @@ BUILTINS: Dict[str, str] = {
 }
 
 
-def load_plugin(spec: str, section: Dict[str, str]) -> Any:
-    """Imports and creates the plugin ``spec`` (a builtin name, or
-    ``module:Class``), then calls its ``activate(section)`` if it has one."""
+def load_plugin(spec: str) -> Any:
+    """Imports and creates the plugin ``spec``: a builtin name, or
+    ``module:Class`` (or ``module:object`` for a ready-made instance)."""
     target = BUILTINS.get(spec, spec)
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
@@ -33,11 +33,21 @@ def load_plugin(spec: str, section: Dict[str, str]) -> Any:
     found: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         found = getattr(found, part)
-    plugin = found() if inspect.isclass(found) else found
+    return found() if inspect.isclass(found) else found
+
+
+def plugin_name(plugin: Any) -> str:
+    """The plugin's shell name: its ``name``, else its class's name in lower
+    case. Its configuration section is ``[NAME]``."""
+    return str(getattr(plugin, "name", None) or type(plugin).__name__.lower())
+
+
+def activate_plugin(plugin: Any, section: Dict[str, str]) -> None:
+    """Calls the plugin's ``activate(section)``, if it has one, with the keys
+    of its own section ``[NAME]`` (empty if the file has none)."""
     activate = getattr(plugin, "activate", None)
     if callable(activate):
         activate(dict(section))
-    return plugin
 
 
 def _first_line(text: Optional[str]) -> str:
@@ -46,7 +56,7 @@ def _first_line(text: Optional[str]) -> str:
 
 def describe(plugin: Any) -> Dict[str, Any]:
     """What the shell needs to know of a plugin."""
-    name = getattr(plugin, "name", None) or type(plugin).__name__.lower()
+    name = plugin_name(plugin)
     gated: Dict[str, str] = dict(getattr(plugin, "gated_commands", {}) or {})
     commands: List[Tuple[str, str, Optional[str]]] = []
     for attribute in sorted(dir(plugin)):
@@ -58,7 +68,7 @@ def describe(plugin: Any) -> Dict[str, Any]:
         command = attribute[3:]
         commands.append((command, inspect.getdoc(method) or "", gated.get(command)))
     return {
-        "name": str(name),
+        "name": name,
         "summary": _first_line(inspect.getdoc(type(plugin))),
         "gate": getattr(plugin, "gate", None),
         "commands": commands,

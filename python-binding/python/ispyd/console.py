@@ -53,6 +53,25 @@ def _install_router() -> None:
                 setattr(sys, name, _Router(stream))
 
 
+class _Leave:
+    """``exit()`` and ``quit()`` inside the console: leave the console.
+
+    Python's own (``site.Quitter``) also closes ``sys.stdin`` before raising
+    ``SystemExit``. Here that stdin is the application's: closing it would
+    take it from the application, and blocks for as long as one of its
+    threads is reading from it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Use {self.name}() or Ctrl-D (i.e. EOF) to exit"
+
+    def __call__(self, code: object = None) -> None:
+        raise SystemExit(code)
+
+
 class _Console(code.InteractiveConsole):
     def __init__(self, namespace: Dict[str, Any], out: io.StringIO) -> None:
         super().__init__(namespace, filename="<console>")
@@ -83,6 +102,8 @@ class ConsoleSession:
         self._out = io.StringIO()
         if namespace is None:
             namespace = {"__name__": "__console__", "__doc__": None}
+        for name in ("exit", "quit"):
+            namespace.setdefault(name, _Leave(name))
         self._console = _Console(namespace, self._out)
 
     def _take(self) -> str:

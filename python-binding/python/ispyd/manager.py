@@ -5,24 +5,44 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import weakref
-from typing import Optional, Union
+from typing import Optional, Set, Union
 
 from ispyd import _native
 
-_managers: "weakref.WeakSet[ShellManager]" = weakref.WeakSet()
+#: Every manager still running. Held strongly: like the 2012 original's
+#: listener thread, a running manager lives until shutdown() or interpreter
+#: exit, even if the application keeps no reference to it.
+_managers: "Set[ShellManager]" = set()
 _hooks_lock = threading.Lock()
 _hooks_installed = False
 
 
+def _before_fork() -> None:
+    if any(manager.running for manager in list(_managers)):
+        _native.fork_prepare()
+
+
+def _after_fork_in_parent() -> None:
+    _native.fork_parent()
+
+
 def _after_fork_in_child() -> None:
+    _native.fork_child()
     for manager in list(_managers):
         manager._after_fork()
+
+
+#: How long interpreter exit waits for plugin calls still running, twice:
+#: once for them to finish, once after raising SystemExit in them.
+_EXIT_WAIT = 1.0
 
 
 def _at_exit() -> None:
     for manager in list(_managers):
         manager.shutdown()
+    # The interpreter is still whole here; once it finalizes, a call still
+    # running on an ispyd thread would crash the process (see gate.rs).
+    _native.close_python_calls(_EXIT_WAIT)
 
 
 def _install_hooks() -> None:
@@ -31,8 +51,14 @@ def _install_hooks() -> None:
         if _hooks_installed:
             return
         # A forked child (a gunicorn worker, a multiprocessing process) has
-        # none of the parent's threads: it gets a listener of its own.
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # none of the parent's threads: it gets a listener of its own. The
+        # parent watches each child, to remove the child's socket file if
+        # the child execs or ends without removing it (see fork_watch.rs).
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
         # Remove the socket at interpreter exit, connected clients or not.
         atexit.register(_at_exit)
         _hooks_installed = True
@@ -48,7 +74,9 @@ class ShellManager:
     :class:`ispyd.ListenError` when the socket cannot be created.
 
     Use :meth:`shutdown` (or a ``with`` block) to stop it; it also stops at
-    interpreter exit, removing its socket file.
+    interpreter exit, removing its socket file. Until then it keeps
+    running even if the application drops every reference to it, as the
+    2012 original did.
     """
 
     def __init__(self, config_file: Union[str, "os.PathLike[str]"]) -> None:
@@ -82,12 +110,14 @@ class ShellManager:
         native = self._native
         if native is not None:
             native.shutdown()
+        _managers.discard(self)
 
     def _after_fork(self) -> None:
         native = self._native
         if native is not None and native.running:
             if not native.restart_after_fork():
                 self._native = None
+                _managers.discard(self)
 
     def __enter__(self) -> "ShellManager":
         return self

@@ -1,0 +1,25 @@
+"""A Flask application that embeds ispyd the way the 2012 README shows:
+``ShellManager(config_file)`` at import. gunicorn serves it as
+``flask_app:app``; ``ISPYD_CONFIG`` names the ini file."""
+
+import os
+import time
+
+from flask import Flask
+
+from ispyd.manager import ShellManager
+
+shell_manager = ShellManager(os.environ["ISPYD_CONFIG"])
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return f"hello from {os.getpid()}\n"
+
+
+@app.route("/sleep/<float:seconds>")
+def sleep(seconds):
+    time.sleep(seconds)
+    return f"slept in {os.getpid()}\n"

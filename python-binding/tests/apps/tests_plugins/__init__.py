@@ -1,0 +1,2 @@
+"""Third-party plugins for the tests, loaded from configuration files as
+``tests_plugins.MODULE:CLASS``."""

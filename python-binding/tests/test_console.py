@@ -1,0 +1,115 @@
+"""The python plugin's console: what its code prints goes to its own client
+only; the application's own output is unaffected and never lost."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import List
+
+import pytest
+
+from conftest import WAIT, Lines, ispy_command, run_ispy
+
+LOOP = "for i in range({n}): print('{tag}', i); time.sleep(0.002)"
+
+
+class ConsoleClient:
+    """An ``ispy`` process connected to the app's console, fed line by line."""
+
+    def __init__(self, address: str) -> None:
+        self.proc = subprocess.Popen(
+            [ispy_command(), address],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out = Lines(self.proc.stdout)
+        self.err = Lines(self.proc.stderr)
+        self.send("connect", "shell python", "console", "import time, sys", "print('console ready')")
+        self.out.wait_for(r"^console ready$", "the console to start")
+
+    def send(self, *lines: str) -> None:
+        self.proc.stdin.write("".join(line + "\n" for line in lines))
+        self.proc.stdin.flush()
+
+    def finish(self) -> List[str]:
+        """Leaves the console and ispy; returns every line ispy printed."""
+        self.send("exit()")
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=WAIT) == 0, self.err.text()
+        self.err.finish()
+        assert self.err.snapshot() == [], self.err.text()
+        self.out.finish()
+        return self.out.snapshot()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def consoles():
+    made: List[ConsoleClient] = []
+    yield lambda address: made.append(ConsoleClient(address)) or made[-1]
+    for client in made:
+        client.kill()
+
+
+def numbered(lines: List[str], tag: str) -> List[int]:
+    return [int(m.group(1)) for line in lines for m in [re.fullmatch(rf"{tag} (\d+)", line)] if m]
+
+
+def test_two_consoles_and_the_app_each_keep_their_own_output(write_config, start_app, consoles):
+    app = start_app(write_config(console=True))
+    a, b = consoles(app.address), consoles(app.address)
+    app.send("chatter 300")
+    a.send(LOOP.format(n=200, tag="A"), "")
+    b.send(LOOP.format(n=200, tag="B"), "", "print('to stderr', file=sys.stderr)")
+    app.stdout.wait_for(r"^chatter done$")
+    a_lines, b_lines = a.finish(), b.finish()
+
+    assert numbered(a_lines, "A") == list(range(200)) and numbered(a_lines, "B") == []
+    assert numbered(b_lines, "B") == list(range(200)) and numbered(b_lines, "A") == []
+    assert "to stderr" in b_lines and "to stderr" not in a_lines
+    for lines in (a_lines, b_lines):
+        assert numbered(lines, "chatter") == []
+    app_lines = app.stdout.snapshot()
+    assert numbered(app_lines, "chatter") == list(range(300))
+    assert numbered(app_lines, "A") == [] and numbered(app_lines, "B") == []
+    assert "to stderr" not in app.stderr.text()
+
+
+def test_app_output_after_consoles_closed_still_reaches_its_stdout(write_config, start_app, consoles):
+    app = start_app(write_config(console=True))
+    consoles(app.address).finish()
+    app.command("print after the console", r"^after the console$")
+
+
+def test_console_exit_leaves_the_apps_stdin_alone(write_config, start_app, consoles):
+    # Python's own exit() closes sys.stdin: the app's, which its main
+    # thread is reading here.
+    app = start_app(write_config(console=True))
+    consoles(app.address).finish()
+    app.command("print stdin still open", r"^stdin still open$")
+    assert not app.proc.stdin.closed and app.proc.poll() is None
+
+
+def test_console_traceback_goes_to_its_client(write_config, start_app, consoles):
+    app = start_app(write_config(console=True))
+    client = consoles(app.address)
+    client.send("1/0", "print('still here')")
+    lines = client.finish()
+    assert "ZeroDivisionError: division by zero" in lines
+    assert "still here" in lines
+    assert "ZeroDivisionError" not in app.stderr.text()
+
+
+def test_console_is_off_unless_enabled(write_config, start_app):
+    app = start_app(write_config())
+    result = run_ispy(app.address, ["connect", "shell python", "console", "version"])
+    assert result.code == 0, result
+    assert "[python:console]" in result.stdout + result.stderr, result
+    assert result.stdout.rstrip().splitlines()[-1].startswith("3."), result

@@ -1,0 +1,81 @@
+"""Processes created by fork(): with ``%(pid)s`` in ``listen`` a child gets
+a listener of its own under its own pid; a child that execs another
+program, or ends without Python's exit handlers, leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import run_ispy, servers, wait_for_socket, wait_until
+
+
+def exec_done(pid: int, program: str) -> bool:
+    """Whether process ``pid`` now runs ``program`` (it has exec'd)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == program.encode()
+    except FileNotFoundError:
+        return False
+
+
+def test_multiprocessing_child_gets_its_own_listener(write_config, start_app, workdir):
+    config = write_config(console=True)
+    app = start_app(config)
+    child = app.command("mpchild", r"^MPCHILD (\d+) (.*)$")
+    pid, address = int(child.group(1)), Path(child.group(2))
+    assert address == workdir / f"ispyd-{pid}.sock"
+    wait_for_socket(address)
+    assert set(servers(config)) == {app.pid, pid}
+
+    result = run_ispy(address, ["connect", "shell process", "pid", "exit", "shell python", "console", "import os; os.getpid()", "exit()"])
+    assert result.stdout.splitlines() == [str(pid)] + result.stdout.splitlines()[1:-1] + [str(pid)], result
+    # The parent's shell is still the parent's.
+    assert run_ispy(app.address, ["connect", "shell process", "pid"]).stdout == f"{app.pid}\n"
+
+
+def test_multiprocessing_child_leaves_no_socket(write_config, start_app, workdir):
+    app = start_app(write_config())
+    child = app.command("mpchild", r"^MPCHILD (\d+) (.*)$")
+    address = wait_for_socket(Path(child.group(2)))
+    # multiprocessing ends the child with os._exit(): no atexit handler runs.
+    app.command("mpstop", r"^MPSTOPPED 0$")
+    wait_until(lambda: not address.exists(), f"{address} to be removed")
+    assert sorted(workdir.glob("*.sock")) == [Path(app.address)]
+
+
+def test_child_that_execs_leaves_nothing_behind(write_config, start_app, workdir):
+    config = write_config()
+    app = start_app(config)
+    pid = int(app.command("forkexec 60", r"^CHILD (\d+)$").group(1))
+    wait_until(lambda: exec_done(pid, "sleep"), "the child to exec sleep")
+    # The exec'd program is alive under the same pid, but no socket of it.
+    child_socket = workdir / f"ispyd-{pid}.sock"
+    wait_until(lambda: not child_socket.exists(), f"{child_socket} to be removed")
+    assert sorted(workdir.glob("*.sock")) == [Path(app.address)]
+    assert set(servers(config)) == {app.pid}
+    listing = run_ispy(config, ["servers"]).stdout
+    assert str(pid) not in listing, listing
+    os.kill(pid, 9)
+
+
+def test_subprocess_with_preexec_fn_leaves_nothing_behind(write_config, start_app, workdir):
+    app = start_app(write_config())
+    app.command("preexec", r"^PREEXEC 0$")
+    wait_until(
+        lambda: sorted(workdir.glob("*.sock")) == [Path(app.address)],
+        "only the app's own socket to remain",
+    )
+
+
+def test_child_of_a_fixed_address_does_not_listen(write_config, start_app, workdir):
+    address = workdir / "fixed.sock"
+    config = write_config(f"[ispyd]\nlisten = {address}\n")
+    app = start_app(config)
+    child = app.command("mpchild", r"^MPCHILD (\d+) ?(.*)$")
+    assert child.group(2) == ""
+    # The parent alone keeps serving the fixed address.
+    result = run_ispy(address, ["connect", "shell process", "pid"])
+    assert result.stdout == f"{app.pid}\n", result
+    app.command("mpstop", r"^MPSTOPPED 0$")
+    assert sorted(workdir.glob("*.sock")) == [address]
+    assert run_ispy(address, ["connect", "shell process", "pid"]).stdout == f"{app.pid}\n"
