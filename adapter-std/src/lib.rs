@@ -25,6 +25,7 @@ mod manager;
 pub mod peer;
 pub mod process;
 mod serve;
+pub mod signals;
 pub mod socket;
 mod stream;
 

@@ -21,6 +21,7 @@ use ispyd_core::{
 use crate::peer;
 use crate::process::ProcessPlugin;
 use crate::serve::serve;
+use crate::signals;
 use crate::socket::{self, BindError, SocketPathGuard};
 use crate::stream::Stream;
 
@@ -317,13 +318,17 @@ impl ShellManager {
             sessions: Mutex::new(HashMap::new()),
         });
         let listener_fd = listener.raw_fd();
-        let thread = thread::Builder::new()
-            .name("ispyd-listener".to_owned())
-            .spawn({
-                let shared = Arc::clone(&shared);
-                move || listen(&listener, &shared)
-            })
-            .map_err(Error::Thread)?;
+        // Every ispyd thread descends from the listener and inherits its
+        // signal mask: the host's signals go to the host's threads.
+        let thread = signals::with_signals_blocked(|| {
+            thread::Builder::new()
+                .name("ispyd-listener".to_owned())
+                .spawn({
+                    let shared = Arc::clone(&shared);
+                    move || listen(&listener, &shared)
+                })
+        })
+        .map_err(Error::Thread)?;
         Ok(ShellManager {
             config,
             shared,

@@ -34,7 +34,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crate::signals::with_signals_blocked;
+use ispyd_std::signals::with_signals_blocked;
 
 /// The pipe made for the fork in progress.
 static PENDING: Mutex<Option<(File, File)>> = Mutex::new(None);

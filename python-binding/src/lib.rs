@@ -17,7 +17,6 @@ mod fork_watch;
 mod gate;
 mod manager;
 mod plugin;
-mod signals;
 mod threads;
 
 use pyo3::prelude::*;

@@ -12,7 +12,6 @@ use pyo3::types::PyDict;
 use crate::error::{ConfigurationError, start_error, traceback_text};
 use crate::fork_watch;
 use crate::plugin::{BrokenPlugin, PyPlugin};
-use crate::signals::with_signals_blocked;
 
 /// The native side of `ispyd.manager.ShellManager`.
 #[pyclass(module = "ispyd._native")]
@@ -72,7 +71,7 @@ impl NativeManager {
         }
         config.plugins = names;
         let manager = py
-            .detach(|| with_signals_blocked(|| builder.config(config).start()))
+            .detach(|| builder.config(config).start())
             .map_err(|err| start_error(&err))?;
         Ok(NativeManager {
             address: manager.address().to_string(),
@@ -131,7 +130,8 @@ impl NativeManager {
         let Some(manager) = inner.as_mut() else {
             return Ok(false);
         };
-        let listening = with_signals_blocked(|| manager.restart_after_fork())
+        let listening = manager
+            .restart_after_fork()
             .map_err(|err| start_error(&err))?;
         if listening {
             self.address = manager.address().to_string();

@@ -1,17 +1,20 @@
-//! Keeping the application's signals away from ispyd's threads.
+//! Keeping the host's signals away from ispyd's threads.
 
 /// Runs `f` with the application's signals blocked in this thread, so that
-/// every thread `f` starts inherits that mask: the listener, and through it
-/// every session and call thread; the fork watcher.
+/// every thread `f` starts inherits that mask. [`ShellManager`] starts its
+/// listener this way, and through it every session and call thread; other
+/// adapters' helper threads should be started this way too.
+///
+/// [`ShellManager`]: crate::ShellManager
 ///
 /// Why: the kernel hands a signal sent to the process to any thread that
 /// does not block it, e.g. an ispyd thread just returning from `accept`.
-/// CPython's C handler then only flags the signal, and the main thread,
-/// blocked in a `read()` the kernel restarts, never runs the application's
-/// Python handler: `signal(SIGTERM, lambda *a: sys.exit(0))` would not stop
-/// the program. Signals raised by a fault in the thread itself stay
+/// A handler that only flags the signal (CPython's, or a Rust program's
+/// self-pipe-less flag) then leaves the main thread blocked in a `read()`
+/// the kernel restarts: in Python, `signal(SIGTERM, lambda *a: sys.exit(0))`
+/// would not stop the program. Signals raised by a fault in the thread itself stay
 /// unblocked, so a crash is still reported as one.
-pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+pub fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     const SYNCHRONOUS: [libc::c_int; 6] = [
         libc::SIGSEGV,
         libc::SIGBUS,
