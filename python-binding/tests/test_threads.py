@@ -2,7 +2,7 @@
 of a real process whose threads wait in known places, one of them spinning
 in pure Python.
 
-Self-contained: the app is written below, and every wait is bounded.
+The app is written below; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
+
+from conftest import wait_until
 
 #: The longest any single wait may take.
 WAIT = 30.0
@@ -59,17 +61,6 @@ APP = textwrap.dedent(
     manager.shutdown()
     """
 )
-
-
-def wait_until(predicate, what: str):
-    deadline = time.monotonic() + WAIT
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"gave up after {WAIT} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
