@@ -101,6 +101,7 @@ fn a_megabyte_of_random_bytes_costs_only_that_session() {
 #[test]
 fn invalid_utf8_gets_an_error_and_the_session_goes_on() {
     let demo = Demo::start("");
+    let mut good = bystander(&demo);
     let mut text = demo.connect();
     let prompt = format!("(ispyd:{}) ", demo.pid);
     text.send(b"shell \xc3\x28process\n");
@@ -108,6 +109,7 @@ fn invalid_utf8_gets_an_error_and_the_session_goes_on() {
         text.read_until(&prompt),
         format!("*** Input is not valid UTF-8; the line was ignored.\n{prompt}")
     );
+    assert_bystander_answers(&demo, &mut good);
     text.send("shell process\npid\n");
     let prompt = format!("(process:{}) ", demo.pid);
     text.read_until(&prompt);
@@ -117,6 +119,7 @@ fn invalid_utf8_gets_an_error_and_the_session_goes_on() {
 #[test]
 fn telnet_negotiation_is_ignored_not_echoed() {
     let demo = Demo::start("");
+    let mut good = bystander(&demo);
     let mut text = demo.connect();
     // What a telnet client sends: DO SUPPRESS-GO-AHEAD, WILL NAWS with a
     // window-size subnegotiation, then CRLF-terminated lines.
@@ -131,6 +134,7 @@ fn telnet_negotiation_is_ignored_not_echoed() {
     let first = text.read_until(&prompt);
     assert_eq!(first, prompt);
     assert_eq!(text.read_until(&prompt), format!("{}\n{prompt}", demo.pid));
+    assert_bystander_answers(&demo, &mut good);
 }
 
 #[test]
