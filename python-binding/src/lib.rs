@@ -18,6 +18,7 @@ mod gate;
 mod manager;
 mod plugin;
 mod threads;
+mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -46,6 +47,7 @@ fn fork_parent() {
 fn fork_child() {
     gate::reset_after_fork();
     fork_watch::child();
+    wsgi::forget_other_threads_after_fork();
 }
 
 #[pymodule]
@@ -58,6 +60,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork_parent, m)?)?;
     m.add_function(wrap_pyfunction!(fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(gate::close_python_calls, m)?)?;
+    m.add_class::<wsgi::WsgiApplicationWrapper>()?;
+    m.add_class::<wsgi::Body>()?;
+    m.add_class::<wsgi::SizedBody>()?;
+    m.add_class::<wsgi::FileClose>()?;
+    m.add_function(wrap_pyfunction!(wsgi::format_requests, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::active_request_count, m)?)?;
     m.add("IspydError", py.get_type::<error::IspydError>())?;
     m.add(
         "ConfigurationError",

@@ -139,21 +139,10 @@ pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
     let mut places = Places::default();
     let mut stacks = Vec::with_capacity(listed.len());
     for (ident, owner, frame) in listed {
-        let mut walked = Vec::new();
-        let mut frame = frame;
-        loop {
-            walked.push(places.index(&frame, &names)?);
-            let back = frame.getattr(&names.f_back)?;
-            if back.is_none() {
-                break;
-            }
-            frame = back;
-        }
-        walked.reverse();
         stacks.push(Stack {
             ident,
             owner,
-            places: walked,
+            places: places.walk(frame, &names)?,
         });
     }
     drop(frames);
@@ -201,6 +190,60 @@ pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
     Ok(out)
 }
 
+/// Formats chosen stacks the way [`format_threads`] formats each thread's:
+/// `File:` lines, outermost first, with their source lines.
+///
+/// For a caller that lists some threads with text of its own between them
+/// (the wsgi plugin's `requests`). Record every stack first, as
+/// `format_threads` does, in one snapshot (see [`GcPaused`]): [`record`]
+/// runs no Python code. Then [`render`] looks each distinct place's source
+/// line up once, and [`write`](Rendered::write) writes a recorded stack.
+///
+/// [`record`]: StackFormatter::record
+/// [`render`]: StackFormatter::render
+pub(crate) struct StackFormatter<'py> {
+    names: Names<'py>,
+    places: Places<'py>,
+}
+
+/// A stack recorded by a [`StackFormatter`].
+pub(crate) struct RecordedStack(Vec<usize>);
+
+/// The text of every place a [`StackFormatter`] recorded.
+pub(crate) struct Rendered(Vec<String>);
+
+impl<'py> StackFormatter<'py> {
+    /// A formatter with nothing recorded; make it before the snapshot, as
+    /// `format_threads` makes its names.
+    pub(crate) fn new(py: Python<'py>) -> StackFormatter<'py> {
+        StackFormatter {
+            names: Names::new(py),
+            places: Places::default(),
+        }
+    }
+
+    /// Records the stack whose innermost frame is `frame`. Runs no Python
+    /// code.
+    pub(crate) fn record(&mut self, frame: Bound<'py, PyAny>) -> PyResult<RecordedStack> {
+        self.places.walk(frame, &self.names).map(RecordedStack)
+    }
+
+    /// Each recorded place's text; runs `linecache`, Python code.
+    pub(crate) fn render(&self, py: Python<'py>) -> PyResult<Rendered> {
+        let linecache = py.import("linecache")?;
+        self.places.render(&linecache, &self.names).map(Rendered)
+    }
+}
+
+impl Rendered {
+    /// Appends `stack`'s lines to `out`.
+    pub(crate) fn write(&self, stack: &RecordedStack, out: &mut String) {
+        for &place in &stack.0 {
+            out.push_str(&self.0[place]);
+        }
+    }
+}
+
 /// `threading._active`, ident to `Thread`, in the order the threads
 /// started; built from `threading.enumerate()` should a Python version not
 /// have it.
@@ -228,13 +271,13 @@ fn active_threads<'py>(
 /// Keeps the cyclic garbage collector off while alive, if it was on: a
 /// collection may run finalizers, Python code, during which other threads
 /// may take the GIL.
-struct GcPaused<'py> {
+pub(crate) struct GcPaused<'py> {
     gc: Bound<'py, PyModule>,
     was_enabled: bool,
 }
 
 impl<'py> GcPaused<'py> {
-    fn new(py: Python<'py>) -> PyResult<GcPaused<'py>> {
+    pub(crate) fn new(py: Python<'py>) -> PyResult<GcPaused<'py>> {
         let gc = py.import("gc")?;
         let was_enabled = gc.call_method0("isenabled")?.is_truthy()?;
         if was_enabled {
@@ -320,6 +363,23 @@ struct Places<'py> {
 }
 
 impl<'py> Places<'py> {
+    /// The places of the stack that `frame` is the innermost frame of,
+    /// outermost first, each added if new. Runs no Python code.
+    fn walk(&mut self, frame: Bound<'py, PyAny>, names: &Names<'py>) -> PyResult<Vec<usize>> {
+        let mut walked = Vec::new();
+        let mut frame = frame;
+        loop {
+            walked.push(self.index(&frame, names)?);
+            let back = frame.getattr(&names.f_back)?;
+            if back.is_none() {
+                break;
+            }
+            frame = back;
+        }
+        walked.reverse();
+        Ok(walked)
+    }
+
     /// The index of `frame`'s place, added if new. Runs no Python code.
     ///
     /// A place is looked up by code object and `f_lasti`, the instruction

@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 #: Plugins that ``%(builtins)s`` stands for (besides the native ``process``).
 BUILTINS: Dict[str, str] = {
     "python": "ispyd.plugins.python:PythonPlugin",
+    "debugger": "ispyd.plugins.debugger:DebuggerPlugin",
+    "wsgi": "ispyd.plugins.wsgi:WSGIPlugin",
 }
 
 

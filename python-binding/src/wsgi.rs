@@ -1,0 +1,536 @@
+//! The `wsgi` plugin's native half: the WSGI application wrapper and the
+//! registry of the requests it is serving now.
+//!
+//! ```python
+//! from ispyd.plugins.wsgi import WSGIApplicationWrapper
+//! application = WSGIApplicationWrapper(application)
+//! ```
+//!
+//! `requests` in the `wsgi` plugin prints, for every request in the
+//! registry, the block of the 2012 original:
+//!
+//! ```text
+//!
+//! ==== 67 ====
+//!
+//! thread_id = 140735076232384
+//! start_time = Mon Apr  9 21:49:54 2012
+//! duration = 0.013629 seconds
+//!
+//! PATH_INFO = '/'
+//! …the rest of the environ, sorted by key…
+//!
+//! File: "wsgi.py", line 25, in <module>
+//!   application.run(host='0.0.0.0', port=port)
+//! …the stack of the thread serving it now, innermost call last…
+//! ```
+//!
+//! # Theory of operation
+//!
+//! The wrapper sits on the hot path of the application it wraps, so a
+//! request costs it one registry insert and one remove, one clock read and
+//! one small object, and nothing per chunk of the response:
+//!
+//! 1. `__call__` records the request in [`REGISTRY`] under a fresh number:
+//!    the calling thread's `threading.get_ident()` (the key of
+//!    `sys._current_frames()`), a monotonic clock reading and a reference to
+//!    the environ. It then calls the application with the very argument
+//!    tuple it was given. If the application raises, the request is removed
+//!    and the exception goes on unchanged.
+//! 2. The application's iterable comes back inside a body object
+//!    ([`Body`], or [`SizedBody`] for a list or tuple, which keeps its
+//!    `len()` for servers that read it). PEP 3333 servers iterate what the
+//!    application returned and then call its `close()`. The body's
+//!    `__iter__` hands the server the inner iterable's own iterator, so the
+//!    chunks and any exception raised while producing them never pass
+//!    through ispyd; its `close()` calls the inner `close()`, if any, once,
+//!    then removes the request, whether that `close()` raised or not. A body
+//!    dropped without `close()` (a server that breaks PEP 3333) removes its
+//!    request too, so nothing stays behind.
+//! 3. A file wrapper (an instance of `environ['wsgi.file_wrapper']` when
+//!    that is a class) is returned as it is, so the server still recognises
+//!    it and can `sendfile()` it; its `close` attribute is replaced on the
+//!    instance by [`FileClose`], which calls the original (if it had one)
+//!    and then removes the request. A file wrapper that does not take an
+//!    attribute (`__slots__`) goes into a body like any iterable: served
+//!    correctly, by iteration.
+//!
+//! The registry's lock is held only to insert, remove or copy entries: no
+//! Python code runs and no Python reference is dropped under it (a
+//! finalizer could re-enter it); entries are taken out, the lock released,
+//! then dropped. Every entry point already holds the GIL.
+//!
+//! `requests` ([`format_requests`], in the `requests` module) copies the
+//! registry's entries out and formats them.
+
+mod requests;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::{PyTraverseError, ffi, intern};
+
+pub(crate) use requests::format_requests;
+
+/// Every request a wrapper is serving now.
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    last: 0,
+    active: HashMap::with_hasher(BuildHasherDefault::new()),
+});
+
+/// Whether this process has wrapped an application, for `requests` to say
+/// why it never sees one.
+static WRAPPED: AtomicBool = AtomicBool::new(false);
+
+struct Registry {
+    /// The number of the last request recorded; numbers are never reused.
+    last: u64,
+    active: HashMap<u64, Request, BuildHasherDefault<NumberHasher>>,
+}
+
+/// One request being served.
+struct Request {
+    /// `threading.get_ident()` of the thread that called the application.
+    thread: u64,
+    started: Instant,
+    environ: Py<PyAny>,
+}
+
+/// Hashes request numbers: they are chosen by this module, not by anyone
+/// who could aim at collisions.
+#[derive(Default)]
+struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records a request of the calling thread; returns its number.
+fn track(environ: Py<PyAny>) -> u64 {
+    // SAFETY: reads the calling thread's identity; no precondition.
+    let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
+    let started = Instant::now();
+    let mut registry = registry();
+    registry.last += 1;
+    let number = registry.last;
+    let replaced = registry.active.insert(
+        number,
+        Request {
+            thread,
+            started,
+            environ,
+        },
+    );
+    drop(registry);
+    drop(replaced);
+    number
+}
+
+/// Forgets request `number`, if it is still recorded.
+fn untrack(number: u64) {
+    let request = {
+        let mut registry = registry();
+        registry.active.remove(&number)
+    };
+    // Unlocked: dropping the environ may run Python code (a finalizer).
+    drop(request);
+}
+
+/// A request copied out of the registry for `requests`.
+struct Copied {
+    number: u64,
+    thread: u64,
+    /// How long it has run.
+    age: Duration,
+    environ: Py<PyAny>,
+}
+
+/// How many requests are being served now, and a copy of those that have
+/// run longer than `minimum` (all of them without one). Runs no Python
+/// code: the environs are only referenced once more.
+fn copy_requests(py: Python<'_>, minimum: Option<Duration>) -> (usize, Vec<Copied>) {
+    let now = Instant::now();
+    let registry = registry();
+    let copied = registry
+        .active
+        .iter()
+        .map(|(&number, request)| {
+            (
+                number,
+                request,
+                now.saturating_duration_since(request.started),
+            )
+        })
+        .filter(|&(_, _, age)| minimum.is_none_or(|minimum| age > minimum))
+        .map(|(number, request, age)| Copied {
+            number,
+            thread: request.thread,
+            age,
+            environ: request.environ.clone_ref(py),
+        })
+        .collect();
+    (registry.active.len(), copied)
+}
+
+/// How many requests are being served now.
+#[pyfunction]
+pub(crate) fn active_request_count() -> usize {
+    registry().active.len()
+}
+
+/// In a forked child, forgets the requests of every thread but the one
+/// that forked: the others do not exist in the child and never end there.
+pub(crate) fn forget_other_threads_after_fork() {
+    // SAFETY: as in `track`.
+    let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
+    let gone: Vec<Request> = {
+        let mut registry = registry();
+        let numbers: Vec<u64> = registry
+            .active
+            .iter()
+            .filter(|(_, request)| request.thread != thread)
+            .map(|(&number, _)| number)
+            .collect();
+        numbers
+            .iter()
+            .filter_map(|number| registry.active.remove(number))
+            .collect()
+    };
+    drop(gone);
+}
+
+/// Wraps a WSGI application so that the `wsgi` plugin's `requests` command
+/// sees every request it is serving.
+///
+/// Transparent to the server and the application: same arguments, same
+/// response, same exceptions, `close()` called once, file wrappers passed
+/// through for `sendfile()`.
+#[pyclass(
+    module = "ispyd._native",
+    name = "WSGIApplicationWrapper",
+    frozen,
+    subclass
+)]
+pub(crate) struct WsgiApplicationWrapper {
+    application: Py<PyAny>,
+    /// `"wsgi.file_wrapper"`, interned.
+    file_wrapper_key: Py<PyString>,
+}
+
+#[pymethods]
+impl WsgiApplicationWrapper {
+    #[new]
+    fn new(application: Bound<'_, PyAny>) -> PyResult<WsgiApplicationWrapper> {
+        if !application.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "WSGIApplicationWrapper wraps a WSGI application, a callable \
+                 taking (environ, start_response); got {}",
+                application.repr()?
+            )));
+        }
+        WRAPPED.store(true, Ordering::Relaxed);
+        let py = application.py();
+        Ok(WsgiApplicationWrapper {
+            application: application.unbind(),
+            file_wrapper_key: PyString::intern(py, "wsgi.file_wrapper").unbind(),
+        })
+    }
+
+    /// Serves one request: records it, calls the application with the same
+    /// arguments and returns its response in a body that ends the record on
+    /// `close()`.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = args.py();
+        let application = self.application.bind(py);
+        let environ = match args.get_item(0) {
+            Ok(environ) => environ,
+            Err(_) => match kwargs.map(|kwargs| kwargs.get_item(intern!(py, "environ"))) {
+                Some(Ok(Some(environ))) => environ,
+                // Not a WSGI call; the application says what is wrong.
+                _ => return application.call(args, kwargs),
+            },
+        };
+        let number = track(environ.clone().unbind());
+        let response = match application.call(args, kwargs) {
+            Ok(response) => response,
+            Err(err) => {
+                untrack(number);
+                return Err(err);
+            }
+        };
+        // A list or tuple: no file wrapper, no `close()`.
+        if response.is_exact_instance_of::<PyList>() || response.is_exact_instance_of::<PyTuple>() {
+            let tracked = Tracked::new(response, number);
+            return Ok(Bound::new(py, SizedBody(tracked))?.into_any());
+        }
+        if self.is_file_wrapper(&environ, &response) {
+            if let Some(response) = hand_over_file(&response, number) {
+                return Ok(response);
+            }
+        }
+        Ok(Bound::new(py, Body(Tracked::new(response, number)))?.into_any())
+    }
+
+    /// As a function does: wrapping a method wraps it bound to `instance`.
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        instance: Option<Bound<'py, PyAny>>,
+        owner: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let Some(instance) = instance.filter(|instance| !instance.is_none()) else {
+            return Ok(slf.into_any());
+        };
+        let application = slf.get().application.bind(py);
+        let Some(get) = application.get_type().getattr_opt(intern!(py, "__get__"))? else {
+            return Ok(slf.into_any());
+        };
+        let bound = get.call1((application, instance, owner))?;
+        Ok(Bound::new(py, WsgiApplicationWrapper::new(bound)?)?.into_any())
+    }
+
+    /// The wrapped application.
+    #[getter]
+    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.application.clone_ref(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<ispyd WSGIApplicationWrapper of {}>",
+            self.application.bind(py).repr()?
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.application)
+    }
+}
+
+impl WsgiApplicationWrapper {
+    /// Whether `response` is an instance of `environ['wsgi.file_wrapper']`,
+    /// the server's file wrapper class, which the server will look for.
+    ///
+    /// By its type, as `PyObject_TypeCheck` does, without the `__class__`
+    /// lookup `isinstance` adds for proxies (40 ns a request). A proxy that
+    /// claims to be a file wrapper goes into a body: served by iteration. So
+    /// does everything when the server's file wrapper is not a class
+    /// (uWSGI's is a function).
+    fn is_file_wrapper(&self, environ: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>) -> bool {
+        let Ok(environ) = environ.cast::<PyDict>() else {
+            return false;
+        };
+        let Ok(Some(file_wrapper)) = environ.get_item(self.file_wrapper_key.bind(environ.py()))
+        else {
+            return false;
+        };
+        let Ok(file_wrapper) = file_wrapper.cast::<PyType>() else {
+            return false;
+        };
+        // SAFETY: both pointers are live type objects: the response's type,
+        // and `file_wrapper`, checked to be a type above.
+        unsafe {
+            ffi::PyType_IsSubtype(ffi::Py_TYPE(response.as_ptr()), file_wrapper.as_type_ptr()) != 0
+        }
+    }
+}
+
+/// Returns the file wrapper `response` as it is, its `close` attribute
+/// replaced by one that also ends request `number`; `None` if the instance
+/// does not take the attribute.
+fn hand_over_file<'py>(response: &Bound<'py, PyAny>, number: u64) -> Option<Bound<'py, PyAny>> {
+    let py = response.py();
+    let close = response.getattr_opt(intern!(py, "close")).ok()?;
+    let file_close = Bound::new(
+        py,
+        FileClose {
+            number,
+            close: close.map(Bound::unbind),
+        },
+    )
+    .ok()?;
+    if response.setattr(intern!(py, "close"), &file_close).is_err() {
+        // The body takes the request over; this must not end it.
+        if let Ok(mut file_close) = file_close.try_borrow_mut() {
+            file_close.number = 0;
+        }
+        return None;
+    }
+    Some(response.clone())
+}
+
+/// What both body classes hold: the application's iterable and the number
+/// of the request it ends, 0 once ended.
+struct Tracked {
+    inner: Py<PyAny>,
+    number: AtomicU64,
+}
+
+impl Tracked {
+    fn new(inner: Bound<'_, PyAny>, number: u64) -> Tracked {
+        Tracked {
+            inner: inner.unbind(),
+            number: AtomicU64::new(number),
+        }
+    }
+
+    /// The request's number, leaving 0 (ended) behind.
+    fn take_number(&self) -> u64 {
+        // Every caller holds the GIL, so nothing runs between the load and
+        // the store; the pair is cheaper than an atomic swap.
+        let number = self.number.load(Ordering::Relaxed);
+        self.number.store(0, Ordering::Relaxed);
+        number
+    }
+
+    fn iter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.inner.bind(py).try_iter()?.into_any())
+    }
+
+    /// The inner `close()`, once, then the end of the request.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let number = self.take_number();
+        if number == 0 {
+            return Ok(());
+        }
+        let closed = match self.inner.bind(py).getattr_opt(intern!(py, "close")) {
+            Ok(Some(close)) => close.call0().map(drop),
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
+        untrack(number);
+        closed
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let number = *self.number.get_mut();
+        if number != 0 {
+            untrack(number);
+        }
+    }
+}
+
+/// The response of a wrapped application, as its server sees it: iterating
+/// it iterates the application's iterable; `close()` closes that and ends
+/// the request.
+#[pyclass(module = "ispyd._native", name = "WSGIBody", frozen)]
+pub(crate) struct Body(Tracked);
+
+#[pymethods]
+impl Body {
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.0.iter(py)
+    }
+
+    /// Closes the application's iterable (once) and ends the request.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.0.close(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.0.inner)
+    }
+}
+
+/// [`Body`] for a list or tuple: it also has their `len()`, which some
+/// servers (wsgiref, waitress) read to set `Content-Length`, and its
+/// `close()` looks for no inner `close()` (a failed attribute lookup costs
+/// an exception, ≈1 µs).
+#[pyclass(module = "ispyd._native", name = "WSGISizedBody", frozen)]
+pub(crate) struct SizedBody(Tracked);
+
+#[pymethods]
+impl SizedBody {
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.0.iter(py)
+    }
+
+    /// Ends the request (a list or tuple has no `close()` to call).
+    fn close(&self) {
+        let number = self.0.take_number();
+        if number != 0 {
+            untrack(number);
+        }
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.0.inner.bind(py).len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.0.inner)
+    }
+}
+
+/// The `close` of a file wrapper handed to the server as it is: calls the
+/// file wrapper's own `close` (if it had one) once, then ends the request.
+#[pyclass(module = "ispyd._native", name = "WSGIFileClose")]
+pub(crate) struct FileClose {
+    number: u64,
+    close: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl FileClose {
+    fn __call__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (number, close) = {
+            let mut this = slf.try_borrow_mut()?;
+            (std::mem::take(&mut this.number), this.close.take())
+        };
+        let closed = match close {
+            Some(close) => close.bind(py).call0(),
+            None => Ok(py.None().into_bound(py)),
+        };
+        if number != 0 {
+            untrack(number);
+        }
+        closed
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.close)
+    }
+
+    fn __clear__(&mut self) {
+        self.close = None;
+    }
+}
+
+impl Drop for FileClose {
+    fn drop(&mut self) {
+        if self.number != 0 {
+            untrack(self.number);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The `requests` command's text (see the parent module for the format).
+//!
+//! The registry and `sys._current_frames()` are read in one snapshot, with
+//! the garbage collector paused, so that no Python code runs in between
+//! (another thread can take the GIL only then) and each request's stack is
+//! the one of the thread serving it at that moment. The stacks are
+//! formatted by the python plugin's `threads` code ([`StackFormatter`]);
+//! `repr()` of the environ's values runs after the snapshot, on copies.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use super::{Copied, WRAPPED, copy_requests};
+use crate::threads::{GcPaused, RecordedStack, StackFormatter};
+
+/// One request as `requests` lists it, copied out of the registry.
+struct Listed<'py> {
+    number: u64,
+    thread: u64,
+    age: Duration,
+    /// The environ's `(key, value)` pairs at the snapshot, or the environ
+    /// itself if it is not a dict.
+    environ: Result<Bound<'py, PyList>, Bound<'py, PyAny>>,
+    stack: Option<RecordedStack>,
+}
+
+/// The `requests` command's text: every request being served now (with
+/// `older_than`, only those running longer than that many seconds), oldest
+/// first, in the 2012 original's format.
+#[pyfunction]
+#[pyo3(signature = (older_than=None))]
+pub(crate) fn format_requests(py: Python<'_>, older_than: Option<f64>) -> PyResult<String> {
+    let minimum = match older_than {
+        None => None,
+        Some(seconds) if seconds.is_nan() || seconds < 0.0 => {
+            return Err(PyValueError::new_err(format!(
+                "older_than must be a number of seconds, 0 or more; got {seconds}"
+            )));
+        }
+        // Longer than any process has run.
+        Some(seconds) => Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)),
+    };
+    let sys = py.import("sys")?;
+    let current_frames = PyString::intern(py, "_current_frames");
+    let mut formatter = StackFormatter::new(py);
+
+    // 1. Snapshot: no Python code runs until the stacks are recorded.
+    let paused = GcPaused::new(py)?;
+    let (active, copied) = copy_requests(py, minimum);
+    let frames = sys.call_method0(&current_frames)?.cast_into::<PyDict>()?;
+    let mut listed = Vec::with_capacity(copied.len());
+    for Copied {
+        number,
+        thread,
+        age,
+        environ,
+    } in copied
+    {
+        let environ = environ.into_bound(py);
+        let environ = match environ.cast::<PyDict>() {
+            Ok(dict) => Ok(dict.items()),
+            Err(_) => Err(environ),
+        };
+        let stack = match frames.get_item(thread)? {
+            Some(frame) => Some(formatter.record(frame)?),
+            None => None,
+        };
+        listed.push(Listed {
+            number,
+            thread,
+            age,
+            environ,
+            stack,
+        });
+    }
+    drop(frames);
+    drop(paused);
+    listed.sort_by_key(|request| request.number);
+
+    // 2. Text.
+    let wall_now = SystemTime::now();
+    let rendered = formatter.render(py)?;
+    let ctime = py.import("time")?.getattr("ctime")?;
+    let mut out = String::new();
+    if listed.is_empty() {
+        match older_than {
+            Some(seconds) if active > 0 => {
+                let seconds = if seconds < 1e15 {
+                    format!("{seconds}")
+                } else {
+                    format!("{seconds:e}")
+                };
+                let _ = writeln!(
+                    out,
+                    "No active transactions older than {seconds} seconds ({active} younger)."
+                );
+            }
+            _ => out.push_str("No active transactions.\n"),
+        }
+        if !WRAPPED.load(Ordering::Relaxed) {
+            out.push_str(
+                "(No WSGI application in this process is wrapped: see 'help requests'.)\n",
+            );
+        }
+    }
+    for request in &listed {
+        let started = wall_now
+            .checked_sub(request.age)
+            .and_then(|started| started.duration_since(UNIX_EPOCH).ok())
+            .map_or(0.0, |since| since.as_secs_f64());
+        let started: String = ctime.call1((started,))?.extract()?;
+        let _ = write!(
+            out,
+            "\n==== {} ====\n\nthread_id = {}\nstart_time = {started}\nduration = {:.6} seconds\n\n",
+            request.number,
+            request.thread,
+            request.age.as_secs_f64(),
+        );
+        write_environ(&mut out, &request.environ);
+        out.push('\n');
+        match &request.stack {
+            Some(stack) => rendered.write(stack, &mut out),
+            None => {
+                let _ = writeln!(
+                    out,
+                    "(thread {} is running no Python code now)",
+                    request.thread
+                );
+            }
+        }
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// The environ's `KEY = repr(value)` lines, sorted by key. A value whose
+/// `repr()` fails says so instead of failing the whole command.
+fn write_environ(out: &mut String, environ: &Result<Bound<'_, PyList>, Bound<'_, PyAny>>) {
+    let items = match environ {
+        Ok(items) => items,
+        Err(other) => {
+            let _ = writeln!(out, "(the environ is not a dict: {})", repr_of(other));
+            return;
+        }
+    };
+    let mut lines: Vec<(String, String)> = items
+        .iter()
+        .map(|item| match item.cast::<PyTuple>() {
+            Ok(pair) if pair.len() == 2 => {
+                let key = pair
+                    .get_item(0)
+                    .map(|key| text_of(&key))
+                    .unwrap_or_default();
+                let value = pair.get_item(1).map(|value| repr_of(&value));
+                (key, value.unwrap_or_default())
+            }
+            _ => (String::new(), repr_of(&item)),
+        })
+        .collect();
+    lines.sort();
+    for (key, value) in lines {
+        let _ = writeln!(out, "{key} = {value}");
+    }
+}
+
+/// `str(value)`, or what went wrong.
+fn text_of(value: &Bound<'_, PyAny>) -> String {
+    match value.str() {
+        Ok(text) => text.to_string_lossy().into_owned(),
+        Err(err) => format!("<str() failed: {err}>"),
+    }
+}
+
+/// `repr(value)`, or what went wrong.
+fn repr_of(value: &Bound<'_, PyAny>) -> String {
+    match value.repr() {
+        Ok(text) => text.to_string_lossy().into_owned(),
+        Err(err) => format!("<repr() failed: {err}>"),
+    }
+}
