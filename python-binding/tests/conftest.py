@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence
@@ -329,3 +330,52 @@ def spawn(workdir: Path, processes: List[Process]) -> Callable[..., Process]:
         return process
 
     return start
+
+
+class Terminal:
+    """A private tmux server running one command in a 100x30 window."""
+
+    def __init__(self, command: str, cwd: Path) -> None:
+        self.socket = f"ispyd-py-{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            ["tmux", "-L", self.socket, "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", command],
+            cwd=cwd,
+            check=True,
+        )
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "send-keys", "-t", "t", *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "capture-pane", "-p", "-t", "t"],
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def last_line(self) -> str:
+        lines = [line for line in self.screen().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def wait_last_line(self, expected: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while self.last_line() != expected:
+            if time.monotonic() > deadline:
+                pytest.fail(f"waited for the line {expected!r}; the screen:\n{self.screen()}")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def terminal(workdir: Path):
+    made = []
+
+    def start(command: str) -> Terminal:
+        made.append(Terminal(command, workdir))
+        return made[-1]
+
+    yield start
+    for term in made:
+        term.close()

@@ -20,7 +20,6 @@ from typing import List, Optional
 import pytest
 
 from conftest import APPS, WAIT, App, Process, child_env, ispy_command, run_ispy, wait_for_socket, wait_until
-from test_console_terminal import Terminal
 
 T = "debug_targets"
 
@@ -529,19 +528,6 @@ def test_pdb_in_framed_mode_with_piped_ispy(write_config, start_host, shells):
     assert "RuntimeError('function failed on 4')\n" in out, out
     assert "(4, 2)\n" in out, out
     assert re.search(rf"^{T}:function\s", out, re.M), out
-
-
-@pytest.fixture
-def terminal(workdir):
-    made: List[Terminal] = []
-
-    def start(command: str) -> Terminal:
-        made.append(Terminal(command, workdir))
-        return made[-1]
-
-    yield start
-    for term in made:
-        term.close()
 
 
 def test_pdb_prompt_reaches_ispys_line_editor_and_ctrl_d_leaves(write_config, start_host, shells, terminal, workdir):
