@@ -91,21 +91,14 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
 /// The end of piped input while connected: half-close so the server answers
 /// what it has and closes, show the rest, and tell ispy to exit.
 fn finish(conn: &Shared, console: &mut Console) -> Ended {
-    if let Some(c) = conn.borrow_mut().as_mut() {
-        c.finish_input();
-    }
-    let failed = match drain(conn, console) {
-        Ok(reason) => {
-            show_reason(console, &reason);
-            false
-        }
-        // Closing without a `Close` is a fine answer to a half-close.
-        Err(SessionError::Closed) => false,
-        Err(err) => {
+    // Closing without a `Close` is a fine answer to a half-close.
+    let failed = half_close_and_drain(conn, console, |err, console| match err {
+        SessionError::Closed => false,
+        err => {
             console.err_line(&err.to_string());
             true
         }
-    };
+    });
     Ended {
         input_ended: true,
         failed,
@@ -115,22 +108,33 @@ fn finish(conn: &Shared, console: &mut Console) -> Ended {
 /// A line could not be sent: the server has probably closed, maybe after
 /// saying why in a `Close` frame still to be read.
 fn after_send_failed(conn: &Shared, console: &mut Console, err: &SessionError) -> Ended {
+    let failed = half_close_and_drain(conn, console, |_, console| {
+        console.err_line(&err.to_string());
+        true
+    });
+    Ended {
+        input_ended: false,
+        failed,
+    }
+}
+
+/// Half-closes, shows what the server still sends and its `Close` reason.
+/// If the connection ends otherwise, `on_error` reports it and says whether
+/// that counts as a failure.
+fn half_close_and_drain(
+    conn: &Shared,
+    console: &mut Console,
+    on_error: impl FnOnce(SessionError, &mut Console) -> bool,
+) -> bool {
     if let Some(c) = conn.borrow_mut().as_mut() {
         c.finish_input();
     }
-    let failed = match drain(conn, console) {
+    match drain(conn, console) {
         Ok(reason) => {
             show_reason(console, &reason);
             false
         }
-        Err(_) => {
-            console.err_line(&err.to_string());
-            true
-        }
-    };
-    Ended {
-        input_ended: false,
-        failed,
+        Err(err) => on_error(err, console),
     }
 }
 
