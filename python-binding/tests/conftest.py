@@ -379,3 +379,31 @@ def terminal(workdir: Path):
     yield start
     for term in made:
         term.close()
+
+
+class ConsoleClient:
+    """An installed ``ispy`` driven through a pipe, inside the python
+    plugin's console of the process at ``address``; ``setup`` lines run in
+    the console before it is ready."""
+
+    def __init__(self, address: str, *setup: str) -> None:
+        self.proc = subprocess.Popen(
+            [ispy_command(), address],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out = Lines(self.proc.stdout)
+        self.err = Lines(self.proc.stderr)
+        self.send("connect", "shell python", "console", *setup, "print('console ready')")
+        self.out.wait_for(r"^console ready$", "the client to be in the console")
+
+    def send(self, *lines: str) -> None:
+        self.proc.stdin.write("".join(line + "\n" for line in lines))
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT)

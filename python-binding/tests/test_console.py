@@ -4,35 +4,21 @@ only; the application's own output is unaffected and never lost."""
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import List
 
 import pytest
 
-from conftest import WAIT, Lines, ispy_command, run_ispy
+import conftest
+from conftest import WAIT, run_ispy
 
 LOOP = "for i in range({n}): print('{tag}', i); time.sleep(0.002)"
 
 
-class ConsoleClient:
-    """An ``ispy`` process connected to the app's console, fed line by line."""
+class ConsoleClient(conftest.ConsoleClient):
+    """An ``ispy`` process in the app's console, fed line by line."""
 
     def __init__(self, address: str) -> None:
-        self.proc = subprocess.Popen(
-            [ispy_command(), address],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
-        self.send("connect", "shell python", "console", "import time, sys", "print('console ready')")
-        self.out.wait_for(r"^console ready$", "the console to start")
-
-    def send(self, *lines: str) -> None:
-        self.proc.stdin.write("".join(line + "\n" for line in lines))
-        self.proc.stdin.flush()
+        super().__init__(address, "import time, sys")
 
     def finish(self) -> List[str]:
         """Leaves the console and ispy; returns every line ispy printed."""
@@ -43,11 +29,6 @@ class ConsoleClient:
         assert self.err.snapshot() == [], self.err.text()
         self.out.finish()
         return self.out.snapshot()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=WAIT)
 
 
 @pytest.fixture

@@ -11,37 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT, Lines, is_listening, ispy_command, run_ispy, wait_until
+from conftest import WAIT, ConsoleClient, Lines, is_listening, ispy_command, run_ispy, wait_until
 
 CRASH_SIGNS = ("Fatal Python error", "panicked", "Segmentation fault", "Traceback", "core dumped")
 
 
-class Connected:
+class Connected(ConsoleClient):
     """An ``ispy`` holding a session open, inside the python console."""
-
-    def __init__(self, address: str) -> None:
-        self.proc = subprocess.Popen(
-            [ispy_command(), address],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.out = Lines(self.proc.stdout)
-        self.err = Lines(self.proc.stderr)
-        self.proc.stdin.write("connect\nshell python\nconsole\nprint('in console')\n")
-        self.proc.stdin.flush()
-        self.out.wait_for(r"^in console$", "the client to be in the console")
 
     def end(self) -> int:
         """Ends ispy's input; returns its exit status."""
         self.proc.stdin.close()
         return self.proc.wait(timeout=WAIT)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=WAIT)
 
 
 @pytest.fixture
