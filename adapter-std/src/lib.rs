@@ -25,6 +25,7 @@ mod manager;
 pub mod peer;
 pub mod process;
 mod serve;
+mod setup;
 pub mod signals;
 pub mod socket;
 mod stream;
@@ -33,5 +34,8 @@ pub use ispyd_core::{
     Address, Call, CommandInfo, Completion, Interactive, Limits, Outcome, Plugin, PluginError,
     PluginInfo, Step,
 };
-pub use manager::{Builder, Error, ShellManager};
+pub use manager::ShellManager;
 pub use process::ProcessPlugin;
+pub use setup::{
+    Builder, Engine, Error, Listener, Setup, Threads, bind, quiet_plugin_panics, read_config,
+};

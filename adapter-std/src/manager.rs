@@ -7,219 +7,20 @@ use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ispyd_core::{
-    Address, Config, ConfigError, ConfigProblem, ConfigWarning, Host, Limits, Listen, MAIN_SECTION,
-    Plugin, Refusal, Registry, Session,
-};
+use ispyd_core::{Address, Config, ConfigWarning, Host, Limits, Refusal, Registry, Session, admit};
 
 use crate::peer;
-use crate::process::ProcessPlugin;
 use crate::serve::serve;
+use crate::setup::{self, Builder, Error, Listener, Setup, quiet_plugin_panics};
 use crate::signals;
-use crate::socket::{self, BindError, SocketPathGuard};
+use crate::socket::SocketPathGuard;
 use crate::stream::Stream;
-
-/// Why a [`ShellManager`] could not start.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The configuration is missing, unreadable or wrong; the message names
-    /// the file, section and key.
-    Config(ConfigError),
-    /// The listening socket could not be created.
-    Bind(BindError),
-    /// The listener thread could not be started.
-    Thread(io::Error),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Config(err) => write!(f, "ispyd: {err}"),
-            Error::Bind(err) => write!(f, "ispyd: {err}"),
-            Error::Thread(err) => write!(f, "ispyd: cannot start the listener thread: {err}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Config(err) => Some(err),
-            Error::Bind(err) => Some(err),
-            Error::Thread(err) => Some(err),
-        }
-    }
-}
-
-impl From<ConfigError> for Error {
-    fn from(err: ConfigError) -> Self {
-        Error::Config(err)
-    }
-}
-
-impl From<BindError> for Error {
-    fn from(err: BindError) -> Self {
-        Error::Bind(err)
-    }
-}
-
-enum Source {
-    File(PathBuf),
-    Text { name: String, text: String },
-    Listen(String),
-    Parsed(Box<Config>),
-}
-
-/// Configures and starts a [`ShellManager`] from code.
-///
-/// ```no_run
-/// use ispyd_std::ShellManager;
-/// let manager = ShellManager::builder()
-///     .listen("/run/user/1000/myapp-%(pid)s.sock")
-///     .start()?;
-/// # Ok::<(), ispyd_std::Error>(())
-/// ```
-#[must_use]
-pub struct Builder {
-    source: Source,
-    plugins: Vec<Arc<dyn Plugin>>,
-    enable: Vec<String>,
-    limits: Option<Limits>,
-    report_warnings: bool,
-}
-
-impl Builder {
-    fn new(source: Source) -> Builder {
-        Builder {
-            source,
-            plugins: Vec::new(),
-            enable: Vec::new(),
-            limits: None,
-            report_warnings: true,
-        }
-    }
-
-    /// Reads the configuration from an ini file (see the README).
-    pub fn config_file(mut self, path: impl AsRef<Path>) -> Builder {
-        self.source = Source::File(path.as_ref().to_path_buf());
-        self
-    }
-
-    /// Takes the configuration as ini text; `name` appears in messages.
-    pub fn config_text(mut self, name: impl Into<String>, text: impl Into<String>) -> Builder {
-        self.source = Source::Text {
-            name: name.into(),
-            text: text.into(),
-        };
-        self
-    }
-
-    /// Takes a configuration already parsed (by a binding that needs to look
-    /// at it first, e.g. to load the plugins it names).
-    pub fn config(mut self, config: Config) -> Builder {
-        self.source = Source::Parsed(Box::new(config));
-        self
-    }
-
-    /// Configures in code: listen on `address` (an absolute socket path,
-    /// `%(pid)s` allowed, or `host:port`), with every available plugin.
-    pub fn listen(mut self, address: impl Into<String>) -> Builder {
-        self.source = Source::Listen(address.into());
-        self
-    }
-
-    /// Makes a plugin available. It is loaded unless the configuration's
-    /// `plugins` list leaves it out (`%(builtins)s` includes it).
-    pub fn plugin(mut self, plugin: impl Plugin + 'static) -> Builder {
-        self.plugins.push(Arc::new(plugin));
-        self
-    }
-
-    /// Enables a gated section (as `[section] enabled = true` would).
-    pub fn enable(mut self, section: impl Into<String>) -> Builder {
-        self.enable.push(section.into());
-        self
-    }
-
-    /// Replaces the limits from the configuration.
-    pub fn limits(mut self, limits: Limits) -> Builder {
-        self.limits = Some(limits);
-        self
-    }
-
-    /// Whether to print configuration warnings to standard error at start
-    /// (the default). They are available from [`ShellManager::warnings`]
-    /// either way.
-    pub fn report_warnings(mut self, report: bool) -> Builder {
-        self.report_warnings = report;
-        self
-    }
-
-    /// Loads the configuration, binds the socket and starts listening.
-    pub fn start(self) -> Result<ShellManager, Error> {
-        let mut available: Vec<Arc<dyn Plugin>> = vec![Arc::new(ProcessPlugin::new())];
-        available.extend(self.plugins);
-        let available_names: Vec<String> = available.iter().map(|p| p.describe().name).collect();
-        let builtins: Vec<&str> = available_names.iter().map(String::as_str).collect();
-
-        let mut config = match &self.source {
-            Source::File(path) => {
-                let name = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|err| ConfigError::unreadable(&name, err.to_string()))?;
-                Config::parse(&name, &text, &builtins)?
-            }
-            Source::Text { name, text } => Config::parse(name, text, &builtins)?,
-            Source::Listen(address) => {
-                let listen = Listen::parse(address).map_err(|what| ConfigError {
-                    file: "<code>".to_owned(),
-                    section: Some(MAIN_SECTION.to_owned()),
-                    key: Some("listen".to_owned()),
-                    problem: ConfigProblem::InvalidValue(what),
-                })?;
-                Config::new(listen, &builtins)
-            }
-            Source::Parsed(config) => (**config).clone(),
-        };
-        for section in &self.enable {
-            config.set_enabled(section, true);
-        }
-        if let Some(limits) = self.limits {
-            config.limits = limits;
-        }
-
-        let mut registry = Registry::new();
-        for name in &config.plugins {
-            let plugin = available
-                .iter()
-                .find(|p| p.describe().name == *name)
-                .ok_or_else(|| ConfigError {
-                    file: config.file.clone(),
-                    section: Some(MAIN_SECTION.to_owned()),
-                    key: Some("plugins".to_owned()),
-                    problem: ConfigProblem::InvalidValue(format!(
-                        "no plugin named '{name}' (available: {})",
-                        available_names.join(", ")
-                    )),
-                })?;
-            registry.register(Arc::clone(plugin));
-        }
-        let warnings = config.warnings(&registry.infos());
-        if self.report_warnings {
-            for warning in &warnings {
-                eprintln!("ispyd: warning: {warning}");
-            }
-        }
-        ShellManager::start(config, registry, warnings)
-    }
-}
 
 enum ListenerSocket {
     Unix(UnixListener),
@@ -286,26 +87,21 @@ impl ShellManager {
 
     /// Starts configuring a manager in code.
     pub fn builder() -> Builder {
-        Builder::new(Source::Listen(String::new()))
+        Builder::new()
     }
 
-    fn start(
-        config: Config,
-        registry: Registry,
-        warnings: Vec<ConfigWarning>,
-    ) -> Result<ShellManager, Error> {
+    pub(crate) fn start(setup: Setup) -> Result<ShellManager, Error> {
+        let Setup {
+            config,
+            registry,
+            warnings,
+        } = setup;
         quiet_plugin_panics();
         let pid = std::process::id();
-        let address = config.listen.resolve(pid);
-        let (listener, socket_file) = match &address {
-            Address::Unix(path) => {
-                let (listener, guard) = socket::bind_unix(Path::new(path))?.into_parts();
-                (ListenerSocket::Unix(listener), Some(guard))
-            }
-            Address::Tcp(host, port) => {
-                let listener = socket::bind_tcp(host, *port, config.allow_remote)?;
-                (ListenerSocket::Tcp(listener), None)
-            }
+        let (address, listener) = setup::bind(&config, pid)?;
+        let (listener, socket_file) = match listener {
+            Listener::Unix(listener, guard) => (ListenerSocket::Unix(listener), Some(guard)),
+            Listener::Tcp(listener) => (ListenerSocket::Tcp(listener), None),
         };
         let host = Arc::new(Host::new(pid, &config, registry.infos()));
         let shared = Arc::new(Shared {
@@ -391,8 +187,12 @@ impl ShellManager {
         if !self.config.listen.is_per_process() {
             return Ok(false);
         }
-        let registry = (*self.shared.registry).clone();
-        *self = ShellManager::start(self.config.clone(), registry, self.warnings.clone())?;
+        let setup = Setup {
+            config: self.config.clone(),
+            registry: (*self.shared.registry).clone(),
+            warnings: self.warnings.clone(),
+        };
+        *self = ShellManager::start(setup)?;
         Ok(true)
     }
 
@@ -408,8 +208,10 @@ impl ShellManager {
             libc::shutdown(self.listener_fd, libc::SHUT_RDWR);
         }
         let _ = thread.join();
+        // Each session thread then reads end of input, sees `stopping`, and
+        // tells its client why the session ends before it closes.
         for stream in lock(&self.shared.sessions).values() {
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.shutdown(Shutdown::Read);
         }
         self.socket_file = None;
     }
@@ -419,24 +221,6 @@ impl Drop for ShellManager {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Keeps panics caught in plugin calls off the host's standard error: the
-/// client that made the call gets the message instead. Panics on the host's
-/// own threads still reach the hook that was installed before.
-fn quiet_plugin_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let ours = thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("ispyd-"));
-            if !ours {
-                previous(info);
-            }
-        }));
-    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -450,7 +234,7 @@ fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
             return;
         }
         match accepted {
-            Ok(stream) => admit(stream, shared),
+            Ok(stream) => admit_one(stream, shared),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 // Out of descriptors or memory: back off instead of spinning.
@@ -461,30 +245,16 @@ fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
 }
 
 /// Checks who is calling and whether there is room, then starts a session.
-fn admit(stream: Stream, shared: &Arc<Shared>) {
-    if let Stream::Unix(unix) = &stream {
-        let allowed = peer::peer_credentials(unix)
-            .map(|cred| (cred.uid, peer::is_allowed(cred.uid, shared.euid)));
-        match allowed {
-            Ok((_, true)) => {}
-            Ok((uid, false)) => {
-                let refusal = Refusal::NotAllowed {
-                    peer_uid: uid,
-                    host_uid: shared.euid,
-                };
-                return refuse(stream, &refusal);
-            }
-            Err(_) => return,
-        }
-    }
+fn admit_one(stream: Stream, shared: &Arc<Shared>) {
+    let peer_uid = match &stream {
+        Stream::Unix(unix) => Some(peer::peer_credentials(unix).ok().map(|cred| cred.uid)),
+        Stream::Tcp(_) => None,
+    };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     {
         let mut sessions = lock(&shared.sessions);
-        if sessions.len() >= shared.limits.max_sessions {
+        if let Err(refusal) = admit(peer_uid, shared.euid, sessions.len(), &shared.limits) {
             drop(sessions);
-            let refusal = Refusal::TooManySessions {
-                limit: shared.limits.max_sessions,
-            };
             return refuse(stream, &refusal);
         }
         match stream.try_clone() {
@@ -492,15 +262,13 @@ fn admit(stream: Stream, shared: &Arc<Shared>) {
             Err(_) => return,
         };
     }
-    let _ = stream.set_read_timeout(Some(shared.limits.idle_timeout));
-    let _ = stream.set_write_timeout(Some(shared.limits.send_timeout));
     let session = Session::new(Arc::clone(&shared.host), id, Instant::now());
     let registry = Arc::clone(&shared.registry);
     let owner = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name(format!("ispyd-session-{id}"))
         .spawn(move || {
-            serve(stream, session, registry);
+            serve(stream, session, registry, &owner.stopping);
             lock(&owner.sessions).remove(&id);
         });
     if spawned.is_err() {

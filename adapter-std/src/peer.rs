@@ -6,7 +6,7 @@
 //! rule (design, "Security model"): only the same effective uid, or root.
 
 use std::io;
-use std::os::unix::net::UnixStream;
+use std::os::fd::AsFd;
 
 /// The process that connected, as the kernel recorded it at `connect(2)`.
 ///
@@ -27,10 +27,11 @@ pub struct PeerCredentials {
 impl PeerCredentials {
     /// Whether this peer may use the shell of a process running as `own_euid`.
     ///
-    /// Shorthand for [`is_allowed`]`(self.uid, own_euid)`.
+    /// The rule is the core's [`ispyd_core::may_inspect`], the one every
+    /// adapter applies through [`ispyd_core::admit`].
     #[must_use]
     pub fn is_allowed_for(&self, own_euid: u32) -> bool {
-        is_allowed(self.uid, own_euid)
+        ispyd_core::may_inspect(self.uid, own_euid)
     }
 }
 
@@ -42,18 +43,8 @@ impl PeerCredentials {
 /// Uses `SO_PEERCRED`, so it is available on Linux and Android; elsewhere it
 /// returns an [`io::ErrorKind::Unsupported`] error, so a port fails closed
 /// rather than open.
-pub fn peer_credentials(stream: &UnixStream) -> io::Result<PeerCredentials> {
-    imp::peer_credentials(stream)
-}
-
-/// Whether a peer running as `peer_uid` may talk to a process whose effective
-/// uid is `own_euid`: the same user, or root.
-///
-/// Root is let in because it can read the process's memory anyway; refusing it
-/// would protect nothing and only get in an administrator's way.
-#[must_use]
-pub fn is_allowed(peer_uid: u32, own_euid: u32) -> bool {
-    peer_uid == own_euid || peer_uid == 0
+pub fn peer_credentials(stream: &impl AsFd) -> io::Result<PeerCredentials> {
+    imp::peer_credentials(stream.as_fd())
 }
 
 /// The effective uid of this process, the identity a peer must match.
@@ -71,10 +62,9 @@ mod imp {
     use super::PeerCredentials;
     use std::io;
     use std::mem;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
+    use std::os::fd::{AsRawFd, BorrowedFd};
 
-    pub(super) fn peer_credentials(stream: &UnixStream) -> io::Result<PeerCredentials> {
+    pub(super) fn peer_credentials(stream: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
         let mut cred = libc::ucred {
             pid: 0,
             uid: 0,
@@ -114,9 +104,9 @@ mod imp {
 mod imp {
     use super::PeerCredentials;
     use std::io;
-    use std::os::unix::net::UnixStream;
+    use std::os::fd::BorrowedFd;
 
-    pub(super) fn peer_credentials(_stream: &UnixStream) -> io::Result<PeerCredentials> {
+    pub(super) fn peer_credentials(_stream: BorrowedFd<'_>) -> io::Result<PeerCredentials> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "peer credentials (SO_PEERCRED) are not implemented on this platform",
@@ -130,34 +120,13 @@ mod tests {
 
     #[test]
     fn socketpair_peer_is_this_process() {
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let creds = peer_credentials(&a).unwrap();
         assert_eq!(creds.pid, std::process::id() as i32);
         assert_eq!(creds.uid, effective_uid());
         // SAFETY: getegid has no preconditions and cannot fail.
         assert_eq!(creds.gid, unsafe { libc::getegid() });
         assert_eq!(peer_credentials(&b).unwrap(), creds);
-    }
-
-    #[test]
-    fn same_user_is_allowed() {
-        assert!(is_allowed(1000, 1000));
-    }
-
-    #[test]
-    fn root_peer_is_allowed_for_any_user() {
-        assert!(is_allowed(0, 1000));
-        assert!(is_allowed(0, 0));
-    }
-
-    #[test]
-    fn other_user_is_refused() {
-        assert!(!is_allowed(1001, 1000));
-    }
-
-    #[test]
-    fn ordinary_user_may_not_reach_a_root_process() {
-        assert!(!is_allowed(1000, 0));
     }
 
     #[test]

@@ -1,43 +1,37 @@
 //! The thread that drives one session: reads the socket, feeds the core,
-//! writes what it transmits, and runs the calls it asks for.
+//! writes what it transmits, and runs the jobs its dispatcher hands out.
 //!
-//! Calls of inline plugins (see [`PluginInfo::inline`]) run right here.
-//! Others go to a worker thread owned by the session, so that a call stuck
-//! behind a lock (or the GIL) can be given up on when the core says so; the
-//! stuck worker is then left to finish alone and a new one serves the next
-//! call.
+//! Every blocking wait (read, write, waiting for a worker) is bounded by
+//! the session's own next deadline ([`Session::poll_timeout`]), re-armed
+//! before each wait, so the core's idle, send and call timeouts hold here
+//! exactly as in an event loop.
 //!
-//! [`PluginInfo::inline`]: ispyd_core::PluginInfo::inline
+//! Inline jobs (see [`Job::is_inline`]) run right here. Others go to a
+//! worker thread owned by the session, so that a job stuck behind a lock
+//! (or the GIL) can be given up on when the core says so; the stuck worker
+//! is then left to finish alone and a new one serves the next job.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ispyd_core::{
-    Call, CallId, Completion, Event, Execution, Feed, Interactive, Output, Registry, Session,
-};
+use ispyd_core::{Action, CloseReason, Dispatcher, Job, JobDone, Registry, Session};
 
 use crate::stream::Stream;
 
 const READ_CHUNK: usize = 16 * 1024;
 
-enum Job {
-    Call(Call),
-    Feed(Feed, Box<dyn Interactive>),
-}
+/// A socket timeout of zero means "none" to the OS; the shortest real one.
+const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 
-struct Finished {
-    id: CallId,
-    execution: Execution,
-}
-
-/// A thread that runs the session's slow calls one at a time.
+/// A thread that runs the session's slow jobs one at a time.
 struct Worker {
     jobs: Sender<Job>,
-    done: Receiver<Finished>,
+    done: Receiver<JobDone>,
 }
 
 impl Worker {
@@ -48,13 +42,7 @@ impl Worker {
             .name(format!("ispyd-call-{session}"))
             .spawn(move || {
                 for job in job_rx {
-                    let (id, execution) = match job {
-                        Job::Call(call) => (call.id, registry.execute(&call)),
-                        Job::Feed(feed, interactive) => {
-                            (feed.id, Registry::feed(interactive, &feed))
-                        }
-                    };
-                    if done_tx.send(Finished { id, execution }).is_err() {
+                    if done_tx.send(job.run(&registry)).is_err() {
                         break;
                     }
                 }
@@ -63,121 +51,130 @@ impl Worker {
     }
 }
 
-/// Runs one session until it closes. Never panics on I/O errors: they end
-/// the session.
-pub(crate) fn serve(stream: Stream, mut session: Session, registry: Arc<Registry>) {
+/// Runs one session until it closes, and says why it ended (`None`: the
+/// connection failed). Never panics on I/O errors: they end the session.
+pub(crate) fn serve(
+    stream: Stream,
+    session: Session,
+    registry: Arc<Registry>,
+    stopping: &AtomicBool,
+) -> Option<CloseReason> {
     let mut driver = Driver {
         stream,
+        session,
+        dispatcher: Dispatcher::new(),
         registry,
         worker: None,
-        interactive: None,
-        waiting: None,
-        out: Vec::with_capacity(READ_CHUNK),
+        reason: None,
     };
-    driver.run(&mut session);
+    driver.run(stopping);
     let _ = driver.stream.shutdown(Shutdown::Both);
+    driver.reason
 }
 
 struct Driver {
     stream: Stream,
+    session: Session,
+    dispatcher: Dispatcher,
     registry: Arc<Registry>,
     worker: Option<Worker>,
-    interactive: Option<Box<dyn Interactive>>,
-    /// The call the worker is running for us.
-    waiting: Option<CallId>,
-    out: Vec<u8>,
+    reason: Option<CloseReason>,
 }
 
 impl Driver {
-    fn run(&mut self, session: &mut Session) {
+    fn run(&mut self, stopping: &AtomicBool) {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            let Some(deadline) = self.drain(session) else {
-                return;
-            };
-            if session.is_closed() {
-                return;
-            }
-            if self.waiting.is_some() {
-                self.wait_for_worker(session, deadline);
+            self.act();
+            if self.session.poll_transmit().is_some() {
+                if !self.write() {
+                    return;
+                }
                 continue;
             }
-            if !session.wants_input() {
-                // Nothing pending and nothing more to read: only time can
+            if self.session.is_closed() {
+                return;
+            }
+            let deadline = self.session.poll_timeout();
+            if self.dispatcher.running().is_some() {
+                self.wait_for_worker(deadline);
+                continue;
+            }
+            if !self.session.wants_input() {
+                // Nothing running and nothing more to read: only time can
                 // move the session on.
                 let Some(deadline) = deadline else {
                     return;
                 };
                 thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                session.handle_timeout(Instant::now());
+                self.session.handle_timeout(Instant::now());
                 continue;
             }
+            let _ = self.stream.set_read_timeout(Some(wait_until(deadline)));
             match self.stream.read(&mut buf) {
-                Ok(0) => session.handle_eof(Instant::now()),
-                Ok(n) => session.handle_input(&buf[..n], Instant::now()),
+                Ok(0) if stopping.load(Ordering::SeqCst) => {
+                    self.session.handle_shutdown(Instant::now())
+                }
+                Ok(0) => self.session.handle_eof(Instant::now()),
+                Ok(n) => self.session.handle_input(&buf[..n], Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    session.handle_timeout(Instant::now())
+                    self.session.handle_timeout(Instant::now())
                 }
                 Err(_) => return,
             }
         }
     }
 
-    /// Polls the session dry. Returns its next deadline, or `None` when the
-    /// connection is gone.
-    fn drain(&mut self, session: &mut Session) -> Option<Option<Instant>> {
-        loop {
-            match session.poll_output(&mut self.out) {
-                Output::Transmit(_) => {
-                    let result = self.stream.write_all(&self.out);
-                    self.out.clear();
-                    if result.is_err() {
-                        // The peer stopped reading for send_timeout, or left.
-                        return None;
-                    }
+    /// Takes the dispatcher's actions until there are none.
+    fn act(&mut self) {
+        while let Some(action) =
+            self.dispatcher
+                .poll_action(&mut self.session, &self.registry, Instant::now())
+        {
+            match action {
+                Action::Run(job) if job.is_inline() => {
+                    let done = job.run(&self.registry);
+                    let _ = self
+                        .dispatcher
+                        .handle_done(&mut self.session, done, Instant::now());
                 }
-                Output::Event(Event::Call(call)) => self.start_call(session, call),
-                Output::Event(Event::Feed(feed)) => self.start_feed(session, feed),
-                Output::Event(Event::Abandon(id)) => {
-                    if self.waiting == Some(id) {
-                        // The worker is stuck in the call; leave it behind.
-                        self.waiting = None;
-                        self.worker = None;
-                    }
-                    self.interactive = None;
-                }
-                Output::Event(Event::Close) => {}
-                Output::Timeout(deadline) => return Some(deadline),
+                Action::Run(job) => self.dispatch(job),
+                // The worker is stuck in the job; leave it behind.
+                Action::Forget(_) => self.worker = None,
+                Action::Close(reason) => self.reason = Some(reason),
             }
         }
     }
 
-    fn start_call(&mut self, session: &mut Session, call: Call) {
-        if self.registry.is_inline(&call.plugin) {
-            let execution = self.registry.execute(&call);
-            self.finish(session, call.id, execution);
-        } else {
-            self.dispatch(session, call.id, Job::Call(call));
-        }
-    }
-
-    fn start_feed(&mut self, session: &mut Session, feed: Feed) {
-        let Some(interactive) = self.interactive.take() else {
-            let completion = Completion::Error("the interactive session has ended".to_owned());
-            session.complete(feed.id, completion, Instant::now());
-            return;
+    /// Writes once, as much as the socket takes before the session's next
+    /// deadline. False when the connection is gone.
+    fn write(&mut self) -> bool {
+        let deadline = self.session.poll_timeout();
+        let _ = self.stream.set_write_timeout(Some(wait_until(deadline)));
+        let Some(bytes) = self.session.poll_transmit() else {
+            return true;
         };
-        self.dispatch(session, feed.id, Job::Feed(feed, interactive));
+        match self.stream.write(bytes) {
+            Ok(n) => self.session.handle_written(n, Instant::now()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                self.session.handle_timeout(Instant::now())
+            }
+            Err(_) => return false,
+        }
+        true
     }
 
-    fn dispatch(&mut self, session: &mut Session, id: CallId, job: Job) {
+    fn dispatch(&mut self, job: Job) {
+        let id = job.id();
         if self.worker.is_none() {
-            match Worker::spawn(Arc::clone(&self.registry), session.id()) {
+            match Worker::spawn(Arc::clone(&self.registry), self.session.id()) {
                 Ok(worker) => self.worker = Some(worker),
                 Err(err) => {
-                    let completion = Completion::Error(format!("cannot start a thread: {err}"));
-                    session.complete(id, completion, Instant::now());
+                    let why = format!("cannot start a thread for the call: {err}");
+                    self.dispatcher
+                        .handle_lost(&mut self.session, id, &why, Instant::now());
                     return;
                 }
             }
@@ -186,18 +183,24 @@ impl Driver {
             .worker
             .as_ref()
             .is_some_and(|w| w.jobs.send(job).is_ok());
-        if sent {
-            self.waiting = Some(id);
-        } else {
+        if !sent {
             self.worker = None;
-            let completion = Completion::Error("the call's thread has exited".to_owned());
-            session.complete(id, completion, Instant::now());
+            self.dispatcher.handle_lost(
+                &mut self.session,
+                id,
+                "the call's thread has exited",
+                Instant::now(),
+            );
         }
     }
 
-    fn wait_for_worker(&mut self, session: &mut Session, deadline: Option<Instant>) {
+    fn wait_for_worker(&mut self, deadline: Option<Instant>) {
         let Some(worker) = &self.worker else {
-            self.waiting = None;
+            if let Some(id) = self.dispatcher.running() {
+                let why = "the call's thread has exited";
+                self.dispatcher
+                    .handle_lost(&mut self.session, id, why, Instant::now());
+            }
             return;
         };
         let result = match deadline {
@@ -210,26 +213,31 @@ impl Driver {
                 .map_err(|_| RecvTimeoutError::Disconnected),
         };
         match result {
-            Ok(finished) => {
-                if Some(finished.id) == self.waiting {
-                    self.waiting = None;
-                }
-                self.finish(session, finished.id, finished.execution);
+            Ok(done) => {
+                let _ = self
+                    .dispatcher
+                    .handle_done(&mut self.session, done, Instant::now());
             }
-            Err(RecvTimeoutError::Timeout) => session.handle_timeout(Instant::now()),
+            Err(RecvTimeoutError::Timeout) => self.session.handle_timeout(Instant::now()),
             Err(RecvTimeoutError::Disconnected) => {
-                let id = self.waiting.take();
                 self.worker = None;
-                if let Some(id) = id {
-                    let completion = Completion::Error("the call's thread has exited".to_owned());
-                    session.complete(id, completion, Instant::now());
+                if let Some(id) = self.dispatcher.running() {
+                    let why = "the call's thread has exited";
+                    self.dispatcher
+                        .handle_lost(&mut self.session, id, why, Instant::now());
                 }
             }
         }
     }
+}
 
-    fn finish(&mut self, session: &mut Session, id: CallId, execution: Execution) {
-        self.interactive = execution.interactive;
-        session.complete(id, execution.completion, Instant::now());
-    }
+/// How long a blocking socket call may wait: until `deadline`, at least
+/// [`SHORTEST_WAIT`]; with no deadline, a day (the session then only
+/// waits for its peer, and nothing else is due).
+fn wait_until(deadline: Option<Instant>) -> Duration {
+    deadline
+        .map_or(Duration::from_secs(86_400), |at| {
+            at.saturating_duration_since(Instant::now())
+        })
+        .max(SHORTEST_WAIT)
 }

@@ -35,7 +35,7 @@ use std::fmt;
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
 use std::mem;
-use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -45,6 +45,8 @@ use std::process;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 use std::time::Duration;
+
+use ispyd_core::is_loopback_ip;
 
 use crate::peer::effective_uid;
 
@@ -744,7 +746,7 @@ pub fn bind_tcp(host: &str, port: u16, allow_remote: bool) -> Result<TcpListener
         });
     }
     if !allow_remote {
-        if let Some(&addr) = addrs.iter().find(|addr| !is_loopback(addr.ip())) {
+        if let Some(&addr) = addrs.iter().find(|addr| !is_loopback_ip(addr.ip())) {
             return Err(BindError::Remote { listen, addr });
         }
     }
@@ -760,16 +762,6 @@ pub fn bind_tcp(host: &str, port: u16, allow_remote: bool) -> Result<TcpListener
         what: format!("listening on {listen} ({addr})"),
         source,
     })
-}
-
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        // ::ffff:127.0.0.1 reaches the same loopback interface.
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1263,9 +1255,9 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_loopback_counts_as_loopback() {
-        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
-        assert!(is_loopback("::1".parse().unwrap()));
-        assert!(!is_loopback("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(!is_loopback("::".parse().unwrap()));
+        assert!(is_loopback_ip("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(is_loopback_ip("::1".parse().unwrap()));
+        assert!(!is_loopback_ip("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!is_loopback_ip("::".parse().unwrap()));
     }
 }

@@ -187,8 +187,23 @@ impl Listen {
 /// True for `localhost` and loopback IP addresses. Other names are assumed
 /// reachable from elsewhere: the core resolves no names.
 pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|addr| addr.is_loopback())
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(is_loopback_ip)
+}
+
+/// True for an address only this machine can reach: IPv4 or IPv6
+/// loopback, and `::ffff:127.0.0.1` (IPv4 loopback mapped into IPv6), which
+/// reaches the same interface. The one loopback rule of every crate.
+pub fn is_loopback_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 fn substitute_pid(template: &str, pid: &str) -> String {

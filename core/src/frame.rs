@@ -25,7 +25,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME: usize = 1 << 20;
 
 /// One frame of framed mode.
-#[derive(Debug, Clone, PartialEq, Eq, arbitrary::Arbitrary)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(any(test, feature = "testing"), derive(arbitrary::Arbitrary))]
 pub enum Frame {
     /// Client: a line typed by the user (no line terminator).
     Line(String),

@@ -9,47 +9,65 @@
 //! # Driving a session
 //!
 //! 1. Describe the host once: [`Config::parse`] the configuration text,
-//!    gather the plugins' [`PluginInfo`] (a [`Registry`] does this), and
-//!    build a [`Host`].
-//! 2. For each connection, [`Session::new`]. Then, whenever something
-//!    happens, feed it in:
+//!    choose the plugins it names with [`Registry::from_config`], and build
+//!    a [`Host`].
+//! 2. For each connection, ask [`admit`] (peer uid, sessions open); on a
+//!    [`Refusal`], write its message and close. Otherwise create a
+//!    [`Session`] and a [`Dispatcher`] beside it.
+//! 3. Whenever something happens, feed it in, with the current time:
 //!    - bytes read: [`Session::handle_input`] (read only while
 //!      [`Session::wants_input`]),
 //!    - end of input: [`Session::handle_eof`],
-//!    - a plugin's result: [`Session::complete`],
-//!    - a timer expired: [`Session::handle_timeout`].
-//! 3. After every input, call [`Session::poll_output`] until it returns
-//!    [`Output::Timeout`]: write what it transmits, act on its events
-//!    ([`Event::Call`]: run it, e.g. with [`Registry::execute`], and hand the
-//!    [`Completion`] back; [`Event::Close`]: finish writing and close), and
-//!    arm a timer for the instant it names (fire it at once if that instant
-//!    is already past).
+//!    - bytes written: [`Session::handle_written`],
+//!    - a job done: [`Dispatcher::handle_done`],
+//!    - a timer expired: [`Session::handle_timeout`],
+//!    - the host stops: [`Session::handle_shutdown`].
+//! 4. After every input, in this order:
+//!    - take actions with [`Dispatcher::poll_action`] until it returns
+//!      `None`: [`Action::Run`] a job (on this thread when
+//!      [`Job::is_inline`], elsewhere otherwise) and hand its [`JobDone`]
+//!      back; [`Action::Forget`] a job given up on; on [`Action::Close`],
+//!      write what is left and close;
+//!    - write what [`Session::poll_transmit`] offers as far as the socket
+//!      takes it, reporting each write with [`Session::handle_written`]
+//!      (register write interest while [`Session::wants_write`]), and go
+//!      back to the actions if a write let processing resume;
+//!    - arm the one timer from [`Session::poll_timeout`].
 //!
 //! The wire protocol (text mode and framed mode) is specified in
 //! `PROTOCOL.md` at the root of the repository.
 //!
 //! # Testing
 //!
-//! [`op`] holds the one operation type ([`op::Op`]) that the property tests
-//! and the fuzz targets (`fuzz/` at the root of the repository) play
-//! against a session, with an in-memory driver that checks the session's
-//! invariants after every operation.
+//! With the `testing` feature (off in what ships, as quinn-proto keeps its
+//! fuzzing scaffolding behind a cfg), `op` holds the one operation type
+//! (`op::Op`) that the property tests and the fuzz targets (`fuzz/` at the
+//! root of the repository) play against a session, with an in-memory driver
+//! that checks the session's invariants after every operation.
 
+mod admission;
 mod command;
 mod config;
+mod dispatch;
 mod frame;
 mod help;
+mod mode;
+#[cfg(any(test, feature = "testing"))]
 pub mod op;
 mod plugin;
+mod render;
 mod session;
 mod shell;
 mod telnet;
 
+pub use admission::{Refusal, admit, may_inspect};
+
 pub use command::{CommandLine, parse_command};
 pub use config::{
     Address, Config, ConfigError, ConfigProblem, ConfigWarning, Limits, Listen, MAIN_SECTION,
-    is_loopback_host, parse_bool,
+    is_loopback_host, is_loopback_ip, parse_bool,
 };
+pub use dispatch::{Action, Dispatcher, Job, JobDone};
 pub use frame::{
     CLIENT_HELLO, Decoded, Frame, FrameError, MAX_FRAME, PROTOCOL_VERSION, SERVER_HELLO, decode,
     find_server_hello,
@@ -58,6 +76,7 @@ pub use plugin::{
     CommandInfo, Execution, Interactive, Outcome, Plugin, PluginError, PluginInfo, Registry, Step,
 };
 pub use session::{
-    Call, CallId, Completion, Event, Feed, OUTPUT_HIGH_WATER, Output, Refusal, Session,
+    Call, CallId, CloseReason, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,
+    UnexpectedResult,
 };
 pub use shell::Host;

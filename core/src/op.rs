@@ -83,6 +83,12 @@ pub enum Op {
     Answer(Answer),
     /// The peer stops (`false`) or resumes (`true`) reading the output.
     Reading(bool),
+    /// From now on, each write the driver makes takes at most this many
+    /// bytes plus one (a socket whose buffer is nearly full); `u16::MAX`:
+    /// whole writes again.
+    WriteLimit(u16),
+    /// The host stops ispyd.
+    Shutdown,
 }
 
 impl Op {
@@ -102,7 +108,12 @@ impl Op {
             Op::FramedLine(line) => Frame::Line(line.text().to_owned()).encode(&mut out),
             Op::FramedComplete(line) => Frame::Complete(line.text().to_owned()).encode(&mut out),
             Op::Frame(frame) => frame.encode(&mut out),
-            Op::Eof | Op::Advance(_) | Op::Answer(_) | Op::Reading(_) => return None,
+            Op::Eof
+            | Op::Advance(_)
+            | Op::Answer(_)
+            | Op::Reading(_)
+            | Op::WriteLimit(_)
+            | Op::Shutdown => return None,
         }
         Some(out)
     }
@@ -295,9 +306,10 @@ pub fn big_output() -> String {
 /// The driver behaves as an adapter would: it feeds each operation's bytes
 /// as one read while [`Session::wants_input`] holds (keeping the rest, in
 /// order, as unread socket data), delivers end of input only after every
-/// byte was read, polls output after every operation unless the peer
-/// stopped reading, and answers calls and feeds only when an
-/// [`Op::Answer`] says so. At the end the peer reads whatever is left.
+/// byte was read, polls events after every operation, writes output (in
+/// pieces as small as [`Op::WriteLimit`] says) unless the peer stopped
+/// reading, and answers calls and feeds only when an [`Op::Answer`] says
+/// so. At the end the peer reads whatever is left.
 ///
 /// # Panics
 ///
@@ -425,7 +437,7 @@ pub fn parse_line(data: &[u8]) {
     let host = fixture_host(DRIVE_LIMITS);
     let mut shell = Shell::default();
     for _ in 0..2 {
-        let (start, items) = shell.complete(&text, &host);
+        let (start, items) = shell.completions(&text, &host);
         assert!(
             text.is_char_boundary(start),
             "completion of {text:?} starts at {start}, not a character boundary in the text"

@@ -12,6 +12,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::config::{Config, ConfigError, ConfigProblem, MAIN_SECTION};
 use crate::session::{Call, Completion, Feed};
 
 /// What a plugin tells the core about itself: its name, its commands and
@@ -235,7 +236,7 @@ impl fmt::Debug for Registry {
 /// back to the session, and the takeover to keep if one is running.
 #[must_use]
 pub struct Execution {
-    /// Give this to [`Session::complete`](crate::Session::complete).
+    /// Give this to [`Session::handle_result`](crate::Session::handle_result).
     pub completion: Completion,
     /// Keep this and pass it to [`Registry::feed`] with the session's next
     /// [`Event::Feed`](crate::Event::Feed).
@@ -254,6 +255,34 @@ impl Registry {
         let info = plugin.describe();
         self.entries.retain(|(other, _)| other.name != info.name);
         self.entries.push((info, plugin));
+    }
+
+    /// The plugins that the configuration's `plugins` list names, in its
+    /// order, taken from those the host makes `available`. A name with no
+    /// such plugin is an error naming the key and what is available.
+    pub fn from_config(
+        config: &Config,
+        available: &[Arc<dyn Plugin>],
+    ) -> Result<Registry, ConfigError> {
+        let described: Vec<(PluginInfo, &Arc<dyn Plugin>)> =
+            available.iter().map(|p| (p.describe(), p)).collect();
+        let mut registry = Registry::new();
+        for name in &config.plugins {
+            let Some((_, plugin)) = described.iter().find(|(info, _)| info.name == *name) else {
+                let names: Vec<&str> = described.iter().map(|(i, _)| i.name.as_str()).collect();
+                return Err(ConfigError {
+                    file: config.file.clone(),
+                    section: Some(MAIN_SECTION.to_owned()),
+                    key: Some("plugins".to_owned()),
+                    problem: ConfigProblem::InvalidValue(format!(
+                        "no plugin named '{name}' (available: {})",
+                        names.join(", ")
+                    )),
+                });
+            };
+            registry.register(Arc::clone(plugin));
+        }
+        Ok(registry)
     }
 
     /// The descriptions of all registered plugins, in registration order.

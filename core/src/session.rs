@@ -1,20 +1,31 @@
 //! One connection's protocol state: bytes in, bytes and events out.
 //!
 //! Theory of operation: received bytes are buffered raw until the mode is
-//! known (the first byte, or the handshake line, decides). Complete inputs
-//! (a text line, or a frame) are taken from the buffer one at a time and
-//! given to the [`Shell`]; a plugin call stops that until its completion
-//! arrives, while further input keeps being buffered up to the limit (see
-//! [`Session::wants_input`]). Replies are rendered into the transmit buffer
-//! in the session's mode. Processing also pauses while more than
-//! [`OUTPUT_HIGH_WATER`] bytes wait to be sent, so a client that never reads
-//! cannot make the session grow.
+//! known (see [`crate::mode`]). Complete inputs (a text line, or a frame)
+//! are taken from the buffer one at a time and given to the [`Shell`]; a
+//! plugin call stops that until its result arrives, while further input
+//! keeps being buffered up to the limit (see [`Session::wants_input`]).
+//! Replies are rendered into the session's [`Outbox`], which keeps every
+//! byte until the driver reports it written ([`Session::handle_written`]).
+//! Processing also pauses while more than [`OUTPUT_HIGH_WATER`] bytes are
+//! unsent, so a client that never reads cannot make the session grow.
+//!
+//! Time: every verb that can start or move a deadline takes `now`. Three
+//! deadlines exist, and [`Session::poll_timeout`] gives the earliest that
+//! applies: the call timeout (from the moment the driver took the call's
+//! event), the send timeout (from the last moment the peer took any bytes,
+//! while output is unsent), and the idle timeout (from the last complete
+//! command, or the greeting, while nothing else is going on).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::frame::{self, CLIENT_HELLO, Decoded, Frame, MAX_FRAME, PROTOCOL_VERSION};
+use crate::admission::Refusal;
+use crate::frame::{self, Decoded, Frame, PROTOCOL_VERSION};
+use crate::mode::{self, Detected};
+use crate::render::Outbox;
 use crate::shell::{Host, Next, Piece, Shell};
 use crate::telnet::Telnet;
 
@@ -27,10 +38,10 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 pub struct CallId(pub u64);
 
 /// A plugin command the adapter must run, then answer with
-/// [`Session::complete`].
+/// [`Session::handle_result`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    /// Give it back with the completion.
+    /// Give it back with the result.
     pub id: CallId,
     /// The plugin's name.
     pub plugin: String,
@@ -42,10 +53,10 @@ pub struct Call {
     pub session: u64,
 }
 
-/// A line for the running takeover; answer with [`Session::complete`].
+/// A line for the running takeover; answer with [`Session::handle_result`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feed {
-    /// Give it back with the completion.
+    /// Give it back with the result.
     pub id: CallId,
     /// The line, or `None` at end of input (Ctrl-D).
     pub line: Option<String>,
@@ -70,6 +81,44 @@ pub enum Completion {
     },
 }
 
+/// Why a session ended, carried by [`Event::Close`] so that drivers can log
+/// and count endings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The user left: `exit`, or Ctrl-D at the root shell.
+    Exit,
+    /// The peer half-closed its side after its last command.
+    EndOfInput,
+    /// No command came for `idle_timeout`.
+    IdleTimeout,
+    /// The peer took none of its pending output for `send_timeout`.
+    SendTimeout,
+    /// A line or frame was longer than `max_line`.
+    LineTooLong,
+    /// The peer sent a frame after which the stream cannot go on.
+    BadFrame,
+    /// The connection was turned away before the session began.
+    Refused(Refusal),
+    /// The host stopped ispyd.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Exit => f.write_str("the user exited"),
+            CloseReason::EndOfInput => f.write_str("end of input"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::SendTimeout => f.write_str("send timeout (the client stopped reading)"),
+            CloseReason::LineTooLong => f.write_str("line too long"),
+            CloseReason::BadFrame => f.write_str("bad frame"),
+            CloseReason::Refused(refusal) => write!(f, "refused: {refusal}"),
+            CloseReason::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
 /// Something the adapter must do for the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -80,31 +129,34 @@ pub enum Event {
     /// The call took longer than `call_timeout`; its result will be ignored
     /// and its takeover, if any, should be dropped.
     Abandon(CallId),
-    /// Send what is left to send, then close the connection.
-    Close,
+    /// Send what is left to send (while [`Session::wants_write`]), then
+    /// close the connection.
+    Close(CloseReason),
 }
 
-/// What [`Session::poll_output`] has for the adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-pub enum Output {
-    /// This many bytes were appended to the caller's buffer: write them.
-    Transmit(usize),
-    /// An event to act on.
-    Event(Event),
-    /// Nothing more for now. Call [`Session::handle_timeout`] at this time
-    /// if nothing else happens first (at once if it is already past);
-    /// `None`: no timer needed.
-    Timeout(Option<Instant>),
-}
-
+/// A result the session did not expect, returned by
+/// [`Session::handle_result`] so that a driver can count or log it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Nothing decided the mode yet.
-    Undecided,
-    Text,
-    Framed,
+pub enum UnexpectedResult {
+    /// The call was given up on (`call_timeout`) or the session closed
+    /// before its result came.
+    Late(CallId),
+    /// The session never issued this id.
+    Unknown(CallId),
 }
+
+impl fmt::Display for UnexpectedResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnexpectedResult::Late(id) => {
+                write!(f, "result of call {} came after it was given up on", id.0)
+            }
+            UnexpectedResult::Unknown(id) => write!(f, "result for unknown call {}", id.0),
+        }
+    }
+}
+
+impl std::error::Error for UnexpectedResult {}
 
 /// One unit of input taken from the buffer.
 enum Input {
@@ -114,7 +166,7 @@ enum Input {
     /// The peer sent something unusable but the stream can go on.
     Bad(String),
     /// The peer sent something after which the stream cannot go on.
-    Fatal(String),
+    Fatal(CloseReason, String),
 }
 
 #[derive(Debug, Clone)]
@@ -122,43 +174,45 @@ struct Pending {
     id: CallId,
     command: String,
     plugin: String,
-    /// True once its event was polled: the adapter has it.
-    delivered: bool,
-    /// When to give up on it: `call_timeout` after the adapter took its
-    /// event. `None` until then, and after it while the session does not
-    /// know the current time (see [`Session::arm`]).
+    /// When to give up on it: `call_timeout` after the driver polled its
+    /// event; `None` while the event waits in the queue.
     deadline: Option<Instant>,
 }
 
 /// The sans-IO state of one connection.
 ///
-/// Driving it: create it with [`Session::new`]; give it received bytes with
-/// [`Session::handle_input`] (only while [`Session::wants_input`] is true),
-/// end of input with [`Session::handle_eof`], plugin results with
-/// [`Session::complete`], and expired timers with
-/// [`Session::handle_timeout`]. After each of these, call
-/// [`Session::poll_output`] until it returns [`Output::Timeout`]. The
-/// session never reads a clock: every `now` comes from the caller.
+/// Methods, in the manner of quinn-proto's `Connection`:
+/// - inputs: [`Session::handle_input`] (only while
+///   [`Session::wants_input`]), [`Session::handle_eof`],
+///   [`Session::handle_written`], [`Session::handle_result`],
+///   [`Session::handle_timeout`], [`Session::handle_shutdown`];
+/// - outputs: [`Session::poll_event`], [`Session::poll_transmit`],
+///   [`Session::poll_timeout`];
+/// - getters: [`Session::wants_input`], [`Session::wants_write`],
+///   [`Session::is_closed`] and a few for tests and statistics.
+///
+/// After every input, poll events until there are none (acting on each),
+/// write what [`Session::poll_transmit`] offers as far as the socket takes
+/// it (reporting each write with [`Session::handle_written`], which may
+/// produce more events), and then arm the one timer from
+/// [`Session::poll_timeout`]. The session never reads a clock.
 #[derive(Debug)]
 pub struct Session {
     host: Arc<Host>,
     id: u64,
-    mode: Mode,
+    /// `None` until the first bytes decide.
+    framed: Option<bool>,
     telnet: Telnet,
     input: Vec<u8>,
-    outbuf: Vec<u8>,
+    out: Outbox,
     events: VecDeque<Event>,
     shell: Shell,
     pending: Option<Pending>,
     next_call: u64,
     idle_deadline: Instant,
-    /// The last instant the adapter gave.
-    now: Instant,
-    /// False once time may have passed since `now` was given: after
-    /// [`Session::poll_output`] handed out bytes (the adapter may block
-    /// writing them) or found nothing queued. True again with the next
-    /// `now`.
-    now_is_current: bool,
+    /// While output is unsent: when the peer will have taken none of it for
+    /// `send_timeout`.
+    send_deadline: Option<Instant>,
     eof: bool,
     closed: bool,
 }
@@ -171,21 +225,21 @@ impl Session {
         let mut session = Session {
             host,
             id,
-            mode: Mode::Undecided,
+            framed: None,
             telnet: Telnet::default(),
             input: Vec::new(),
-            outbuf: Vec::new(),
+            out: Outbox::default(),
             events: VecDeque::new(),
             shell: Shell::default(),
             pending: None,
             next_call: 0,
             idle_deadline,
-            now,
-            now_is_current: true,
+            send_deadline: None,
             eof: false,
             closed: false,
         };
         session.write_prompt();
+        session.settle(now);
         session
     }
 
@@ -201,10 +255,22 @@ impl Session {
         !self.closed && !self.eof && self.input.len() <= self.input_limit()
     }
 
-    /// True once the session has asked to close and everything has been
-    /// polled out of it.
+    /// True while bytes wait to be sent: register write interest.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// True once the session has asked to close and every event and byte
+    /// has been taken (or dropped, when the peer stopped reading): the
+    /// driver may close the connection.
     pub fn is_closed(&self) -> bool {
-        self.closed && self.outbuf.is_empty() && self.events.is_empty()
+        self.closed && self.out.is_empty() && self.events.is_empty()
+    }
+
+    /// True once the session has decided to close (its [`Event::Close`] may
+    /// still wait to be polled, and its last bytes to be written).
+    pub fn is_closing(&self) -> bool {
+        self.closed
     }
 
     /// How many levels deep the shell is: 1 at the root, 2 in a plugin's
@@ -213,24 +279,24 @@ impl Session {
         self.shell.depth()
     }
 
-    /// True while a call or feed is awaiting its completion.
+    /// True while a call or feed is awaiting its result.
     pub fn is_waiting(&self) -> bool {
         self.pending.is_some()
     }
 
     /// Bytes received and not yet processed (after telnet filtering).
-    pub(crate) fn buffered_input(&self) -> usize {
+    pub fn buffered_input(&self) -> usize {
         self.input.len()
     }
 
-    /// Bytes rendered and not yet polled out.
-    pub(crate) fn buffered_output(&self) -> usize {
-        self.outbuf.len()
+    /// Bytes rendered and not yet written.
+    pub fn buffered_output(&self) -> usize {
+        self.out.len()
     }
 
     /// True once the handshake switched the session to frames.
-    pub(crate) fn is_framed(&self) -> bool {
-        self.mode == Mode::Framed
+    pub fn is_framed(&self) -> bool {
+        self.framed == Some(true)
     }
 
     /// Above this many buffered bytes, [`Session::wants_input`] is false.
@@ -242,29 +308,43 @@ impl Session {
 
     /// Takes bytes received from the peer, in any split.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
-        self.set_now(now);
         if self.closed || self.eof {
             return;
         }
-        match self.mode {
-            Mode::Text => self.telnet.filter(data, &mut self.input),
-            Mode::Undecided | Mode::Framed => self.input.extend_from_slice(data),
+        match self.framed {
+            Some(false) => self.telnet.filter(data, &mut self.input),
+            None | Some(true) => self.input.extend_from_slice(data),
         }
-        self.advance();
+        self.advance(now);
     }
 
     /// The peer will send nothing more. Every complete command already
     /// received is still answered; then the session closes.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.set_now(now);
         self.eof = true;
-        self.advance();
+        self.advance(now);
     }
 
-    /// Time has passed; call at (or after) the instant of the last
-    /// [`Output::Timeout`].
+    /// The socket took the first `n` bytes of [`Session::poll_transmit`].
+    /// Processing paused on the output high-water mark resumes.
+    pub fn handle_written(&mut self, n: usize, now: Instant) {
+        if self.out.consume(n) > 0 {
+            self.send_deadline = None;
+        }
+        self.advance(now);
+    }
+
+    /// Time has passed; call at (or after) the instant of
+    /// [`Session::poll_timeout`]. Calling it early does no harm.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.set_now(now);
+        if self.send_deadline.is_some_and(|at| now >= at) {
+            // Nothing can reach a peer that does not read, not even a
+            // goodbye: end, and drop the output.
+            self.close(CloseReason::SendTimeout, String::new());
+            self.out.discard();
+            self.send_deadline = None;
+            return;
+        }
         if self.closed {
             return;
         }
@@ -272,196 +352,168 @@ impl Session {
             .pending
             .take_if(|p| p.deadline.is_some_and(|deadline| now >= deadline))
         {
-            let seconds = self.host.limits().call_timeout.as_secs_f64();
-            let waits_for = self
-                .host
-                .plugins()
-                .iter()
-                .find(|p| p.name == pending.plugin)
-                .and_then(|p| p.waits_for.as_deref())
-                .map(|what| format!(" It needs {what}, which another thread may be holding."))
-                .unwrap_or_default();
-            let message = format!(
-                "*** '{}' ({} plugin) did not answer within {seconds} s.{waits_for} Gave up \
-                 waiting for it (it may still be running, and its output will be discarded).",
-                pending.command, pending.plugin
-            );
+            let message = self.gave_up_message(&pending);
             self.events.push_back(Event::Abandon(pending.id));
             let pieces = self.shell.abandon(message);
             self.show(pieces);
             self.write_prompt();
             self.idle_deadline = now + self.host.limits().idle_timeout;
-        } else if self.pending.is_none() && now >= self.idle_deadline {
+        } else if self.idle_applies() && now >= self.idle_deadline {
             let seconds = self.host.limits().idle_timeout.as_secs_f64();
-            self.close(format!(
-                "*** No command for {seconds} s (idle_timeout); closing the session."
-            ));
-            return;
+            self.close(
+                CloseReason::IdleTimeout,
+                format!("*** No command for {seconds} s (idle_timeout); closing the session."),
+            );
         }
-        self.advance();
+        self.advance(now);
     }
 
-    /// Hands back the result of the call or feed `id`. Results of abandoned
-    /// calls, and unknown ids, are ignored.
-    pub fn complete(&mut self, id: CallId, completion: Completion, now: Instant) {
-        self.set_now(now);
+    /// The host is stopping ispyd: the session says so and closes. A call
+    /// in progress is abandoned.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        self.close(
+            CloseReason::Shutdown,
+            "*** ispyd is shutting down; closing the session.".to_owned(),
+        );
+        self.settle(now);
+    }
+
+    /// Hands back the result of the call or feed `id`. A result for a call
+    /// that was given up on, or that the session never issued, changes
+    /// nothing and is reported as such.
+    pub fn handle_result(
+        &mut self,
+        id: CallId,
+        completion: Completion,
+        now: Instant,
+    ) -> Result<(), UnexpectedResult> {
         let Some(pending) = self.pending.take_if(|p| p.id == id) else {
-            return;
+            return Err(if id.0 < self.next_call {
+                UnexpectedResult::Late(id)
+            } else {
+                UnexpectedResult::Unknown(id)
+            });
         };
-        if self.closed {
-            return;
-        }
         let pieces = self.shell.finish(&pending.command, completion);
         self.show(pieces);
         self.write_prompt();
         self.idle_deadline = now + self.host.limits().idle_timeout;
-        self.advance();
+        self.advance(now);
+        Ok(())
     }
 
-    /// The next thing for the adapter: bytes to send (appended to `buf`), an
-    /// event, or the time to call back.
-    pub fn poll_output(&mut self, buf: &mut Vec<u8>) -> Output {
-        if self.outbuf.is_empty() && self.events.is_empty() {
-            // Processing may have paused on the output high-water mark.
-            self.now_is_current = false;
-            self.advance();
-        }
-        if !self.outbuf.is_empty() {
-            let n = self.outbuf.len();
-            buf.append(&mut self.outbuf);
-            self.now_is_current = false;
-            return Output::Transmit(n);
-        }
-        if let Some(event) = self.events.pop_front() {
-            if let Event::Call(Call { id, .. }) | Event::Feed(Feed { id, .. }) = &event {
-                self.arm(*id);
+    /// The next event for the adapter, if any. Taking a call's event starts
+    /// its `call_timeout`, so poll when the call can start, with the time.
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if let Event::Call(Call { id, .. }) | Event::Feed(Feed { id, .. }) = &event {
+            let call_timeout = self.host.limits().call_timeout;
+            if let Some(pending) = self.pending.as_mut().filter(|p| p.id == *id) {
+                pending.deadline = Some(now + call_timeout);
             }
-            return Output::Event(event);
         }
-        Output::Timeout(self.poll_timeout())
+        Some(event)
     }
 
-    /// When [`Session::handle_timeout`] must be called, if no input comes.
-    /// May be in the past: then call it at once (a call whose event was
-    /// polled after a write needs the current time to arm its timeout).
+    /// The bytes waiting to be sent, if any. Write as many as the socket
+    /// takes, then report the count with [`Session::handle_written`]; the
+    /// rest stays here. Needs no time: nothing is consumed until reported.
+    pub fn poll_transmit(&self) -> Option<&[u8]> {
+        Some(self.out.unsent()).filter(|bytes| !bytes.is_empty())
+    }
+
+    /// When [`Session::handle_timeout`] must be called if nothing else
+    /// happens first; `None`: no timer is needed. Re-arm from it after
+    /// every pass.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.closed {
-            return None;
-        }
-        match &self.pending {
-            Some(pending) => Some(pending.deadline.unwrap_or(self.now)),
-            None => Some(self.idle_deadline),
-        }
+        let call = self.pending.as_ref().and_then(|p| p.deadline);
+        let idle = (!self.closed && self.idle_applies()).then_some(self.idle_deadline);
+        [self.send_deadline, call, idle].into_iter().flatten().min()
     }
 
-    /// Takes the adapter's current time, and arms the timeout of a call
-    /// the adapter took when the session did not know the time.
-    fn set_now(&mut self, now: Instant) {
-        self.now = now;
-        self.now_is_current = true;
-        let call_timeout = self.host.limits().call_timeout;
-        if let Some(pending) = self
-            .pending
-            .as_mut()
-            .filter(|p| p.delivered && p.deadline.is_none())
-        {
-            pending.deadline = Some(now + call_timeout);
-        }
+    /// The idle timeout runs only while nothing else may be holding the
+    /// session up: no call pending, no output the peer has yet to take
+    /// (which the send timeout watches).
+    fn idle_applies(&self) -> bool {
+        self.pending.is_none() && self.out.is_empty()
     }
 
-    /// The adapter takes the event of call `id`: its `call_timeout` starts
-    /// now. If time may have passed since the last `now` (the event waited
-    /// behind output the adapter wrote, or processing resumed inside
-    /// [`Session::poll_output`]), the deadline waits for the next `now`,
-    /// which [`Session::poll_timeout`] asks for at once.
-    fn arm(&mut self, id: CallId) {
-        let deadline = self
-            .now_is_current
-            .then(|| self.now + self.host.limits().call_timeout);
-        if let Some(pending) = self.pending.as_mut().filter(|p| p.id == id) {
-            pending.delivered = true;
-            pending.deadline = deadline;
-        }
+    fn gave_up_message(&self, pending: &Pending) -> String {
+        let seconds = self.host.limits().call_timeout.as_secs_f64();
+        let waits_for = self
+            .host
+            .plugins()
+            .iter()
+            .find(|p| p.name == pending.plugin)
+            .and_then(|p| p.waits_for.as_deref())
+            .map(|what| format!(" It needs {what}, which another thread may be holding."))
+            .unwrap_or_default();
+        format!(
+            "*** '{}' ({} plugin) did not answer within {seconds} s.{waits_for} Gave up waiting \
+             for it (it may still be running, and its output will be discarded).",
+            pending.command, pending.plugin
+        )
     }
 
     /// Processes buffered input until it runs out, a call is pending, or
-    /// enough output is waiting.
-    fn advance(&mut self) {
-        while !self.closed && self.pending.is_none() && self.outbuf.len() < OUTPUT_HIGH_WATER {
-            if self.mode == Mode::Undecided && !self.decide_mode() {
+    /// enough output is waiting; then brings the deadlines up to date.
+    fn advance(&mut self, now: Instant) {
+        while !self.closed && self.pending.is_none() && self.out.len() < OUTPUT_HIGH_WATER {
+            if self.framed.is_none() && !self.decide_mode() {
                 break;
             }
             let Some(input) = self.next_input() else {
                 break;
             };
-            self.idle_deadline = self.now + self.host.limits().idle_timeout;
+            self.idle_deadline = now + self.host.limits().idle_timeout;
             self.run(input);
         }
         if self.eof && !self.closed && self.pending.is_none() && self.input.is_empty() {
-            self.close(String::new());
+            self.close(CloseReason::EndOfInput, String::new());
+        }
+        self.settle(now);
+    }
+
+    /// Starts the send timeout when output appears, ends it when none is
+    /// left.
+    fn settle(&mut self, now: Instant) {
+        if self.out.is_empty() {
+            self.send_deadline = None;
+        } else if self.send_deadline.is_none() {
+            self.send_deadline = Some(now + self.host.limits().send_timeout);
         }
     }
 
     /// Decides text or framed mode from the first bytes; false while the
     /// bytes so far could still be either.
     fn decide_mode(&mut self) -> bool {
-        let Some(&first) = self.input.first() else {
-            if self.eof {
-                self.mode = Mode::Text;
+        match mode::detect(&self.input, self.eof) {
+            Detected::Undecided => false,
+            Detected::Text => {
+                self.framed = Some(false);
+                let raw = std::mem::take(&mut self.input);
+                self.telnet.filter(&raw, &mut self.input);
+                true
             }
-            return self.eof;
-        };
-        if first != 0 {
-            return self.enter_text_mode();
-        }
-        let prefix = &CLIENT_HELLO[..6]; // "\0ISPY/"
-        let end = self.input.iter().position(|&b| b == b'\n');
-        let seen = end.unwrap_or(self.input.len());
-        let agrees = self.input[..seen.min(prefix.len())] == prefix[..seen.min(prefix.len())];
-        match end {
-            Some(end) if agrees && end > prefix.len() => {
-                let version = std::str::from_utf8(&self.input[prefix.len()..end])
-                    .ok()
-                    .filter(|v| {
-                        !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit())
-                    })
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .filter(|&v| v >= 1);
-                match version {
-                    Some(version) => {
-                        self.input.drain(..=end);
-                        self.enter_framed_mode(version.min(PROTOCOL_VERSION));
-                        true
-                    }
-                    None => self.enter_text_mode(),
-                }
+            Detected::Framed { version, used } => {
+                self.input.drain(..used);
+                self.framed = Some(true);
+                self.out.raw(b"\0ISPY/");
+                self.out
+                    .raw(version.min(PROTOCOL_VERSION).to_string().as_bytes());
+                self.out.raw(b"\n");
+                self.out.set_framed();
+                self.write_prompt();
+                true
             }
-            None if agrees && seen < 16 && !self.eof => false,
-            _ => self.enter_text_mode(),
         }
-    }
-
-    fn enter_text_mode(&mut self) -> bool {
-        self.mode = Mode::Text;
-        let raw = std::mem::take(&mut self.input);
-        self.telnet.filter(&raw, &mut self.input);
-        true
-    }
-
-    fn enter_framed_mode(&mut self, version: u32) {
-        self.mode = Mode::Framed;
-        self.outbuf.extend_from_slice(b"\0ISPY/");
-        self.outbuf
-            .extend_from_slice(version.to_string().as_bytes());
-        self.outbuf.push(b'\n');
-        self.write_prompt();
     }
 
     fn next_input(&mut self) -> Option<Input> {
-        match self.mode {
-            Mode::Undecided => None,
-            Mode::Text => self.next_line(),
-            Mode::Framed => self.next_frame(),
+        match self.framed {
+            None => None,
+            Some(false) => self.next_line(),
+            Some(true) => self.next_frame(),
         }
     }
 
@@ -476,8 +528,8 @@ impl Session {
                 }
                 Some(Input::Line(line))
             }
-            Some(_) => Some(Input::Fatal(too_long(limit))),
-            None if self.input.len() > limit => Some(Input::Fatal(too_long(limit))),
+            Some(_) => Some(too_long(limit)),
+            None if self.input.len() > limit => Some(too_long(limit)),
             None if self.eof && !self.input.is_empty() => {
                 let mut line = std::mem::take(&mut self.input);
                 if line.last() == Some(&b'\r') {
@@ -514,9 +566,16 @@ impl Session {
                 self.input.drain(..used);
                 Some(Input::Bad(format!("*** Ignored a bad frame: {err}")))
             }
-            Decoded::Invalid(err, None) => Some(Input::Fatal(format!(
-                "*** Bad frame from the client: {err}; closing the session."
-            ))),
+            Decoded::Invalid(err, None) => {
+                let reason = match err {
+                    frame::FrameError::TooLong { .. } => CloseReason::LineTooLong,
+                    _ => CloseReason::BadFrame,
+                };
+                Some(Input::Fatal(
+                    reason,
+                    format!("*** Bad frame from the client: {err}; closing the session."),
+                ))
+            }
         }
     }
 
@@ -525,32 +584,33 @@ impl Session {
             Input::Line(bytes) => match String::from_utf8(bytes) {
                 Ok(line) => self.shell.run_line(&line, &self.host),
                 Err(_) => {
-                    self.write_error("*** Input is not valid UTF-8; the line was ignored.");
+                    self.out
+                        .error("*** Input is not valid UTF-8; the line was ignored.");
                     self.write_prompt();
                     return;
                 }
             },
             Input::Eof => self.shell.end_of_input(),
             Input::Complete(text) => {
-                let (start, items) = self.shell.complete(&text, &self.host);
+                let (start, items) = self.shell.completions(&text, &self.host);
                 let start = u32::try_from(start).unwrap_or(u32::MAX);
-                Frame::Candidates { start, items }.encode(&mut self.outbuf);
+                self.out.frame(&Frame::Candidates { start, items });
                 return;
             }
             Input::Bad(message) => {
-                self.write_error(&message);
+                self.out.error(&message);
                 return;
             }
-            Input::Fatal(message) => {
+            Input::Fatal(reason, message) => {
                 self.input.clear();
-                self.close(message);
+                self.close(reason, message);
                 return;
             }
         };
         self.show(reply.pieces);
         match reply.next {
             Next::Prompt => self.write_prompt(),
-            Next::Close(reason) => self.close(reason),
+            Next::Close => self.close(CloseReason::Exit, String::new()),
             Next::Call {
                 plugin,
                 command,
@@ -585,7 +645,6 @@ impl Session {
             id,
             command,
             plugin,
-            delivered: false,
             deadline: None,
         });
         id
@@ -594,157 +653,43 @@ impl Session {
     fn show(&mut self, pieces: Vec<Piece>) {
         for piece in pieces {
             match piece {
-                Piece::Output(text) => self.write_output(&text),
-                Piece::Error(text) => self.write_error(&text),
-                Piece::TakeoverBegin(name) => {
-                    if self.mode == Mode::Framed {
-                        Frame::Interactive(name).encode(&mut self.outbuf);
-                    }
+                Piece::Output(text) => {
+                    // Plugins' output conventionally ends in a newline; a
+                    // takeover's (an interpreter echoing a partial line)
+                    // may not, and is left as is.
+                    let newline = !text.ends_with('\n') && !self.shell.in_takeover();
+                    self.out.output(&text, newline);
                 }
-                Piece::TakeoverEnd => {
-                    if self.mode == Mode::Framed {
-                        Frame::InteractiveEnd.encode(&mut self.outbuf);
-                    }
-                }
-            }
-        }
-    }
-
-    fn write_output(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        // Plugins' output conventionally ends in a newline; a takeover's
-        // (an interpreter echoing a partial line) may not, and is left as is.
-        let add_newline = !text.ends_with('\n') && !self.shell.in_takeover();
-        match self.mode {
-            Mode::Framed => {
-                for chunk in split_at_char_boundaries(text, MAX_FRAME - 1) {
-                    Frame::Output(chunk.to_owned()).encode(&mut self.outbuf);
-                }
-                if add_newline {
-                    Frame::Output("\n".to_owned()).encode(&mut self.outbuf);
-                }
-            }
-            Mode::Text | Mode::Undecided => {
-                self.outbuf.extend_from_slice(text.as_bytes());
-                if add_newline {
-                    self.outbuf.push(b'\n');
-                }
-            }
-        }
-    }
-
-    fn write_error(&mut self, text: &str) {
-        match self.mode {
-            Mode::Framed => {
-                for chunk in split_at_char_boundaries(text, MAX_FRAME - 1) {
-                    Frame::Error(chunk.to_owned()).encode(&mut self.outbuf);
-                }
-            }
-            Mode::Text | Mode::Undecided => {
-                self.outbuf.extend_from_slice(text.as_bytes());
-                self.outbuf.push(b'\n');
+                Piece::Error(text) => self.out.error(&text),
+                Piece::TakeoverBegin(name) => self.out.takeover(Some(&name)),
+                Piece::TakeoverEnd => self.out.takeover(None),
             }
         }
     }
 
     fn write_prompt(&mut self) {
         let prompt = self.shell.prompt(&self.host);
-        match self.mode {
-            Mode::Framed => Frame::Prompt(prompt.unwrap_or_default()).encode(&mut self.outbuf),
-            Mode::Text | Mode::Undecided => {
-                if let Some(prompt) = prompt {
-                    self.outbuf.extend_from_slice(prompt.as_bytes());
-                }
-            }
-        }
+        self.out.prompt(prompt.as_deref());
     }
 
-    fn close(&mut self, reason: String) {
+    fn close(&mut self, reason: CloseReason, message: String) {
         if self.closed {
             return;
         }
         self.closed = true;
-        match self.mode {
-            Mode::Framed => {
-                if !reason.is_empty() {
-                    Frame::Error(reason.clone()).encode(&mut self.outbuf);
-                }
-                Frame::Close(reason).encode(&mut self.outbuf);
-            }
-            Mode::Text | Mode::Undecided => {
-                if !reason.is_empty() {
-                    self.outbuf.extend_from_slice(reason.as_bytes());
-                    self.outbuf.push(b'\n');
-                }
-            }
-        }
+        self.out.close(&message);
         if let Some(pending) = self.pending.take() {
             self.events.push_back(Event::Abandon(pending.id));
         }
-        self.events.push_back(Event::Close);
+        self.events.push_back(Event::Close(reason));
     }
 }
 
-fn too_long(limit: usize) -> String {
-    format!("*** Line longer than {limit} bytes (max_line); closing the session.")
-}
-
-fn split_at_char_boundaries(text: &str, max: usize) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut end = rest.len().min(max);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-/// Why a connection is turned away before a session starts. The adapter
-/// writes [`Refusal::message`] and closes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_sessions` sessions are already open.
-    TooManySessions {
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The peer runs as a user who may not inspect this process.
-    NotAllowed {
-        /// The peer's effective uid.
-        peer_uid: u32,
-        /// The host's effective uid.
-        host_uid: u32,
-    },
-}
-
-impl Refusal {
-    /// The line to send, in text form (which the `ispy` client shows as is).
-    pub fn message(&self) -> String {
-        match self {
-            Refusal::TooManySessions { limit } => format!(
-                "*** ispyd: already serving {limit} sessions (max_sessions = {limit}); \
-                 try again when one ends.\n"
-            ),
-            Refusal::NotAllowed {
-                peer_uid,
-                host_uid: 0,
-            } => {
-                format!("*** ispyd: uid {peer_uid} may not inspect this process; only root may.\n")
-            }
-            Refusal::NotAllowed { peer_uid, host_uid } => format!(
-                "*** ispyd: uid {peer_uid} may not inspect this process; only uid {host_uid} \
-                 (its owner) and root may.\n"
-            ),
-        }
-    }
+fn too_long(limit: usize) -> Input {
+    Input::Fatal(
+        CloseReason::LineTooLong,
+        format!("*** Line longer than {limit} bytes (max_line); closing the session."),
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config::Limits;
-use crate::frame::{CLIENT_HELLO, SERVER_HELLO};
+use crate::frame::{CLIENT_HELLO, Decoded, Frame, MAX_FRAME, SERVER_HELLO};
 use crate::op::{SESSION_ID, big_output, fixture_host};
 
 const ROOT: &str = "(ispyd:4242) ";
@@ -77,16 +77,21 @@ impl Peer {
     /// quinn-proto's tests: a session that never stops fails the test.
     fn drain(&mut self) {
         for _ in 0..100_000 {
-            match self.session.poll_output(&mut self.received) {
-                Output::Transmit(_) => {}
-                Output::Event(event) => self.events.push(event),
-                Output::Timeout(Some(at)) if at <= self.now => {
-                    self.session.handle_timeout(self.now);
-                }
-                Output::Timeout(_) => return,
+            while let Some(event) = self.session.poll_event(self.now) {
+                self.events.push(event);
+            }
+            if let Some(bytes) = self.session.poll_transmit() {
+                let n = bytes.len();
+                self.received.extend_from_slice(bytes);
+                self.session.handle_written(n, self.now);
+                continue;
+            }
+            match self.session.poll_timeout() {
+                Some(at) if at <= self.now => self.session.handle_timeout(self.now),
+                _ => return,
             }
         }
-        panic!("poll_output never returned Timeout");
+        panic!("the session never settled");
     }
 
     fn send(&mut self, bytes: impl AsRef<[u8]>) {
@@ -115,7 +120,7 @@ impl Peer {
     }
 
     fn complete(&mut self, id: CallId, completion: Completion) {
-        self.session.complete(id, completion, self.now);
+        let _ = self.session.handle_result(id, completion, self.now);
         self.drain();
     }
 
@@ -221,7 +226,7 @@ fn overlong_line_gets_one_error_and_closes() {
         peer.text(),
         "*** Line longer than 16 bytes (max_line); closing the session.\n"
     );
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::LineTooLong)]);
     assert!(!peer.session.wants_input());
     assert!(peer.session.is_closed());
 }
@@ -233,7 +238,11 @@ fn line_of_exactly_max_line_bytes_is_accepted_with_crlf_too() {
         peer.text();
         peer.send(format!("{:<16}{ending}", "exit"));
         assert_eq!(peer.text(), "", "{ending:?}");
-        assert_eq!(peer.events(), [Event::Close], "{ending:?}");
+        assert_eq!(
+            peer.events(),
+            [Event::Close(CloseReason::Exit)],
+            "{ending:?}"
+        );
     }
 }
 
@@ -255,7 +264,7 @@ fn ten_megabytes_without_newline_stays_bounded() {
         peer.text(),
         "*** Line longer than 65536 bytes (max_line); closing the session.\n"
     );
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::LineTooLong)]);
 }
 
 #[test]
@@ -302,7 +311,7 @@ fn eof_answers_every_buffered_command_then_closes() {
         peer.text(),
         format!("4242\n{PROCESS}Print the process id.\n{PROCESS}{ROOT}{plugins}")
     );
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::EndOfInput)]);
     assert!(peer.session.is_closed());
 }
 
@@ -365,7 +374,7 @@ fn idle_session_closes_after_idle_timeout() {
         peer.text(),
         "*** No command for 3600 s (idle_timeout); closing the session.\n"
     );
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::IdleTimeout)]);
 }
 
 #[test]
@@ -444,7 +453,7 @@ fn framed_eof_leaves_subshell_then_closes_at_root() {
     assert_eq!(peer.frames(), [Frame::Prompt(ROOT.into())]);
     peer.send_frame(Frame::Eof);
     assert_eq!(peer.frames(), [Frame::Close(String::new())]);
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::Exit)]);
 }
 
 #[test]
@@ -457,7 +466,7 @@ fn framed_oversized_frame_is_fatal() {
         peer.frames(),
         [Frame::Error(reason.into()), Frame::Close(reason.into())]
     );
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::LineTooLong)]);
 }
 
 #[test]
@@ -615,7 +624,7 @@ fn processing_pauses_above_output_high_water() {
 }
 
 #[test]
-fn call_started_after_a_long_blocked_write_gets_its_whole_call_timeout() {
+fn call_queued_behind_unread_output_gets_its_whole_call_timeout() {
     let mut peer = Peer::greeted();
     let mut input = "help\n".repeat(3_000);
     input.push_str("shell echo\nslow\n");
@@ -624,8 +633,9 @@ fn call_started_after_a_long_blocked_write_gets_its_whole_call_timeout() {
         peer.session.buffered_input() > 0,
         "paused on the high-water mark"
     );
-    // The adapter's write blocks for longer than call_timeout; then it
-    // polls again, which resumes processing and starts the call.
+    // The peer reads nothing for longer than call_timeout (but less than
+    // send_timeout); then it reads, which resumes processing and starts
+    // the call.
     peer.now += Duration::from_secs(30);
     peer.drain();
     let call = peer.call();
@@ -639,13 +649,12 @@ fn call_started_after_a_long_blocked_write_gets_its_whole_call_timeout() {
 #[test]
 fn call_timeout_counts_from_when_the_adapter_takes_the_call() {
     let mut peer = Peer::greeted();
-    peer.session
-        .handle_input(b"shell echo\nhelp\nslow\n", peer.now);
-    let mut written = Vec::new();
-    let first = peer.session.poll_output(&mut written);
-    assert!(matches!(first, Output::Transmit(_)), "{first:?}");
-    // Writing the help text blocks for longer than call_timeout; the call
-    // waits behind it.
+    peer.session.handle_input(b"shell echo\nslow\n", peer.now);
+    assert_eq!(
+        peer.session.poll_timeout(),
+        Some(peer.now + Limits::default().send_timeout),
+        "the queued call's timer does not run yet"
+    );
     peer.now += Duration::from_secs(30);
     peer.drain();
     let call = peer.call();
@@ -653,6 +662,121 @@ fn call_timeout_counts_from_when_the_adapter_takes_the_call() {
     assert!(peer.events().is_empty(), "abandoned before call_timeout");
     peer.wait(Duration::from_millis(1));
     assert_eq!(peer.events(), [Event::Abandon(call.id)]);
+}
+
+#[test]
+fn partial_writes_keep_the_rest_in_the_session() {
+    let mut peer = Peer::greeted();
+    peer.session.handle_input(b"help\n", peer.now);
+    let whole = peer.session.poll_transmit().expect("help text").to_vec();
+    let mut written = Vec::new();
+    while let Some(bytes) = peer.session.poll_transmit() {
+        written.push(bytes[0]);
+        peer.session.handle_written(1, peer.now);
+    }
+    assert_eq!(written, whole);
+    assert!(!peer.session.wants_write());
+    assert_eq!(peer.session.buffered_output(), 0);
+}
+
+#[test]
+fn a_peer_that_reads_nothing_is_closed_at_send_timeout() {
+    let mut peer = Peer::greeted();
+    peer.session.handle_input(b"help\n", peer.now);
+    let send_timeout = Limits::default().send_timeout;
+    assert_eq!(peer.session.poll_timeout(), Some(peer.now + send_timeout));
+    peer.now += send_timeout;
+    peer.session.handle_timeout(peer.now);
+    assert_eq!(
+        peer.session.poll_event(peer.now),
+        Some(Event::Close(CloseReason::SendTimeout))
+    );
+    assert!(peer.session.is_closed(), "unsent output is dropped");
+    assert_eq!(peer.session.poll_transmit(), None);
+    assert_eq!(peer.session.poll_timeout(), None);
+}
+
+#[test]
+fn every_byte_the_peer_takes_restarts_the_send_timeout() {
+    let mut peer = Peer::greeted();
+    peer.session
+        .handle_input("help\n".repeat(100).as_bytes(), peer.now);
+    let send_timeout = Limits::default().send_timeout;
+    for _ in 0..5 {
+        peer.now += send_timeout - Duration::from_secs(1);
+        peer.session.handle_timeout(peer.now);
+        peer.session.handle_written(1, peer.now);
+        assert_eq!(
+            peer.session.poll_event(peer.now),
+            None,
+            "closed while reading"
+        );
+    }
+    assert!(peer.session.wants_write());
+}
+
+#[test]
+fn trickled_bytes_without_a_newline_do_not_postpone_the_idle_timeout() {
+    let mut peer = Peer::with_limits(Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    });
+    peer.text();
+    for _ in 0..3 {
+        peer.now += Duration::from_millis(600);
+        peer.send("x");
+    }
+    assert_eq!(peer.events(), [Event::Close(CloseReason::IdleTimeout)]);
+}
+
+#[test]
+fn telnet_nops_do_not_postpone_the_idle_timeout() {
+    let mut peer = Peer::with_limits(Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    });
+    peer.text();
+    for _ in 0..3 {
+        peer.now += Duration::from_millis(600);
+        peer.send([0xff, 0xf1]);
+    }
+    assert_eq!(peer.events(), [Event::Close(CloseReason::IdleTimeout)]);
+}
+
+#[test]
+fn shutdown_tells_the_client_and_abandons_the_call() {
+    let mut peer = Peer::greeted();
+    peer.send("shell echo\nslow\n");
+    peer.text();
+    let call = peer.call();
+    peer.session.handle_shutdown(peer.now);
+    peer.drain();
+    assert_eq!(
+        peer.text(),
+        "*** ispyd is shutting down; closing the session.\n"
+    );
+    assert_eq!(
+        peer.events(),
+        [Event::Abandon(call.id), Event::Close(CloseReason::Shutdown)]
+    );
+}
+
+#[test]
+fn late_and_unknown_results_are_reported() {
+    let mut peer = Peer::greeted();
+    peer.send("shell echo\nslow\n");
+    let call = peer.call();
+    peer.wait(Limits::default().call_timeout);
+    assert_eq!(peer.events(), [Event::Abandon(call.id)]);
+    let late = Completion::Output("late".into());
+    assert_eq!(
+        peer.session.handle_result(call.id, late.clone(), peer.now),
+        Err(UnexpectedResult::Late(call.id))
+    );
+    assert_eq!(
+        peer.session.handle_result(CallId(99), late, peer.now),
+        Err(UnexpectedResult::Unknown(CallId(99)))
+    );
 }
 
 #[test]
@@ -696,7 +820,7 @@ fn no_output_after_close() {
     let mut peer = Peer::greeted();
     peer.send("exit\n");
     assert_eq!(peer.text(), "");
-    assert_eq!(peer.events(), [Event::Close]);
+    assert_eq!(peer.events(), [Event::Close(CloseReason::Exit)]);
     peer.send("plugins\n");
     peer.complete(CallId(0), Completion::Output("x".into()));
     peer.wait(Duration::from_secs(7200));

@@ -144,8 +144,8 @@ pub(crate) enum Next {
     },
     /// Hand a line (or end of input) to the running takeover.
     Feed(Option<String>),
-    /// End the session with this reason.
-    Close(String),
+    /// End the session: the user left.
+    Close,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,7 +267,7 @@ impl Shell {
         }
         Reply {
             pieces: Vec::new(),
-            next: Next::Close(String::new()),
+            next: Next::Close,
         }
     }
 
@@ -392,7 +392,7 @@ impl Shell {
 
     /// Completion candidates for `text` (the line up to the cursor): the
     /// byte offset where the completed word starts, and the candidates.
-    pub(crate) fn complete(&self, text: &str, host: &Host) -> (usize, Vec<String>) {
+    pub(crate) fn completions(&self, text: &str, host: &Host) -> (usize, Vec<String>) {
         if self.takeover.is_some() {
             return (text.len(), Vec::new());
         }
@@ -610,7 +610,7 @@ mod tests {
     #[test]
     fn exit_at_root_closes_session() {
         let reply = run(&mut Shell::default(), "exit");
-        assert_eq!(reply.next, Next::Close(String::new()));
+        assert_eq!(reply.next, Next::Close);
     }
 
     #[test]
@@ -772,18 +772,18 @@ mod tests {
         let host = host();
         let mut shell = Shell::default();
         assert_eq!(
-            shell.complete("p", &host),
+            shell.completions("p", &host),
             (0, vec!["plugins".into(), "prompt".into()])
         );
         assert_eq!(
-            shell.complete("shell p", &host),
+            shell.completions("shell p", &host),
             (6, vec!["process".into(), "python".into()])
         );
         assert_eq!(
-            shell.complete("prompt o", &host),
+            shell.completions("prompt o", &host),
             (7, vec!["off".into(), "on".into()])
         );
         shell.run_line("shell process", &host);
-        assert_eq!(shell.complete("help c", &host), (5, vec!["cwd".into()]));
+        assert_eq!(shell.completions("help c", &host), (5, vec!["cwd".into()]));
     }
 }

@@ -248,6 +248,29 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
             ],
         ),
         (
+            "partial_writes_then_shutdown",
+            vec![
+                Op::WriteLimit(6),
+                line(Help),
+                Op::Handshake,
+                Op::FramedLine(Big),
+                Op::WriteLimit(u16::MAX),
+                line(ShellEcho),
+                line(Slow),
+                Op::Shutdown,
+            ],
+        ),
+        (
+            "unread_output_hits_send_timeout",
+            vec![
+                Op::Reading(false),
+                line(Help),
+                Op::Advance(30000),
+                Op::Advance(30000),
+                line(Help),
+            ],
+        ),
+        (
             "overlong_line",
             vec![line(ShellEcho), Op::Flood(5), line(Help)],
         ),
@@ -349,7 +372,7 @@ fn variant(index: usize, count: usize, out: &mut Vec<u8>) {
 }
 
 fn encode_op(op: &Op, out: &mut Vec<u8>) {
-    const OPS: usize = 12;
+    const OPS: usize = 14;
     match op {
         Op::Input(bytes) => {
             variant(0, OPS, out);
@@ -407,6 +430,11 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             variant(11, OPS, out);
             out.push(u8::from(*reading));
         }
+        Op::WriteLimit(limit) => {
+            variant(12, OPS, out);
+            out.extend_from_slice(&limit.to_le_bytes());
+        }
+        Op::Shutdown => variant(13, OPS, out),
     }
 }
 

@@ -49,6 +49,8 @@ fn one_op() -> impl Strategy<Value = Op> {
         1 => (0u8..6).prop_map(Op::Flood),
         1 => Just(Op::Eof),
         3 => any::<bool>().prop_map(Op::Reading),
+        2 => prop_oneof![0u16..16, Just(u16::MAX)].prop_map(Op::WriteLimit),
+        1 => Just(Op::Shutdown),
     ]
 }
 
@@ -172,6 +174,29 @@ proptest! {
         assert_same(&whole, &split);
         let original = op::drive(&ops, base);
         assert_same(&whole, &original);
+    }
+
+    #[test]
+    fn partial_writes_of_any_size_give_the_same_output(
+        ops in ops(),
+        limit in prop_oneof![1 => 0u16..8, 3 => 8u16..600, 3 => 600u16..5000],
+    ) {
+        let base = origin();
+        let whole = op::drive(&ops, base);
+        let partial: Vec<Op> = std::iter::once(Op::WriteLimit(limit)).chain(ops).collect();
+        assert_same(&whole, &op::drive(&partial, base));
+    }
+
+    #[test]
+    fn every_session_that_ends_says_why(ops in ops()) {
+        let transcript = op::drive(&ops, origin());
+        let closes = transcript
+            .events
+            .iter()
+            .filter(|event| matches!(event, ispyd_core::Event::Close(_)))
+            .count();
+        prop_assert_eq!(closes, usize::from(transcript.closed));
+        prop_assert_eq!(transcript.close_reason().is_some(), transcript.closed);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use ispyd_core::{Address, Config, ConfigError};
+use ispyd_core::{Address, Config};
 use ispyd_std::ShellManager;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -38,13 +38,7 @@ impl NativeManager {
         let mut builtins = vec!["process"];
         builtins.extend(python_builtins.iter().map(String::as_str));
 
-        let text = std::fs::read_to_string(&config_file).map_err(|err| {
-            ConfigurationError::new_err(format!(
-                "ispyd: {}",
-                ConfigError::unreadable(&config_file, err.to_string())
-            ))
-        })?;
-        let mut config = Config::parse(&config_file, &text, &builtins)
+        let mut config = ispyd_std::read_config(Path::new(&config_file), &builtins)
             .map_err(|err| ConfigurationError::new_err(format!("ispyd: {err}")))?;
 
         let mut builder = ShellManager::builder();

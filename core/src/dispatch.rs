@@ -1,0 +1,216 @@
+//! From a session's events to work an adapter can run anywhere, and back.
+//!
+//! Theory of operation: a [`Dispatcher`] sits beside each [`Session`]. The
+//! driver asks it, instead of the session, for what to do next
+//! ([`Dispatcher::poll_action`]). It turns a call or a feed into a [`Job`]
+//! (which is `Send`: it holds the takeover object for a feed), answers by
+//! itself what needs no plugin (a feed for a takeover that is gone), keeps
+//! the running takeover between lines, and drops it when the session
+//! abandons the call or closes. When the driver has run a job, wherever it
+//! chose, it hands the [`JobDone`] back with [`Dispatcher::handle_done`].
+//!
+//! The only decision left to a driver is where a job runs: on its own
+//! thread when [`Job::is_inline`], elsewhere otherwise. A driver that
+//! cannot start a job (no thread to be had) says so with
+//! [`Dispatcher::handle_lost`], and the user gets an error, not a hang.
+
+use std::time::Instant;
+
+use crate::plugin::{Execution, Interactive, Registry};
+use crate::session::{
+    Call, CallId, CloseReason, Completion, Event, Feed, Session, UnexpectedResult,
+};
+
+/// Work for a plugin: a command, or a line for a running takeover.
+#[must_use]
+pub struct Job {
+    work: Work,
+    inline: bool,
+}
+
+enum Work {
+    Call(Call),
+    Feed(Feed, Box<dyn Interactive>),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.work {
+            Work::Call(call) => f.debug_tuple("Job::Call").field(call).finish(),
+            Work::Feed(feed, _) => f.debug_tuple("Job::Feed").field(feed).finish(),
+        }
+    }
+}
+
+impl Job {
+    /// The call (or feed) this job answers.
+    pub fn id(&self) -> CallId {
+        match &self.work {
+            Work::Call(call) => call.id,
+            Work::Feed(feed, _) => feed.id,
+        }
+    }
+
+    /// The session it belongs to.
+    pub fn session(&self) -> u64 {
+        match &self.work {
+            Work::Call(call) => call.session,
+            Work::Feed(feed, _) => feed.session,
+        }
+    }
+
+    /// True when the plugin says its calls are quick and wait on nothing
+    /// (see [`PluginInfo::inline`](crate::PluginInfo::inline)): run it on
+    /// the driver's own thread.
+    pub fn is_inline(&self) -> bool {
+        self.inline
+    }
+
+    /// Runs the plugin, catching panics (see [`Registry::execute`]).
+    pub fn run(self, registry: &Registry) -> JobDone {
+        let session = self.session();
+        let (id, execution) = match self.work {
+            Work::Call(call) => (call.id, registry.execute(&call)),
+            Work::Feed(feed, interactive) => (feed.id, Registry::feed(interactive, &feed)),
+        };
+        JobDone {
+            session,
+            id,
+            execution,
+        }
+    }
+}
+
+/// A job's result, to hand back with [`Dispatcher::handle_done`].
+#[must_use]
+pub struct JobDone {
+    session: u64,
+    id: CallId,
+    execution: Execution,
+}
+
+impl JobDone {
+    /// The session it belongs to.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The call (or feed) it answers.
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+}
+
+/// What the driver must do next for a session.
+#[derive(Debug)]
+#[must_use]
+pub enum Action {
+    /// Run this job (inline or elsewhere) and hand back its [`JobDone`].
+    Run(Job),
+    /// The running job was given up on: its result will be ignored. A
+    /// driver that gave it a thread of its own may leave that thread behind
+    /// and use a new one for the next job.
+    Forget(CallId),
+    /// Write what is left ([`Session::wants_write`]), then close.
+    Close(CloseReason),
+}
+
+/// The call bookkeeping of one session (see the module documentation).
+#[derive(Default)]
+pub struct Dispatcher {
+    takeover: Option<Box<dyn Interactive>>,
+    running: Option<CallId>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("takeover", &self.takeover.is_some())
+            .field("running", &self.running)
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher for a new session.
+    pub fn new() -> Dispatcher {
+        Dispatcher::default()
+    }
+
+    /// The job handed out and not yet done, if any.
+    pub fn running(&self) -> Option<CallId> {
+        self.running
+    }
+
+    /// Takes the session's events until one needs the driver. Call it
+    /// (with the time) until it returns `None`, like
+    /// [`Session::poll_event`], which it replaces for the driver.
+    pub fn poll_action(
+        &mut self,
+        session: &mut Session,
+        registry: &Registry,
+        now: Instant,
+    ) -> Option<Action> {
+        loop {
+            match session.poll_event(now)? {
+                Event::Call(call) => {
+                    self.running = Some(call.id);
+                    let inline = registry.is_inline(&call.plugin);
+                    return Some(Action::Run(Job {
+                        work: Work::Call(call),
+                        inline,
+                    }));
+                }
+                Event::Feed(feed) => {
+                    let Some(takeover) = self.takeover.take() else {
+                        let ended = Completion::Error("the interactive session has ended".into());
+                        let _ = session.handle_result(feed.id, ended, now);
+                        continue;
+                    };
+                    self.running = Some(feed.id);
+                    return Some(Action::Run(Job {
+                        work: Work::Feed(feed, takeover),
+                        inline: false,
+                    }));
+                }
+                Event::Abandon(id) => {
+                    self.takeover = None;
+                    if self.running == Some(id) {
+                        self.running = None;
+                        return Some(Action::Forget(id));
+                    }
+                }
+                Event::Close(reason) => {
+                    self.takeover = None;
+                    return Some(Action::Close(reason));
+                }
+            }
+        }
+    }
+
+    /// Hands a job's result to the session, keeping the takeover it left
+    /// running. A late result (the job was forgotten) is dropped with its
+    /// takeover and reported.
+    pub fn handle_done(
+        &mut self,
+        session: &mut Session,
+        done: JobDone,
+        now: Instant,
+    ) -> Result<(), UnexpectedResult> {
+        if self.running != Some(done.id) {
+            return session.handle_result(done.id, done.execution.completion, now);
+        }
+        self.running = None;
+        self.takeover = done.execution.interactive;
+        session.handle_result(done.id, done.execution.completion, now)
+    }
+
+    /// The driver could not run the job `id` (no thread could be started,
+    /// or the one running it died): the user gets `why` as the error.
+    pub fn handle_lost(&mut self, session: &mut Session, id: CallId, why: &str, now: Instant) {
+        if self.running == Some(id) {
+            self.running = None;
+        }
+        let _ = session.handle_result(id, Completion::Error(why.to_owned()), now);
+    }
+}

@@ -1,0 +1,159 @@
+//! The session's unsent output, and how replies are rendered into it in
+//! each wire mode.
+//!
+//! The [`Outbox`] keeps every byte until the driver says the socket took
+//! it ([`Outbox::consume`]), as rustls keeps TLS records: a driver that
+//! writes partially hands back nothing, so the session's limit on unsent
+//! output bounds its memory whatever the driver does.
+
+use crate::frame::{Frame, MAX_FRAME};
+
+/// Once this many bytes at the front have been sent, they are dropped from
+/// the buffer instead of being skipped over.
+const COMPACT_AT: usize = 64 * 1024;
+
+/// Rendered bytes not yet taken by the socket.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    buf: Vec<u8>,
+    /// Bytes at the front of `buf` already sent.
+    sent: usize,
+    framed: bool,
+}
+
+impl Outbox {
+    /// Renders frames from now on (after the handshake).
+    pub(crate) fn set_framed(&mut self) {
+        self.framed = true;
+    }
+
+    /// Bytes waiting to be sent.
+    pub(crate) fn unsent(&self) -> &[u8] {
+        &self.buf[self.sent..]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The socket took the first `n` unsent bytes. Returns how many of
+    /// them there really were (a driver may not claim more than it had).
+    pub(crate) fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.len());
+        self.sent += n;
+        if self.sent == self.buf.len() {
+            self.buf.clear();
+            self.sent = 0;
+        } else if self.sent >= COMPACT_AT && self.sent * 2 >= self.buf.len() {
+            self.buf.drain(..self.sent);
+            self.sent = 0;
+        }
+        n
+    }
+
+    /// Drops everything unsent: the peer will never read it.
+    pub(crate) fn discard(&mut self) {
+        self.buf.clear();
+        self.sent = 0;
+    }
+
+    /// Bytes that are the same in both modes (the server hello).
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub(crate) fn frame(&mut self, frame: &Frame) {
+        frame.encode(&mut self.buf);
+    }
+
+    /// A plugin's or the shell's output; `newline` adds the final newline
+    /// the text lacks.
+    pub(crate) fn output(&mut self, text: &str, newline: bool) {
+        if text.is_empty() {
+            return;
+        }
+        if self.framed {
+            for chunk in split_at_char_boundaries(text, MAX_FRAME - 1) {
+                Frame::Output(chunk.to_owned()).encode(&mut self.buf);
+            }
+            if newline {
+                Frame::Output("\n".to_owned()).encode(&mut self.buf);
+            }
+        } else {
+            self.buf.extend_from_slice(text.as_bytes());
+            if newline {
+                self.buf.push(b'\n');
+            }
+        }
+    }
+
+    /// An error message: its own frame type in framed mode, a line in text
+    /// mode.
+    pub(crate) fn error(&mut self, text: &str) {
+        if self.framed {
+            for chunk in split_at_char_boundaries(text, MAX_FRAME - 1) {
+                Frame::Error(chunk.to_owned()).encode(&mut self.buf);
+            }
+        } else {
+            self.buf.extend_from_slice(text.as_bytes());
+            self.buf.push(b'\n');
+        }
+    }
+
+    /// The prompt for the next line; `None` when prompts are off (an empty
+    /// prompt frame in framed mode, so the client still knows the reply
+    /// ended).
+    pub(crate) fn prompt(&mut self, prompt: Option<&str>) {
+        if self.framed {
+            Frame::Prompt(prompt.unwrap_or_default().to_owned()).encode(&mut self.buf);
+        } else if let Some(prompt) = prompt {
+            self.buf.extend_from_slice(prompt.as_bytes());
+        }
+    }
+
+    /// A takeover begins (`Some(name)`) or ends (`None`); only framed mode
+    /// marks it.
+    pub(crate) fn takeover(&mut self, name: Option<&str>) {
+        if !self.framed {
+            return;
+        }
+        match name {
+            Some(name) => Frame::Interactive(name.to_owned()).encode(&mut self.buf),
+            None => Frame::InteractiveEnd.encode(&mut self.buf),
+        }
+    }
+
+    /// The last words of a session: the message, then in framed mode the
+    /// `Close` frame.
+    pub(crate) fn close(&mut self, message: &str) {
+        if self.framed {
+            if !message.is_empty() {
+                Frame::Error(message.to_owned()).encode(&mut self.buf);
+            }
+            Frame::Close(message.to_owned()).encode(&mut self.buf);
+        } else if !message.is_empty() {
+            self.buf.extend_from_slice(message.as_bytes());
+            self.buf.push(b'\n');
+        }
+    }
+}
+
+fn split_at_char_boundaries(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
