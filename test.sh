@@ -21,6 +21,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins --examples
 cargo test --workspace
+# The end-to-end suite again, with the demo's shell on the mio engine.
+ISPYD_TEST_ENGINE=mio cargo test -p ispyd-tests
 
 # The Python package, as a user gets it: `pip install ./python-binding`
 # (maturin builds the extension and the ispy command) into a virtualenv made

@@ -28,7 +28,7 @@ mod serve;
 mod setup;
 pub mod signals;
 pub mod socket;
-mod stream;
+pub mod stream;
 
 pub use ispyd_core::{
     Address, Call, CommandInfo, Completion, Interactive, Limits, Outcome, Plugin, PluginError,

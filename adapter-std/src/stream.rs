@@ -1,4 +1,5 @@
-//! One type for the two kinds of connection the listener accepts.
+//! One type for the two kinds of connection, and the one way ispyd writes
+//! to a socket.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -6,10 +7,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-/// Writes with `MSG_NOSIGNAL`: a client that hangs up must not kill the
+/// Writes `buf` to the socket `fd` with `MSG_NOSIGNAL`, retrying on EINTR: a client that hangs up must not kill the
 /// host with SIGPIPE when the host has not ignored that signal (a C or
 /// embedded program; std's `UnixStream` writes with plain `write(2)`).
-fn send_no_signal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub fn send_no_signal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is an open
         // socket owned by the caller's stream.

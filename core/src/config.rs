@@ -10,6 +10,8 @@
 //! idle_timeout = 3600                ; seconds without a command
 //! call_timeout = 10                  ; seconds before a slow call is given up on
 //! send_timeout = 60                  ; seconds a client may stall reading
+//! engine = threads                   ; or mio: one event-loop thread for all sessions
+//! workers = 2                        ; mio: threads for calls that may wait
 //!
 //! [python:console]
 //! enabled = true
@@ -39,7 +41,12 @@ const MAIN_KEYS: &[&str] = &[
     "idle_timeout",
     "call_timeout",
     "send_timeout",
+    "engine",
+    "workers",
 ];
+
+/// Worker threads of the mio engine unless `workers` says otherwise.
+pub const DEFAULT_WORKERS: usize = 2;
 
 /// Limits every session and listener obeys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +360,18 @@ impl fmt::Display for ConfigWarning {
     }
 }
 
+/// Which adapter serves the sessions, where a host lets the configuration
+/// choose (the Python binding does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// A listener thread and a thread per session (`ispyd-std`).
+    #[default]
+    Threads,
+    /// One event-loop thread for every session, and a small pool for calls
+    /// that may wait (`ispyd-mio`).
+    Mio,
+}
+
 /// A parsed configuration: the main section's settings and every other
 /// section's keys (for plugins to read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +386,10 @@ pub struct Config {
     pub allow_remote: bool,
     /// Session and listener limits.
     pub limits: Limits,
+    /// The adapter the configuration asks for (`engine`).
+    pub engine: EngineKind,
+    /// Threads the mio engine may run plugin calls on (`workers`).
+    pub workers: usize,
     sections: BTreeMap<String, BTreeMap<String, String>>,
     warnings: Vec<ConfigWarning>,
 }
@@ -381,6 +404,8 @@ impl Config {
             plugins: builtins.iter().map(|s| (*s).to_owned()).collect(),
             allow_remote: false,
             limits: Limits::default(),
+            engine: EngineKind::default(),
+            workers: DEFAULT_WORKERS,
             sections: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -505,7 +530,7 @@ impl Config {
 
         let mut limits = Limits::default();
         if let Some(value) = main.get("max_sessions") {
-            limits.max_sessions = parse_number(value, 1, 1024, "sessions")
+            limits.max_sessions = parse_number(value, 1, 100_000, "sessions")
                 .map_err(|what| invalid("max_sessions", what))?;
         }
         if let Some(value) = main.get("max_line") {
@@ -521,6 +546,27 @@ impl Config {
                 *slot = parse_seconds(value).map_err(|what| invalid(key, what))?;
             }
         }
+
+        let engine = match main
+            .get("engine")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("threads") => EngineKind::Threads,
+            Some("mio") => EngineKind::Mio,
+            Some(other) => {
+                return Err(invalid(
+                    "engine",
+                    format!("'{other}' is not an engine; use threads or mio"),
+                ));
+            }
+        };
+        let workers = match main.get("workers") {
+            Some(value) => {
+                parse_number(value, 1, 64, "threads").map_err(|what| invalid("workers", what))?
+            }
+            None => DEFAULT_WORKERS,
+        };
 
         let mut warnings = Vec::new();
         for key in main.keys() {
@@ -552,6 +598,8 @@ impl Config {
             plugins,
             allow_remote,
             limits,
+            engine,
+            workers,
             sections,
             warnings,
         })

@@ -43,7 +43,11 @@ fn process_plugin_answers_pid_cwd_and_threads() {
     assert_eq!(text.read_until(&prompt), format!("{}\n{prompt}", demo.pid));
     text.send("threads\n");
     let threads = text.read_until(&prompt);
-    for name in ["hasher", "sorter", "ticker", "stuck", "ispyd-listener"] {
+    let ispyd_thread = match common::engine() {
+        "mio" => "ispyd-loop",
+        _ => "ispyd-listener",
+    };
+    for name in ["hasher", "sorter", "ticker", "stuck", ispyd_thread] {
         assert!(threads.contains(name), "no {name} in {threads}");
     }
     text.send("exit\n");

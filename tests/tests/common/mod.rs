@@ -27,14 +27,35 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the `ispy` binary and the demo example once per test binary.
+/// Which engine serves the demo in this run: `threads` (ispyd-std, the
+/// default) or `mio` (ispyd-mio), from `ISPYD_TEST_ENGINE`. The whole suite
+/// runs once per engine (see `test.sh`).
+pub fn engine() -> &'static str {
+    static ENGINE: OnceLock<String> = OnceLock::new();
+    ENGINE.get_or_init(|| match std::env::var("ISPYD_TEST_ENGINE").as_deref() {
+        Err(_) | Ok("" | "threads") => "threads".to_owned(),
+        Ok("mio") => "mio".to_owned(),
+        Ok(other) => panic!("ISPYD_TEST_ENGINE={other}: use threads or mio"),
+    })
+}
+
+/// Builds the `ispy` binary and both demo examples once per test binary.
 fn build_once() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            // Target flags select across the workspace: this builds both.
-            .args(["build", "--quiet", "--bin", "ispy", "--example", "demo"])
+            // Target flags select across the workspace: this builds all three.
+            .args([
+                "build",
+                "--quiet",
+                "--bin",
+                "ispy",
+                "--example",
+                "demo",
+                "--example",
+                "demo-mio",
+            ])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
@@ -56,10 +77,14 @@ pub fn ispy_bin() -> PathBuf {
     target_dir().join("ispy")
 }
 
-/// Path of the demo program (built on first use).
+/// Path of the demo program for this run's [`engine`] (built on first use).
 pub fn demo_bin() -> PathBuf {
     build_once();
-    target_dir().join("examples").join("demo")
+    let name = match engine() {
+        "mio" => "demo-mio",
+        _ => "demo",
+    };
+    target_dir().join("examples").join(name)
 }
 
 /// A private directory readable by other users (the security tests run a

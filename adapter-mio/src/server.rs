@@ -1,0 +1,504 @@
+//! [`Server`]: every session of the process on one `mio::Poll`, built from
+//! the core's verbs alone.
+//!
+//! Theory of operation, in the manner of rustls' `tlsserver-mio`: each
+//! connection is a [`Session`] and a [`Dispatcher`] beside a non-blocking
+//! socket. On every readiness event the connection is *pumped*: actions
+//! are taken from the dispatcher (inline jobs run here, others go to the
+//! [`Pool`]), unsent bytes are written until the socket refuses more, one
+//! read is fed in if the session wants input, and so on until nothing
+//! moves. Then the socket's interest is set from what the session wants
+//! (read only while [`Session::wants_input`], write only while bytes wait
+//! and the socket is full) and the session's next deadline goes into the
+//! one timer heap. The loop's poll timeout is the earliest deadline in the
+//! heap, so with every session idle the loop sleeps without waking.
+//!
+//! Readiness is edge-triggered: a connection remembers that its socket is
+//! readable (or writable) until an operation says `WouldBlock`.
+//!
+//! The server uses a range of tokens given by its owner ([`TokenRange`]):
+//! the listener, the pool's waker, then one per connection. Its owner
+//! forwards the events of those tokens ([`Server::handle_event`]) and calls
+//! [`Server::handle_timeout`] after every poll, with its timeout taken
+//! from [`Server::poll_timeout`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, ErrorKind, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ispyd_core::{
+    Action, Address, Config, ConfigWarning, Dispatcher, Host, Limits, Refusal, Registry, Session,
+    admit,
+};
+use ispyd_std::socket::SocketPathGuard;
+use ispyd_std::{Error, Setup};
+use mio::event::Event;
+use mio::{Interest, Token};
+
+use crate::pool::{Doorbell, Pool};
+use crate::stream::{Listener, Stream};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The tokens a [`Server`] may use on its owner's `Poll`: `len` of them
+/// from `start`. Two go to the listener and the pool's waker; the rest
+/// bound how many sessions can be open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRange {
+    /// The first token.
+    pub start: usize,
+    /// How many tokens, from `start`.
+    pub len: usize,
+}
+
+impl TokenRange {
+    /// True when `token` is one of this range's.
+    pub fn contains(&self, token: Token) -> bool {
+        token.0 >= self.start && token.0 - self.start < self.len
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    session: Session,
+    dispatcher: Dispatcher,
+    /// The socket may have bytes to read (no `WouldBlock` since the last
+    /// readable event).
+    readable: bool,
+    /// The socket may take bytes.
+    writable: bool,
+    interest: Option<Interest>,
+    /// The deadline last put in the heap for this connection.
+    deadline: Option<Instant>,
+}
+
+/// Every ispyd session of the process, driven from one `mio::Poll` (see the
+/// module documentation).
+pub struct Server {
+    config: Config,
+    warnings: Vec<ConfigWarning>,
+    address: Address,
+    host: Arc<Host>,
+    registry: Arc<Registry>,
+    limits: Limits,
+    euid: u32,
+    tokens: TokenRange,
+    /// The owner's poll registry, for the connections' interests.
+    poll: mio::Registry,
+    listener: Listener,
+    socket_file: Option<SocketPathGuard>,
+    pool: Pool,
+    /// Where the pool's doorbell rings.
+    bell: mio::net::UnixStream,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    open: usize,
+    by_session: HashMap<u64, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    accept_paused_until: Option<Instant>,
+    next_id: u64,
+    buf: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.address)
+            .field("sessions", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the configured address and registers the listener and the
+    /// pool's waker on `registry`, with tokens from `tokens` (at least 3).
+    pub fn new(
+        setup: Setup,
+        registry: &mio::Registry,
+        tokens: TokenRange,
+    ) -> Result<Server, Error> {
+        assert!(tokens.len >= 3, "a server needs at least 3 tokens");
+        ispyd_std::quiet_plugin_panics();
+        let Setup {
+            config,
+            registry: plugins,
+            warnings,
+        } = setup;
+        let pid = std::process::id();
+        let (address, bound) = ispyd_std::bind(&config, pid)?;
+        let (mut listener, socket_file) = Listener::from_std(bound).map_err(Error::Thread)?;
+        mio::event::Source::register(
+            &mut listener,
+            registry,
+            Token(tokens.start),
+            Interest::READABLE,
+        )
+        .map_err(Error::Thread)?;
+        let (doorbell, mut bell) = Doorbell::new().map_err(Error::Thread)?;
+        registry
+            .register(&mut bell, Token(tokens.start + 1), Interest::READABLE)
+            .map_err(Error::Thread)?;
+        let host = Arc::new(Host::new(pid, &config, plugins.infos()));
+        let plugins = Arc::new(plugins);
+        let mut limits = config.limits;
+        limits.max_sessions = limits.max_sessions.min(tokens.len - 2);
+        Ok(Server {
+            pool: Pool::new(Arc::clone(&plugins), doorbell, config.workers),
+            bell,
+            warnings,
+            address,
+            host,
+            registry: plugins,
+            limits,
+            euid: ispyd_std::peer::effective_uid(),
+            tokens,
+            poll: registry.try_clone().map_err(Error::Thread)?,
+            listener,
+            socket_file,
+            conns: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            by_session: HashMap::new(),
+            timers: BinaryHeap::new(),
+            accept_paused_until: None,
+            next_id: 1,
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            config,
+        })
+    }
+
+    /// Where this server listens.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// What looked wrong in the configuration (unknown keys and sections).
+    pub fn warnings(&self) -> &[ConfigWarning] {
+        &self.warnings
+    }
+
+    /// The configuration it serves.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many sessions are open now.
+    pub fn session_count(&self) -> usize {
+        self.open
+    }
+
+    /// Threads the worker pool has started so far (none until the first
+    /// call that is not inline).
+    pub fn worker_threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// True when `token` belongs to this server: forward its events.
+    pub fn owns(&self, token: Token) -> bool {
+        self.tokens.contains(token)
+    }
+
+    /// Handles one event of a token this server [`owns`](Server::owns).
+    pub fn handle_event(&mut self, event: &Event, now: Instant) {
+        let Some(index) = event.token().0.checked_sub(self.tokens.start) else {
+            return;
+        };
+        match index {
+            0 => self.accept_all(now),
+            1 => {
+                Doorbell::hear(&mut self.bell);
+                self.collect_done(now);
+            }
+            n => {
+                let slot = n - 2;
+                let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                    return;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    conn.readable = true;
+                }
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    conn.writable = true;
+                }
+                self.pump(slot, now);
+            }
+        }
+        self.prune();
+    }
+
+    /// Fires every deadline that is due. Call after every poll; calling it
+    /// when nothing is due costs a comparison.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|at| now >= at) {
+            self.accept_paused_until = None;
+            self.accept_all(now);
+        }
+        while let Some(&Reverse((at, slot, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.live(slot, id, at) else {
+                continue;
+            };
+            conn.deadline = None;
+            conn.session.handle_timeout(now);
+            self.pump(slot, now);
+        }
+        self.prune();
+    }
+
+    /// When [`Server::handle_timeout`] must be called next, if no event
+    /// comes first: the earliest deadline of any session. `None` when no
+    /// session has one.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        [timer, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Ends every session (each client is told why), stops listening and
+    /// removes the socket file.
+    pub fn shutdown(&mut self, now: Instant) {
+        for slot in 0..self.conns.len() {
+            if let Some(conn) = self.conns[slot].as_mut() {
+                conn.session.handle_shutdown(now);
+                conn.writable = true;
+                self.pump(slot, now);
+            }
+            if let Some(mut conn) = self.conns[slot].take() {
+                if conn.interest.is_some() {
+                    let _ = mio::event::Source::deregister(&mut conn.stream, &self.poll);
+                }
+                conn.stream.shutdown();
+            }
+        }
+        let _ = mio::event::Source::deregister(&mut self.listener, &self.poll);
+        let _ = self.poll.deregister(&mut self.bell);
+        self.open = 0;
+        self.by_session.clear();
+        self.timers.clear();
+        self.socket_file = None;
+    }
+
+    /// The connection in `slot`, if it is still session `id` and its heap
+    /// entry for `at` is the current one.
+    fn live(&mut self, slot: usize, id: u64, at: Instant) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|conn| conn.session.id() == id && conn.deadline == Some(at))
+    }
+
+    /// Drops stale entries from the top of the heap (so the poll timeout
+    /// is a real deadline), and rebuilds the heap when stale entries
+    /// outnumber live ones.
+    fn prune(&mut self) {
+        while let Some(&Reverse((at, slot, id))) = self.timers.peek() {
+            if self.live(slot, id, at).is_some() {
+                break;
+            }
+            self.timers.pop();
+        }
+        if self.timers.len() > 2 * self.open + 64 {
+            self.timers = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, conn)| {
+                    let conn = conn.as_ref()?;
+                    Some(Reverse((conn.deadline?, slot, conn.session.id())))
+                })
+                .collect();
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok(stream) => self.admit(stream, now),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // Out of descriptors or memory: try again a little later
+                    // instead of spinning on the listener.
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: Stream, now: Instant) {
+        if let Err(refusal) = admit(stream.peer_uid(), self.euid, self.open, &self.limits) {
+            refuse(&mut stream, &refusal);
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        self.conns[slot] = Some(Conn {
+            stream,
+            session: Session::new(Arc::clone(&self.host), id, now),
+            dispatcher: Dispatcher::new(),
+            readable: true,
+            writable: true,
+            interest: None,
+            deadline: None,
+        });
+        self.open += 1;
+        self.by_session.insert(id, slot);
+        self.pump(slot, now);
+    }
+
+    fn collect_done(&mut self, now: Instant) {
+        for done in self.pool.take_done() {
+            let Some(&slot) = self.by_session.get(&done.session()) else {
+                continue;
+            };
+            if let Some(conn) = self.conns[slot].as_mut() {
+                let _ = conn.dispatcher.handle_done(&mut conn.session, done, now);
+                self.pump(slot, now);
+            }
+        }
+    }
+
+    /// Moves the connection in `slot` as far as it goes now, then sets its
+    /// interest and deadline, or closes it.
+    fn pump(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        let alive = drive(conn, &self.registry, &self.pool, &mut self.buf, now);
+        if !alive || conn.session.is_closed() {
+            self.close(slot);
+            return;
+        }
+        let deadline = conn.session.poll_timeout();
+        if deadline != conn.deadline {
+            conn.deadline = deadline;
+            if let Some(at) = deadline {
+                self.timers.push(Reverse((at, slot, conn.session.id())));
+            }
+        }
+        let token = Token(self.tokens.start + 2 + slot);
+        let wanted = match (
+            conn.session.wants_input(),
+            conn.session.wants_write() && !conn.writable,
+        ) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        if wanted != conn.interest && set_interest(conn, wanted, token, &self.poll).is_err() {
+            self.close(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(mut conn) = self.conns[slot].take() else {
+            return;
+        };
+        if conn.interest.is_some() {
+            let _ = mio::event::Source::deregister(&mut conn.stream, &self.poll);
+        }
+        conn.stream.shutdown();
+        self.by_session.remove(&conn.session.id());
+        self.free.push(slot);
+        self.open -= 1;
+    }
+}
+
+/// Pumps one connection until nothing moves (see the module
+/// documentation). False when its socket failed.
+fn drive(conn: &mut Conn, registry: &Registry, pool: &Pool, buf: &mut [u8], now: Instant) -> bool {
+    loop {
+        let mut moved = false;
+        while let Some(action) = conn
+            .dispatcher
+            .poll_action(&mut conn.session, registry, now)
+        {
+            match action {
+                Action::Run(job) if job.is_inline() => {
+                    let done = job.run(registry);
+                    let _ = conn.dispatcher.handle_done(&mut conn.session, done, now);
+                }
+                Action::Run(job) => {
+                    if let Err((id, why)) = pool.submit(job) {
+                        conn.dispatcher
+                            .handle_lost(&mut conn.session, id, &why, now);
+                    }
+                }
+                Action::Forget(id) => pool.forget(conn.session.id(), id),
+                Action::Close(_) => {}
+            }
+        }
+        while conn.writable {
+            let Some(bytes) = conn.session.poll_transmit() else {
+                break;
+            };
+            match conn.stream.write(bytes) {
+                Ok(n) => {
+                    conn.session.handle_written(n, now);
+                    moved = true;
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => conn.writable = false,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if conn.readable && conn.session.wants_input() {
+            match conn.stream.read(buf) {
+                Ok(0) => {
+                    conn.readable = false;
+                    conn.session.handle_eof(now);
+                }
+                Ok(n) => conn.session.handle_input(&buf[..n], now),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => conn.readable = false,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+            moved = true;
+        }
+        if !moved {
+            return true;
+        }
+    }
+}
+
+fn set_interest(
+    conn: &mut Conn,
+    wanted: Option<Interest>,
+    token: Token,
+    registry: &mio::Registry,
+) -> io::Result<()> {
+    use mio::event::Source;
+    match (conn.interest, wanted) {
+        (None, Some(interest)) => conn.stream.register(registry, token, interest)?,
+        (Some(_), Some(interest)) => conn.stream.reregister(registry, token, interest)?,
+        (Some(_), None) => conn.stream.deregister(registry)?,
+        (None, None) => {}
+    }
+    conn.interest = wanted;
+    Ok(())
+}
+
+/// Tells a turned-away client why, as far as its socket takes it at once.
+fn refuse(stream: &mut Stream, refusal: &Refusal) {
+    let _ = stream.write(refusal.message().as_bytes());
+    stream.shutdown();
+}
