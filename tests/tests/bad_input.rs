@@ -235,3 +235,80 @@ fn slow_call_is_given_up_on_after_call_timeout_and_the_shell_comes_back() {
     );
     assert!(text.read_until(&prompt).contains("holder"));
 }
+
+/// Sends `bytes` every `every` until the server hangs up (or 60 times).
+fn trickle(stream: &UnixStream, bytes: &'static [u8], every: Duration) -> thread::JoinHandle<()> {
+    let mut stream = stream.try_clone().unwrap();
+    thread::spawn(move || {
+        for _ in 0..60 {
+            if stream.write_all(bytes).is_err() {
+                return;
+            }
+            thread::sleep(every);
+        }
+    })
+}
+
+#[test]
+fn trickling_client_is_closed_at_its_idle_timeout() {
+    let demo = Demo::start("idle_timeout = 1");
+    let mut slow = demo.connect();
+    // A byte every 0.6 s, never a newline: no command is ever complete.
+    let trickler = trickle(&slow.stream, b"x", Duration::from_millis(600));
+    assert_eq!(
+        slow.read_to_close(),
+        "*** No command for 1 s (idle_timeout); closing the session.\n"
+    );
+    trickler.join().unwrap();
+    demo.assert_responsive();
+}
+
+#[test]
+fn telnet_nop_clients_cannot_hold_every_slot() {
+    let demo = Demo::start("idle_timeout = 1\nmax_sessions = 2");
+    // IAC NOP is stripped by the telnet filter: the line never grows, so
+    // only the idle timeout can end these sessions.
+    let holders: Vec<Text> = (0..2).map(|_| demo.connect()).collect();
+    let tricklers: Vec<_> = holders
+        .iter()
+        .map(|h| trickle(&h.stream, b"\xff\xf1", Duration::from_millis(300)))
+        .collect();
+    wait_for(
+        || {
+            let mut probe = Text::new(UnixStream::connect(demo.socket()).unwrap());
+            // A refused probe is hung up on: its write may fail.
+            let _ = (&probe.stream).write_all(b"prompt off\nexit\n");
+            probe
+                .read_to_close()
+                .starts_with(&format!("(ispyd:{}) ", demo.pid))
+        },
+        "the NOP-sending sessions to end at idle_timeout and free a slot",
+    );
+    for trickler in tricklers {
+        trickler.join().unwrap();
+    }
+}
+
+#[test]
+fn client_that_stops_reading_threads_output_is_closed_at_send_timeout() {
+    let demo = Demo::start("send_timeout = 1");
+    let mut good = bystander(&demo);
+    let before = demo.rss_kib();
+    let fds = fd_count(demo.pid);
+    let greedy = UnixStream::connect(demo.socket()).unwrap();
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut commands = b"shell process\n".to_vec();
+    for _ in 0..5_000 {
+        commands.extend_from_slice(b"threads\n");
+    }
+    let _ = (&greedy).write_all(&commands);
+    wait_for(
+        || fd_count(demo.pid) <= fds,
+        "the server to close the non-reading session at send_timeout",
+    );
+    assert_bystander_answers(&demo, &mut good);
+    assert!(demo.rss_kib() < before + RSS_SLACK_KIB, "memory grew");
+    drop(greedy);
+}

@@ -45,7 +45,7 @@ fn build_once() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            // Target flags select across the workspace: this builds all three.
+            // Target flags select across the workspace: this builds all of them.
             .args([
                 "build",
                 "--quiet",
@@ -84,6 +84,12 @@ pub fn demo_bin() -> PathBuf {
         "mio" => "demo-mio",
         _ => "demo",
     };
+    target_dir().join("examples").join(name)
+}
+
+/// Path of the example program `name` (built on first use).
+pub fn example_bin(name: &str) -> PathBuf {
+    build_once();
     target_dir().join("examples").join(name)
 }
 
