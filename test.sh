@@ -30,10 +30,17 @@ ISPYD_TEST_ENGINE=mio cargo test -p ispyd-tests
 venv=target/py-venv
 python3 -m venv --clear "$venv"
 "$venv/bin/pip" install --quiet ./python-binding pytest gunicorn flask
-pytest_status=0
-(cd python-binding && "../$venv/bin/python" -m pytest -p no:cacheprovider -q) || pytest_status=$?
-if [ "$pytest_status" -eq 5 ]; then
-  echo "test.sh: pytest collected no Python tests" >&2
-  exit 1
-fi
-exit "$pytest_status"
+# The whole Python suite once per engine ([ispyd] engine = threads | mio).
+for engine in threads mio; do
+  echo "test.sh: Python tests with engine = $engine"
+  pytest_status=0
+  (cd python-binding && ISPYD_TEST_ENGINE=$engine "../$venv/bin/python" -m pytest -p no:cacheprovider -q) \
+    || pytest_status=$?
+  if [ "$pytest_status" -eq 5 ]; then
+    echo "test.sh: pytest collected no Python tests" >&2
+    exit 1
+  fi
+  if [ "$pytest_status" -ne 0 ]; then
+    exit "$pytest_status"
+  fi
+done

@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use ispyd_core::{Address, ConfigWarning};
+use ispyd_core::{Address, Config, ConfigWarning, Registry};
 use ispyd_std::{Error, Setup};
 use mio::{Events, Poll, Token, Waker};
 
@@ -31,10 +32,17 @@ const EVENTS: usize = 1024;
 /// unless a session has a deadline.
 pub struct ShellManager {
     address: Address,
+    /// What it was started from, to start again in a forked child.
+    config: Config,
+    registry: Registry,
     warnings: Vec<ConfigWarning>,
     sessions: Arc<AtomicUsize>,
-    stop: Arc<Waker>,
+    stop: Waker,
     thread: Option<JoinHandle<()>>,
+    /// The loop's epoll descriptor and the server's, for a forked child to
+    /// close.
+    poll_fd: RawFd,
+    descriptors: Arc<Mutex<Vec<RawFd>>>,
 }
 
 impl fmt::Debug for ShellManager {
@@ -57,8 +65,11 @@ impl ShellManager {
     }
 
     pub(crate) fn start(setup: Setup) -> Result<ShellManager, Error> {
+        let config = setup.config.clone();
+        let registry = setup.registry.clone();
         let poll = Poll::new().map_err(Error::Thread)?;
-        let stop = Arc::new(Waker::new(poll.registry(), STOP).map_err(Error::Thread)?);
+        let poll_fd = poll.as_raw_fd();
+        let stop = Waker::new(poll.registry(), STOP).map_err(Error::Thread)?;
         let tokens = TokenRange {
             start: 1,
             len: usize::MAX / 2,
@@ -66,6 +77,7 @@ impl ShellManager {
         let server = Server::new(setup, poll.registry(), tokens)?;
         let address = server.address().clone();
         let warnings = server.warnings().to_vec();
+        let descriptors = server.descriptors();
         let sessions = Arc::new(AtomicUsize::new(0));
         let count = Arc::clone(&sessions);
         // Every ispyd thread descends from the loop and inherits its
@@ -78,10 +90,14 @@ impl ShellManager {
         .map_err(Error::Thread)?;
         Ok(ShellManager {
             address,
+            config,
+            registry,
             warnings,
             sessions,
             stop,
             thread: Some(thread),
+            poll_fd,
+            descriptors,
         })
     }
 
@@ -103,6 +119,44 @@ impl ShellManager {
     /// Ends every session, stops listening and removes the socket file.
     pub fn shutdown(mut self) {
         self.stop();
+    }
+
+    /// Call in the child right after `fork()`. The child has none of the
+    /// parent's threads: this closes the descriptors it inherited from them
+    /// and, when `listen` has `%(pid)s`, starts a loop of the child's own
+    /// and returns `Ok(true)`. With a fixed address it returns `Ok(false)`:
+    /// the parent keeps serving it alone.
+    pub fn restart_after_fork(&mut self) -> Result<bool, Error> {
+        // A lock held at fork time by the parent's loop stays held forever
+        // in the child: only try it.
+        if let Ok(descriptors) = self.descriptors.try_lock() {
+            for &fd in descriptors.iter() {
+                // SAFETY: inherited copies that no thread of the child uses;
+                // the server owning them lives on in the parent only, and
+                // its memory here is never dropped (see below).
+                unsafe {
+                    libc::close(fd);
+                }
+            }
+        }
+        // SAFETY: as above; the Poll was moved into the parent's loop thread.
+        unsafe {
+            libc::close(self.poll_fd);
+        }
+        // The loop thread is gone: never join it. The server it owned stays
+        // unfreed, so its socket guard never removes the parent's file and
+        // the closed descriptors are never closed twice.
+        std::mem::forget(self.thread.take());
+        if !self.config.listen.is_per_process() {
+            return Ok(false);
+        }
+        let setup = Setup {
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+            warnings: self.warnings.clone(),
+        };
+        *self = ShellManager::start(setup)?;
+        Ok(true)
     }
 
     fn stop(&mut self) {

@@ -59,6 +59,11 @@ impl Doorbell {
         Ok((Doorbell { ring }, mio::net::UnixStream::from_std(listen)))
     }
 
+    /// The ringing end's descriptor.
+    pub(crate) fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
+    }
+
     fn ring(&self) {
         // A full socket already has a ring waiting to be heard.
         let _ = (&self.ring).write(b"!");

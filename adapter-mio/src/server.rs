@@ -25,7 +25,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, ErrorKind, Read, Write};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ispyd_core::{
@@ -103,6 +104,9 @@ pub struct Server {
     accept_paused_until: Option<Instant>,
     next_id: u64,
     buf: Box<[u8]>,
+    /// Every descriptor the server holds, for a forked child to close (it
+    /// inherits them, but not the thread that would close them).
+    descriptors: Arc<Mutex<Vec<RawFd>>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -140,6 +144,7 @@ impl Server {
         )
         .map_err(Error::Thread)?;
         let (doorbell, mut bell) = Doorbell::new().map_err(Error::Thread)?;
+        let descriptors = vec![listener.as_raw_fd(), bell.as_raw_fd(), doorbell.as_raw_fd()];
         registry
             .register(&mut bell, Token(tokens.start + 1), Interest::READABLE)
             .map_err(Error::Thread)?;
@@ -168,6 +173,7 @@ impl Server {
             accept_paused_until: None,
             next_id: 1,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            descriptors: Arc::new(Mutex::new(descriptors)),
             config,
         })
     }
@@ -196,6 +202,13 @@ impl Server {
     /// call that is not inline).
     pub fn worker_threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// The descriptors the server holds now, kept up to date as sessions
+    /// come and go. For a host that forks: the child inherits them without
+    /// the server that owns them, and should close them.
+    pub fn descriptors(&self) -> Arc<Mutex<Vec<RawFd>>> {
+        Arc::clone(&self.descriptors)
     }
 
     /// True when `token` belongs to this server: forward its events.
@@ -273,17 +286,10 @@ impl Server {
                 conn.writable = true;
                 self.pump(slot, now);
             }
-            if let Some(mut conn) = self.conns[slot].take() {
-                if conn.interest.is_some() {
-                    let _ = mio::event::Source::deregister(&mut conn.stream, &self.poll);
-                }
-                conn.stream.shutdown();
-            }
+            self.close(slot);
         }
         let _ = mio::event::Source::deregister(&mut self.listener, &self.poll);
         let _ = self.poll.deregister(&mut self.bell);
-        self.open = 0;
-        self.by_session.clear();
         self.timers.clear();
         self.socket_file = None;
     }
@@ -361,6 +367,9 @@ impl Server {
         });
         self.open += 1;
         self.by_session.insert(id, slot);
+        if let Some(conn) = &self.conns[slot] {
+            lock(&self.descriptors).push(conn.stream.as_fd().as_raw_fd());
+        }
         self.pump(slot, now);
     }
 
@@ -417,10 +426,16 @@ impl Server {
             let _ = mio::event::Source::deregister(&mut conn.stream, &self.poll);
         }
         conn.stream.shutdown();
+        let fd = conn.stream.as_fd().as_raw_fd();
+        lock(&self.descriptors).retain(|&held| held != fd);
         self.by_session.remove(&conn.session.id());
         self.free.push(slot);
         self.open -= 1;
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Pumps one connection until nothing moves (see the module

@@ -193,6 +193,13 @@ impl<E: Engine> Builder<E> {
         self
     }
 
+    /// Makes a plugin available that is already shared (a binding that
+    /// keeps its own handle on it).
+    pub fn shared_plugin(mut self, plugin: Arc<dyn Plugin>) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
     /// Enables a gated section (as `[section] enabled = true` would).
     pub fn enable(mut self, section: impl Into<String>) -> Self {
         self.enable.push(section.into());

@@ -1,11 +1,11 @@
-//! `NativeManager`: the std adapter's `ShellManager`, with the plugins the
-//! configuration names loaded from Python.
+//! `NativeManager`: the `ShellManager` of the engine the configuration
+//! chooses (`[ispyd] engine = threads | mio`), with the plugins it names
+//! loaded from Python.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use ispyd_core::{Address, Config};
-use ispyd_std::ShellManager;
+use ispyd_core::{Address, Config, EngineKind, Plugin};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -13,10 +13,64 @@ use crate::error::{ConfigurationError, start_error, traceback_text};
 use crate::fork_watch;
 use crate::plugin::{BrokenPlugin, PyPlugin};
 
+/// The adapter the configuration's `engine` chose.
+enum Engine {
+    Threads(ispyd_std::ShellManager),
+    Mio(ispyd_mio::ShellManager),
+}
+
+impl Engine {
+    fn start(config: Config, plugins: Vec<Arc<dyn Plugin>>) -> Result<Engine, ispyd_std::Error> {
+        fn builder<E: ispyd_std::Engine>(
+            config: Config,
+            plugins: Vec<Arc<dyn Plugin>>,
+        ) -> ispyd_std::Builder<E> {
+            plugins
+                .into_iter()
+                .fold(ispyd_std::Builder::new(), ispyd_std::Builder::shared_plugin)
+                .config(config)
+        }
+        Ok(match config.engine {
+            EngineKind::Threads => {
+                Engine::Threads(builder::<ispyd_std::Threads>(config, plugins).start()?)
+            }
+            EngineKind::Mio => Engine::Mio(builder::<ispyd_mio::Mio>(config, plugins).start()?),
+        })
+    }
+
+    fn address(&self) -> &Address {
+        match self {
+            Engine::Threads(m) => m.address(),
+            Engine::Mio(m) => m.address(),
+        }
+    }
+
+    fn warnings(&self) -> &[ispyd_core::ConfigWarning] {
+        match self {
+            Engine::Threads(m) => m.warnings(),
+            Engine::Mio(m) => m.warnings(),
+        }
+    }
+
+    fn shutdown(self) {
+        match self {
+            Engine::Threads(m) => m.shutdown(),
+            Engine::Mio(m) => m.shutdown(),
+        }
+    }
+
+    fn restart_after_fork(&mut self) -> Result<bool, ispyd_std::Error> {
+        match self {
+            Engine::Threads(m) => m.restart_after_fork(),
+            Engine::Mio(m) => m.restart_after_fork(),
+        }
+    }
+}
+
 /// The native side of `ispyd.manager.ShellManager`.
 #[pyclass(module = "ispyd._native")]
 pub(crate) struct NativeManager {
-    inner: Mutex<Option<ShellManager>>,
+    inner: Mutex<Option<Engine>>,
     /// The Python plugin objects, for their `shutdown()`.
     plugins: Vec<Py<PyAny>>,
     address: String,
@@ -41,7 +95,7 @@ impl NativeManager {
         let mut config = ispyd_std::read_config(Path::new(&config_file), &builtins)
             .map_err(|err| ConfigurationError::new_err(format!("ispyd: {err}")))?;
 
-        let mut builder = ShellManager::builder();
+        let mut available: Vec<Arc<dyn Plugin>> = Vec::new();
         let mut names = Vec::with_capacity(config.plugins.len());
         let mut plugins = Vec::new();
         for spec in &config.plugins {
@@ -53,19 +107,19 @@ impl NativeManager {
                 Ok(plugin) => {
                     names.push(plugin.name().to_owned());
                     plugins.push(plugin.instance(py));
-                    builder = builder.plugin(plugin);
+                    available.push(Arc::new(plugin));
                 }
                 Err(err) => {
                     let traceback = traceback_text(py, &err);
                     eprintln!("ispyd: warning: plugin '{spec}' failed to load:\n{traceback}");
                     names.push(spec.clone());
-                    builder = builder.plugin(BrokenPlugin::new(spec, traceback));
+                    available.push(Arc::new(BrokenPlugin::new(spec, traceback)));
                 }
             }
         }
         config.plugins = names;
         let manager = py
-            .detach(|| builder.config(config).start())
+            .detach(|| Engine::start(config, available))
             .map_err(|err| start_error(&err))?;
         Ok(NativeManager {
             address: manager.address().to_string(),

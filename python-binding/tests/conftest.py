@@ -276,11 +276,25 @@ def write_config(workdir: Path) -> Callable[..., Path]:
     def write(text: Optional[str] = None, name: str = "ispyd.ini", **options: object) -> Path:
         if text is None:
             text = config_text(workdir, **options)
+        text = with_engine(text)
         path = workdir / name
         path.write_text(text)
         return path
 
     return write
+
+
+#: The engine every configuration the tests write asks for: the suite runs
+#: once per engine (see test.sh).
+ENGINE = os.environ.get("ISPYD_TEST_ENGINE", "threads")
+
+
+def with_engine(text: str) -> str:
+    """``text`` with ``engine = ENGINE`` in its ``[ispyd]`` section, unless
+    the text chooses an engine itself."""
+    if "engine =" in text or "[ispyd]\n" not in text:
+        return text
+    return text.replace("[ispyd]\n", f"[ispyd]\nengine = {ENGINE}\n", 1)
 
 
 def config_text(

@@ -19,7 +19,7 @@ from typing import Iterator, List
 
 import pytest
 
-from conftest import wait_until
+from conftest import wait_until, with_engine
 
 #: The longest any single wait may take.
 WAIT = 30.0
@@ -68,7 +68,7 @@ def threads_config(tmp_path_factory) -> Iterator[Path]:
     deep in ``Event.wait()`` and another spinning in ``while True: pass``."""
     folder = tmp_path_factory.mktemp("threads")
     config = folder / "ispyd.ini"
-    config.write_text(f"[ispyd]\nlisten = {folder}/ispyd-%(pid)s.sock\n")
+    config.write_text(with_engine(f"[ispyd]\nlisten = {folder}/ispyd-%(pid)s.sock\n"))
     (folder / "app.py").write_text(APP)
     ready = folder / "ready"
     app = subprocess.Popen(
