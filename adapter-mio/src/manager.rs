@@ -176,6 +176,7 @@ impl Drop for ShellManager {
 }
 
 impl ispyd_std::Engine for Mio {
+    const KIND: ispyd_core::EngineKind = ispyd_core::EngineKind::Mio;
     type Manager = ShellManager;
 
     fn start(setup: Setup) -> Result<ShellManager, Error> {

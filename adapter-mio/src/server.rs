@@ -74,7 +74,8 @@ struct Conn {
     /// The socket may take bytes.
     writable: bool,
     interest: Option<Interest>,
-    /// The deadline last put in the heap for this connection.
+    /// The connection's entry in the timer heap: never later than the
+    /// session's own next deadline.
     deadline: Option<Instant>,
 }
 
@@ -396,12 +397,17 @@ impl Server {
             self.close(slot);
             return;
         }
-        let deadline = conn.session.poll_timeout();
-        if deadline != conn.deadline {
-            conn.deadline = deadline;
-            if let Some(at) = deadline {
-                self.timers.push(Reverse((at, slot, conn.session.id())));
+        // An entry already in the heap that is not later than the new
+        // deadline stays: when it fires early, the session is asked again
+        // and the real deadline goes in. Most commands only move the idle
+        // deadline later, so they touch the heap not at all.
+        match (conn.deadline, conn.session.poll_timeout()) {
+            (Some(armed), Some(wanted)) if armed <= wanted => {}
+            (_, Some(wanted)) => {
+                conn.deadline = Some(wanted);
+                self.timers.push(Reverse((wanted, slot, conn.session.id())));
             }
+            (_, None) => conn.deadline = None,
         }
         let token = Token(self.tokens.start + 2 + slot);
         let wanted = match (

@@ -28,6 +28,12 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A socket timeout of zero means "none" to the OS; the shortest real one.
 const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 
+/// A socket timeout is set again only when the wanted one differs from the
+/// one in force by more than this: a command moves the idle deadline by
+/// microseconds, and a wait that ends this much late is still on time for
+/// deadlines counted in seconds. Saves two system calls per command.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
+
 /// A thread that runs the session's slow jobs one at a time.
 struct Worker {
     jobs: Sender<Job>,
@@ -66,6 +72,8 @@ pub(crate) fn serve(
         registry,
         worker: None,
         reason: None,
+        read_timeout: None,
+        write_timeout: None,
     };
     driver.run(stopping);
     let _ = driver.stream.shutdown(Shutdown::Both);
@@ -79,6 +87,9 @@ struct Driver {
     registry: Arc<Registry>,
     worker: Option<Worker>,
     reason: Option<CloseReason>,
+    /// The socket's read and write timeouts in force.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 impl Driver {
@@ -110,7 +121,11 @@ impl Driver {
                 self.session.handle_timeout(Instant::now());
                 continue;
             }
-            let _ = self.stream.set_read_timeout(Some(wait_until(deadline)));
+            let wait = wait_until(deadline);
+            if differs(self.read_timeout, wait) && self.stream.set_read_timeout(Some(wait)).is_ok()
+            {
+                self.read_timeout = Some(wait);
+            }
             match self.stream.read(&mut buf) {
                 Ok(0) if stopping.load(Ordering::SeqCst) => {
                     self.session.handle_shutdown(Instant::now())
@@ -150,8 +165,10 @@ impl Driver {
     /// Writes once, as much as the socket takes before the session's next
     /// deadline. False when the connection is gone.
     fn write(&mut self) -> bool {
-        let deadline = self.session.poll_timeout();
-        let _ = self.stream.set_write_timeout(Some(wait_until(deadline)));
+        let wait = wait_until(self.session.poll_timeout());
+        if differs(self.write_timeout, wait) && self.stream.set_write_timeout(Some(wait)).is_ok() {
+            self.write_timeout = Some(wait);
+        }
         let Some(bytes) = self.session.poll_transmit() else {
             return true;
         };
@@ -229,6 +246,11 @@ impl Driver {
             }
         }
     }
+}
+
+/// True when the timeout in force is not within [`TIMEOUT_SLACK`] of `wanted`.
+fn differs(in_force: Option<Duration>, wanted: Duration) -> bool {
+    in_force.is_none_or(|current| current.abs_diff(wanted) > TIMEOUT_SLACK)
 }
 
 /// How long a blocking socket call may wait: until `deadline`, at least

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::thread;
 
 use ispyd_core::{
-    Address, Config, ConfigError, ConfigProblem, ConfigWarning, Limits, Listen, MAIN_SECTION,
-    Plugin, Registry,
+    Address, Config, ConfigError, ConfigProblem, ConfigWarning, EngineKind, Limits, Listen,
+    MAIN_SECTION, Plugin, Registry,
 };
 
 use crate::process::ProcessPlugin;
@@ -93,6 +93,8 @@ pub struct Setup {
 /// A way of serving sessions: std threads ([`Threads`]) or, in
 /// `ispyd-mio`, an event loop.
 pub trait Engine {
+    /// Which engine this is, as `[ispyd] engine` names it.
+    const KIND: EngineKind;
     /// What a started engine gives its host: stop it by dropping it.
     type Manager;
     /// Binds the socket and starts serving.
@@ -104,6 +106,7 @@ pub trait Engine {
 pub struct Threads;
 
 impl Engine for Threads {
+    const KIND: EngineKind = EngineKind::Threads;
     type Manager = crate::ShellManager;
 
     fn start(setup: Setup) -> Result<crate::ShellManager, Error> {
@@ -248,7 +251,20 @@ impl<E: Engine> Builder<E> {
             config.limits = limits;
         }
         let registry = Registry::from_config(&config, &available)?;
-        let warnings = config.warnings(&registry.infos());
+        let mut warnings = config.warnings(&registry.infos());
+        if let Some(asked) = config.engine.filter(|&asked| asked != E::KIND) {
+            warnings.push(ConfigWarning {
+                file: config.file.clone(),
+                section: MAIN_SECTION.to_owned(),
+                key: Some("engine".to_owned()),
+                message: format!(
+                    "this program embeds the {} engine; engine = {} is ignored (the key \
+                     chooses only where the host lets it, as the Python package does)",
+                    engine_name(E::KIND),
+                    engine_name(asked)
+                ),
+            });
+        }
         if self.report_warnings {
             for warning in &warnings {
                 eprintln!("ispyd: warning: {warning}");
@@ -264,6 +280,13 @@ impl<E: Engine> Builder<E> {
     /// Loads the configuration, binds the socket and starts serving.
     pub fn start(self) -> Result<E::Manager, Error> {
         E::start(self.prepare()?)
+    }
+}
+
+fn engine_name(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Threads => "threads",
+        EngineKind::Mio => "mio",
     }
 }
 

@@ -386,8 +386,8 @@ pub struct Config {
     pub allow_remote: bool,
     /// Session and listener limits.
     pub limits: Limits,
-    /// The adapter the configuration asks for (`engine`).
-    pub engine: EngineKind,
+    /// The adapter the configuration asks for (`engine`), if it says.
+    pub engine: Option<EngineKind>,
     /// Threads the mio engine may run plugin calls on (`workers`).
     pub workers: usize,
     sections: BTreeMap<String, BTreeMap<String, String>>,
@@ -404,7 +404,7 @@ impl Config {
             plugins: builtins.iter().map(|s| (*s).to_owned()).collect(),
             allow_remote: false,
             limits: Limits::default(),
-            engine: EngineKind::default(),
+            engine: None,
             workers: DEFAULT_WORKERS,
             sections: BTreeMap::new(),
             warnings: Vec::new(),
@@ -552,8 +552,9 @@ impl Config {
             .map(|v| v.to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("threads") => EngineKind::Threads,
-            Some("mio") => EngineKind::Mio,
+            None => None,
+            Some("threads") => Some(EngineKind::Threads),
+            Some("mio") => Some(EngineKind::Mio),
             Some(other) => {
                 return Err(invalid(
                     "engine",
@@ -693,6 +694,20 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse("ispyd.ini", text, BUILTINS)
+    }
+
+    #[test]
+    fn engine_and_workers_are_read_and_checked() {
+        let config = parse("[ispyd]\nlisten = /tmp/a.sock\nengine = MIO\nworkers = 4\n").unwrap();
+        assert_eq!(config.engine, Some(EngineKind::Mio));
+        assert_eq!(config.workers, 4);
+        let default = parse("[ispyd]\nlisten = /tmp/a.sock\n").unwrap();
+        assert_eq!((default.engine, default.workers), (None, DEFAULT_WORKERS));
+        let err = parse("[ispyd]\nlisten = /tmp/a.sock\nengine = tokio\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("engine"));
+        assert!(err.to_string().contains("use threads or mio"), "{err}");
+        let err = parse("[ispyd]\nlisten = /tmp/a.sock\nworkers = 0\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("workers"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Engine {
                 .fold(ispyd_std::Builder::new(), ispyd_std::Builder::shared_plugin)
                 .config(config)
         }
-        Ok(match config.engine {
+        Ok(match config.engine.unwrap_or_default() {
             EngineKind::Threads => {
                 Engine::Threads(builder::<ispyd_std::Threads>(config, plugins).start()?)
             }
