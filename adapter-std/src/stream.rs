@@ -2,10 +2,14 @@
 //! to a socket.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ispyd_core::Address;
 
 /// Writes `buf` to the socket `fd` with `MSG_NOSIGNAL`, retrying on EINTR: a client that hangs up must not kill the
 /// host with SIGPIPE when the host has not ignored that signal (a C or
@@ -25,43 +29,81 @@ pub fn send_no_signal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// An accepted connection, UNIX or TCP.
+/// A connection, UNIX or TCP: what the listener accepts, and what the
+/// `ispy` client connects.
 #[derive(Debug)]
-pub(crate) enum Stream {
+pub enum Stream {
+    /// A UNIX-domain socket.
     Unix(UnixStream),
+    /// A TCP socket.
     Tcp(TcpStream),
 }
 
+/// How often a UNIX connect is tried again while the listener's backlog is
+/// full.
+const BACKLOG_RETRY: Duration = Duration::from_millis(10);
+
 impl Stream {
-    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+    /// Connects to `address`, giving up after `timeout`: a TCP connect that
+    /// gets no answer, or a UNIX listener whose backlog stays full (a
+    /// blocking UNIX connect would wait for it for ever).
+    pub fn connect(address: &Address, timeout: Duration) -> io::Result<Stream> {
+        match address {
+            Address::Unix(path) => connect_unix(Path::new(path), timeout).map(Stream::Unix),
+            Address::Tcp(host, port) => {
+                let mut last = None;
+                for addr in (host.as_str(), *port).to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&addr, timeout) {
+                        Ok(stream) => return Ok(Stream::Tcp(stream)),
+                        Err(err) => last = Some(err),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the host name has no address")
+                }))
+            }
+        }
+    }
+
+    /// Half-closes: the peer reads end of input, and can still answer.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    /// Another handle on the same connection.
+    pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
         })
     }
 
-    pub(crate) fn raw_fd(&self) -> RawFd {
+    /// The socket's descriptor.
+    pub fn raw_fd(&self) -> RawFd {
         match self {
             Stream::Unix(s) => s.as_raw_fd(),
             Stream::Tcp(s) => s.as_raw_fd(),
         }
     }
 
-    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    /// Shuts down reading, writing or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.shutdown(how),
             Stream::Tcp(s) => s.shutdown(how),
         }
     }
 
-    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Sets (or with `None` clears) the timeout of blocking reads.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.set_read_timeout(timeout),
             Stream::Tcp(s) => s.set_read_timeout(timeout),
         }
     }
 
-    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Sets (or with `None` clears) the timeout of blocking writes.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.set_write_timeout(timeout),
             Stream::Tcp(s) => s.set_write_timeout(timeout),
@@ -88,5 +130,91 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// True for the error a read or write with a timeout gives when the time is
+/// up.
+pub fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A UNIX connect that cannot hang: non-blocking, tried again while the
+/// backlog is full (`EAGAIN`), until `timeout`.
+fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let (addr, len) = crate::socket::sockaddr_un(path)?;
+    let give_up = Instant::now() + timeout;
+    loop {
+        // SAFETY: plain socket creation; the result is checked before use.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `addr` is a valid sockaddr_un and `len` its used length.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&raw const addr).cast::<libc::sockaddr>(),
+                len,
+            )
+        };
+        let err = io::Error::last_os_error();
+        if rc == 0 {
+            let stream = UnixStream::from(fd);
+            stream.set_nonblocking(false)?;
+            return Ok(stream);
+        }
+        if err.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(err);
+        }
+        if Instant::now() >= give_up {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server's listen backlog stayed full",
+            ));
+        }
+        thread::sleep(BACKLOG_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn unix_connect_to_a_full_backlog_times_out_instead_of_hanging() {
+        let dir = std::env::temp_dir().join(format!("ispyd-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("full.sock");
+        let _ = std::fs::remove_file(&path);
+        let _listener = UnixListener::bind(&path).unwrap(); // never accepts
+        let address = Address::Unix(path.display().to_string());
+        let short = Duration::from_millis(50);
+        let mut held = Vec::new();
+        let err = loop {
+            match Stream::connect(&address, short) {
+                Ok(stream) => held.push(stream),
+                Err(err) => break err,
+            }
+            assert!(held.len() < 100_000, "the backlog never filled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(matches!(
+            crate::socket::probe(&path),
+            crate::socket::Probe::Live
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ispyd_core::{CLIENT_HELLO, PROTOCOL_VERSION, SERVER_HELLO, find_server_hello};
 
 use crate::interrupt;
-use crate::stream::{Stream, is_timeout};
+use ispyd_std::stream::{Stream, is_timeout};
 
 /// How long the server has to answer the handshake. Its listener runs on its
 /// own thread, so even a hung process answers quickly; a silent peer is

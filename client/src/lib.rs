@@ -14,7 +14,7 @@ mod local;
 mod remote;
 mod servers;
 mod session;
-mod stream;
+
 #[cfg(test)]
 mod testutil;
 

@@ -16,7 +16,7 @@ use ispyd_core::{Address, Decoded, Frame, FrameError, MAX_FRAME, decode};
 
 use crate::handshake::{ConnectError, ConnectProblem, HANDSHAKE_TIMEOUT, handshake};
 use crate::interrupt;
-use crate::stream::{Stream, is_timeout};
+use ispyd_std::stream::{Stream, is_timeout};
 
 /// The connection of the current session, if any, shared between the session
 /// loop and the line editor's completer (which must ask the server).

@@ -8,12 +8,12 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
 use ispyd_core::{Address, Listen};
-
-use crate::stream::Stream;
+use ispyd_std::socket::{self, Probe};
+use ispyd_std::stream::Stream;
 
 /// How long a TCP probe waits for the connection to be accepted.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -205,13 +205,13 @@ fn probe(address: &Address) -> Option<Status> {
             if !meta.file_type().is_socket() {
                 return Some(Status::Unusable("not a socket".to_owned()));
             }
-            match UnixStream::connect(path) {
-                Ok(_) => Some(Status::Live),
-                Err(err) => match err.kind() {
-                    io::ErrorKind::ConnectionRefused => Some(Status::Stale),
-                    io::ErrorKind::NotFound => None,
-                    _ => Some(Status::Unusable(format!("cannot connect: {err}"))),
-                },
+            // Non-blocking: a live server with a full backlog must not
+            // hang the listing.
+            match socket::probe(Path::new(path)) {
+                Probe::Live => Some(Status::Live),
+                Probe::Stale => Some(Status::Stale),
+                Probe::Gone => None,
+                Probe::Unknown(err) => Some(Status::Unusable(format!("cannot connect: {err}"))),
             }
         }
         Address::Tcp(..) => match Stream::connect(address, PROBE_TIMEOUT) {

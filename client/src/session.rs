@@ -170,8 +170,8 @@ mod tests {
     use super::*;
     use crate::console::capture;
     use crate::remote::Connection;
-    use crate::stream::Stream;
     use ispyd_core::{Address, Decoded, decode};
+    use ispyd_std::stream::Stream;
     use std::cell::RefCell;
     use std::io::{Read as _, Write};
     use std::os::unix::net::UnixStream;

@@ -8,7 +8,7 @@ use std::thread;
 
 use ispyd_core::CLIENT_HELLO;
 
-use crate::stream::Stream;
+use ispyd_std::stream::Stream;
 
 /// A fresh directory under the system's temp dir, removed on drop. Kept
 /// short: UNIX socket paths are limited to about 100 bytes.
