@@ -1,11 +1,12 @@
-//! The handshake that switches a new connection to framed mode: send the
-//! client hello, skip the text-mode greeting, find the server's answer.
+//! The handshake that switches a new connection to framed mode, driven over
+//! a socket: the protocol (send the client hello, skip the text-mode
+//! greeting, find the server's answer) is the core's [`Client`].
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use ispyd_core::{CLIENT_HELLO, PROTOCOL_VERSION, SERVER_HELLO, find_server_hello};
+use ispyd_core::{Client, ClientError, ClientEvent, PROTOCOL_VERSION};
 
 use crate::interrupt;
 use ispyd_std::stream::{Stream, is_timeout};
@@ -14,13 +15,6 @@ use ispyd_std::stream::{Stream, is_timeout};
 /// own thread, so even a hung process answers quickly; a silent peer is
 /// probably not an ispyd server.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Text tolerated before the handshake answer: the server sends only its
-/// prompt, so more means something else is listening.
-const GREETING_LIMIT: usize = 64 * 1024;
-
-/// The marker that opens a handshake answer, before the version digit.
-const HELLO_MARKER: &[u8] = b"\0ISPY/";
 
 /// Why a connection could not be set up.
 #[derive(Debug)]
@@ -84,29 +78,44 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// What a successful handshake learnt.
-#[derive(Debug)]
-pub struct Greeted {
-    /// The pid in the server's text-mode prompt, `(ispyd:PID) `.
-    pub pid: Option<u32>,
-    /// Bytes read after the answer: the start of the first frames.
-    pub rest: Vec<u8>,
+impl ConnectProblem {
+    /// The problem a failed handshake of the protocol state reports.
+    fn from_protocol(err: ClientError) -> ConnectProblem {
+        match err {
+            ClientError::ClosedEarly(said) => ConnectProblem::ClosedEarly(said),
+            ClientError::Version(v) => ConnectProblem::Version(v),
+            ClientError::NotIspyd
+            | ClientError::Closed
+            | ClientError::ClosedMidFrame
+            | ClientError::Fatal(_) => ConnectProblem::NotIspyd,
+        }
+    }
 }
 
-/// Performs the handshake on a connected `stream`, waiting at most
-/// `timeout` for the answer. Leaves the stream with no read timeout.
-pub fn handshake(stream: &mut Stream, timeout: Duration) -> Result<Greeted, ConnectProblem> {
-    stream.write_all(CLIENT_HELLO).map_err(ConnectProblem::Io)?;
+/// Performs the handshake of `client` (the core's protocol state, fresh)
+/// on a connected `stream`, waiting at most `timeout` for the answer.
+/// Returns the server's pid from its greeting; frames that came with the
+/// answer stay in `client`. Leaves the stream with no read timeout.
+pub fn handshake(
+    stream: &mut Stream,
+    client: &mut Client,
+    timeout: Duration,
+) -> Result<Option<u32>, ConnectProblem> {
+    while let Some(bytes) = client.poll_transmit() {
+        let n = stream.write(bytes).map_err(ConnectProblem::Io)?;
+        client.handle_written(n);
+    }
     let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    let end = loop {
-        match scan_hello(&buf) {
-            Hello::Found(end) => break end,
-            Hello::Version(v) => return Err(ConnectProblem::Version(v)),
-            Hello::Malformed => return Err(ConnectProblem::NotIspyd),
-            Hello::Pending if buf.len() > GREETING_LIMIT => return Err(ConnectProblem::NotIspyd),
-            Hello::Pending => {}
+    loop {
+        match client.poll_event() {
+            Some(ClientEvent::Greeted { pid }) => {
+                stream.set_read_timeout(None).map_err(ConnectProblem::Io)?;
+                return Ok(pid);
+            }
+            Some(ClientEvent::Failed(err)) => return Err(ConnectProblem::from_protocol(err)),
+            Some(_) => continue,
+            None => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -116,8 +125,8 @@ pub fn handshake(stream: &mut Stream, timeout: Duration) -> Result<Greeted, Conn
             .set_read_timeout(Some(left))
             .map_err(ConnectProblem::Io)?;
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(ConnectProblem::ClosedEarly(printable(&buf))),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(0) => client.handle_eof(),
+            Ok(n) => client.handle_input(&chunk[..n]),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {
                 if interrupt::take() {
                     return Err(ConnectProblem::Interrupted);
@@ -126,65 +135,6 @@ pub fn handshake(stream: &mut Stream, timeout: Duration) -> Result<Greeted, Conn
             Err(err) if is_timeout(&err) => return Err(ConnectProblem::Timeout),
             Err(err) => return Err(ConnectProblem::Io(err)),
         }
-    };
-    stream.set_read_timeout(None).map_err(ConnectProblem::Io)?;
-    Ok(Greeted {
-        pid: greeting_pid(&buf[..end - SERVER_HELLO.len()]),
-        rest: buf.split_off(end),
-    })
-}
-
-/// Where the handshake answer stands in the bytes read so far.
-#[derive(Debug, PartialEq, Eq)]
-enum Hello {
-    /// Not (completely) there yet.
-    Pending,
-    /// Version 1; the frames start at this offset.
-    Found(usize),
-    /// A well-formed answer with another version digit.
-    Version(char),
-    /// The marker followed by something that is not `DIGIT \n`.
-    Malformed,
-}
-
-fn scan_hello(buf: &[u8]) -> Hello {
-    if let Some(end) = find_server_hello(buf) {
-        return Hello::Found(end);
-    }
-    let Some(at) = buf
-        .windows(HELLO_MARKER.len())
-        .position(|w| w == HELLO_MARKER)
-    else {
-        return Hello::Pending;
-    };
-    match &buf[at + HELLO_MARKER.len()..] {
-        [] | [_] => Hello::Pending,
-        [digit, b'\n', ..] if digit.is_ascii_digit() => Hello::Version(char::from(*digit)),
-        _ => Hello::Malformed,
-    }
-}
-
-/// The pid in the last `(ispyd:PID) ` prompt of the text-mode greeting.
-fn greeting_pid(greeting: &[u8]) -> Option<u32> {
-    let text = String::from_utf8_lossy(greeting);
-    let (_, after) = text.rsplit_once("(ispyd:")?;
-    let (digits, _) = after.split_once(')')?;
-    digits.parse().ok()
-}
-
-/// What a peer said before closing, made safe to print on one line.
-fn printable(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let line = words.join(" ");
-    if line.chars().count() > 200 {
-        let cut: String = line.chars().take(200).collect();
-        format!("{cut}...")
-    } else {
-        line
     }
 }
 
@@ -199,22 +149,28 @@ mod tests {
     fn greet(
         timeout: Duration,
         server: impl FnOnce(&mut UnixStream) + Send + 'static,
-    ) -> Result<Greeted, ConnectProblem> {
-        let (mut client, handle) = testutil::peer_after_hello(server);
-        let result = handshake(&mut client, timeout);
+    ) -> Result<(Option<u32>, Client), ConnectProblem> {
+        let (mut stream, handle) = testutil::peer_after_hello(server);
+        let mut client = Client::new();
+        let result = handshake(&mut stream, &mut client, timeout);
         handle.join().unwrap();
-        result
+        result.map(|pid| (pid, client))
     }
 
     #[test]
     fn protocol_greeting_before_hello_is_skipped_and_pid_kept() {
-        let greeted = greet(Duration::from_secs(5), |peer| {
+        let (pid, mut client) = greet(Duration::from_secs(5), |peer| {
             peer.write_all(b"(ispyd:4242) garbage\x01\x02").unwrap();
-            peer.write_all(b"\0ISPY/1\nrest").unwrap();
+            let mut rest = b"\0ISPY/1\n".to_vec();
+            ispyd_core::Frame::Prompt("p".into()).encode(&mut rest);
+            peer.write_all(&rest).unwrap();
         })
         .unwrap();
-        assert_eq!(greeted.pid, Some(4242));
-        assert_eq!(greeted.rest, b"rest");
+        assert_eq!(pid, Some(4242));
+        assert_eq!(
+            client.poll_event(),
+            Some(ClientEvent::Frame(ispyd_core::Frame::Prompt("p".into())))
+        );
     }
 
     #[test]
@@ -262,7 +218,12 @@ mod tests {
     #[test]
     fn protocol_silent_peer_times_out() {
         let (client, peer) = UnixStream::pair().unwrap();
-        let problem = handshake(&mut Stream::Unix(client), Duration::from_millis(50)).unwrap_err();
+        let problem = handshake(
+            &mut Stream::Unix(client),
+            &mut Client::new(),
+            Duration::from_millis(50),
+        )
+        .unwrap_err();
         assert!(matches!(problem, ConnectProblem::Timeout), "{problem:?}");
         drop(peer);
     }
@@ -270,16 +231,11 @@ mod tests {
     #[test]
     fn protocol_endless_text_without_hello_is_not_ispyd() {
         let problem = greet(Duration::from_secs(5), |peer| {
-            let junk = vec![b'x'; GREETING_LIMIT + 4096];
+            let junk = vec![b'x'; ispyd_core::GREETING_LIMIT + 4096];
             // The client stops reading and closes; the rest may not fit.
             let _ = peer.write_all(&junk);
         })
         .unwrap_err();
         assert!(matches!(problem, ConnectProblem::NotIspyd), "{problem:?}");
-    }
-
-    #[test]
-    fn printable_flattens_control_characters() {
-        assert_eq!(printable(b"a\r\n\x1b[31mb\0 c"), "a [31mb c");
     }
 }

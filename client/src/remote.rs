@@ -6,13 +6,12 @@
 //! reports it once and goes back to the local shell.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use ispyd_core::{Address, Decoded, Frame, FrameError, MAX_FRAME, decode};
+use ispyd_core::{Address, Client, ClientError, ClientEvent, Frame, FrameError};
 
 use crate::handshake::{ConnectError, ConnectProblem, HANDSHAKE_TIMEOUT, handshake};
 use crate::interrupt;
@@ -71,20 +70,19 @@ pub enum Incoming {
     Skipped(FrameError),
 }
 
-/// A framed-mode session with one server.
+/// A framed-mode session with one server: the core's [`Client`] protocol
+/// state, driven over a socket.
 ///
 /// Call [`next`](Connection::next) to get what the server sends, in order,
 /// and [`send`](Connection::send) to answer each `Prompt` with a line.
 /// [`complete`](Connection::complete) may be called between the two (from
-/// the line editor); frames it reads meanwhile are kept for `next`.
+/// the line editor); frames read meanwhile are kept for `next`.
 #[derive(Debug)]
 pub struct Connection {
     stream: Stream,
+    client: Client,
     pid: Option<u32>,
-    buf: Vec<u8>,
-    queued: VecDeque<Incoming>,
     failed: Option<SessionError>,
-    late_candidates: usize,
 }
 
 impl Connection {
@@ -105,17 +103,16 @@ impl Connection {
         address: &Address,
         timeout: Duration,
     ) -> Result<Connection, ConnectError> {
-        let greeted = handshake(&mut stream, timeout).map_err(|problem| ConnectError {
+        let mut client = Client::new();
+        let pid = handshake(&mut stream, &mut client, timeout).map_err(|problem| ConnectError {
             address: address.to_string(),
             problem,
         })?;
         Ok(Connection {
             stream,
-            pid: greeted.pid,
-            buf: greeted.rest,
-            queued: VecDeque::new(),
+            client,
+            pid,
             failed: None,
-            late_candidates: 0,
         })
     }
 
@@ -129,11 +126,19 @@ impl Connection {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let mut bytes = Vec::new();
-        frame.encode(&mut bytes);
-        // Not sticky: a server that closed may have sent a `Close` with its
-        // reason first, and `next` can still read it.
-        self.stream.write_all(&bytes).map_err(io_error)
+        self.client.send(frame);
+        self.flush()
+    }
+
+    /// Writes what the protocol state has queued. Not sticky on failure: a
+    /// server that closed may have sent a `Close` with its reason first,
+    /// and `next` can still read it.
+    fn flush(&mut self) -> Result<(), SessionError> {
+        while let Some(bytes) = self.client.poll_transmit() {
+            let n = self.stream.write(bytes).map_err(io_error)?;
+            self.client.handle_written(n);
+        }
+        Ok(())
     }
 
     /// Ends the input to the server (half-close), so that it answers what it
@@ -144,22 +149,25 @@ impl Connection {
     }
 
     /// The next thing the server sends, waiting for it.
-    ///
-    /// Candidates for a completion that timed out are dropped here.
     pub fn next(&mut self) -> Result<Incoming, SessionError> {
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        if let Some(incoming) = self.queued.pop_front() {
-            return Ok(incoming);
-        }
         loop {
-            match self.decode_one() {
-                Some(Ok(Incoming::Frame(Frame::Candidates { .. }))) if self.late_candidates > 0 => {
-                    self.late_candidates -= 1;
-                }
-                Some(result) => return result,
-                None => self.fill().map_err(|err| self.fail(err))?,
+            if let Some(err) = &self.failed {
+                return Err(err.clone());
+            }
+            match self.client.poll_event() {
+                Some(ClientEvent::Frame(frame)) => return Ok(Incoming::Frame(frame)),
+                Some(ClientEvent::Skipped(err)) => return Ok(Incoming::Skipped(err)),
+                Some(ClientEvent::Failed(err)) => return Err(self.fail(session_error(err))),
+                // Stray answers (nothing asked): nothing to show.
+                Some(ClientEvent::Candidates(_) | ClientEvent::Greeted { .. }) => {}
+                None => match self.fill() {
+                    Ok(()) => {}
+                    Err(FillError::Failed(err)) => return Err(self.fail(err)),
+                    // Only completion reads have a timeout, and it handles its own.
+                    Err(FillError::Timeout) => {
+                        return Err(self.fail(SessionError::Io("timed out".to_owned())));
+                    }
+                },
             }
         }
     }
@@ -170,73 +178,39 @@ impl Connection {
     /// `None` when the server did not answer in time or the connection
     /// failed (the failure is then reported by the next `next`).
     pub fn complete(&mut self, text: &str) -> Option<(usize, Vec<String>)> {
-        self.send(&Frame::Complete(text.to_owned())).ok()?;
+        if self.failed.is_some() {
+            return None;
+        }
+        self.client.request_completion(text);
+        self.flush().ok()?;
         if let Err(err) = self.stream.set_read_timeout(Some(COMPLETE_TIMEOUT)) {
-            self.fail(FillError::Failed(io_error(err)));
+            self.fail(io_error(err));
             return None;
         }
         let answer = loop {
-            match self.decode_one() {
-                Some(Ok(Incoming::Frame(Frame::Candidates { start, items }))) => {
-                    if self.late_candidates > 0 {
-                        self.late_candidates -= 1;
-                        continue;
-                    }
-                    break Some((start, items));
+            if let Some(answer) = self.client.poll_candidates() {
+                break answer;
+            }
+            match self.fill() {
+                Ok(()) => {}
+                Err(FillError::Timeout) => {
+                    self.client.abandon_completion();
+                    break None;
                 }
-                Some(Ok(other)) => self.queued.push_back(other),
-                Some(Err(_)) => break None,
-                None => match self.fill() {
-                    Ok(()) => {}
-                    Err(FillError::Timeout) => {
-                        self.late_candidates += 1;
-                        break None;
-                    }
-                    Err(err) => {
-                        self.fail(err);
-                        break None;
-                    }
-                },
+                Err(FillError::Failed(err)) => {
+                    self.fail(err);
+                    break None;
+                }
             }
         };
         if let Err(err) = self.stream.set_read_timeout(None) {
-            self.fail(FillError::Failed(io_error(err)));
+            self.fail(io_error(err));
             return None;
         }
-        let (start, items) = answer?;
-        let start = usize::try_from(start).ok()?;
-        // A start beyond the text or inside a character would make the
-        // editor slice the line at an invalid place.
-        (start <= text.len() && text.is_char_boundary(start)).then_some((start, items))
+        answer
     }
 
-    /// Decodes one frame from the buffer; `None` when more bytes are needed.
-    fn decode_one(&mut self) -> Option<Result<Incoming, SessionError>> {
-        loop {
-            return match decode(&self.buf, MAX_FRAME + 1) {
-                Decoded::Incomplete => None,
-                Decoded::Frame(frame, used) => {
-                    self.buf.drain(..used);
-                    Some(Ok(Incoming::Frame(frame)))
-                }
-                Decoded::Invalid(FrameError::UnknownType(_), Some(used)) => {
-                    self.buf.drain(..used);
-                    continue;
-                }
-                Decoded::Invalid(err, Some(used)) => {
-                    self.buf.drain(..used);
-                    Some(Ok(Incoming::Skipped(err)))
-                }
-                Decoded::Invalid(err, None) => {
-                    let err = SessionError::Fatal(err);
-                    self.failed = Some(err.clone());
-                    Some(Err(err))
-                }
-            };
-        }
-    }
-
-    /// Reads once from the socket into the buffer.
+    /// Reads once from the socket into the protocol state.
     fn fill(&mut self) -> Result<(), FillError> {
         let mut chunk = [0u8; 64 * 1024];
         loop {
@@ -244,12 +218,12 @@ impl Connection {
                 return Err(FillError::Failed(SessionError::Interrupted));
             }
             match self.stream.read(&mut chunk) {
-                Ok(0) if self.buf.is_empty() => {
-                    return Err(FillError::Failed(SessionError::Closed));
+                Ok(0) => {
+                    self.client.handle_eof();
+                    return Ok(());
                 }
-                Ok(0) => return Err(FillError::Failed(SessionError::ClosedMidFrame)),
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.client.handle_input(&chunk[..n]);
                     return Ok(());
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -259,12 +233,7 @@ impl Connection {
         }
     }
 
-    fn fail(&mut self, err: FillError) -> SessionError {
-        let err = match err {
-            FillError::Failed(err) => err,
-            // Only completion reads have a timeout, and it handles its own.
-            FillError::Timeout => SessionError::Io("timed out".to_owned()),
-        };
+    fn fail(&mut self, err: SessionError) -> SessionError {
         self.failed = Some(err.clone());
         err
     }
@@ -273,6 +242,16 @@ impl Connection {
 enum FillError {
     Timeout,
     Failed(SessionError),
+}
+
+/// The session error for a failure of the protocol state.
+fn session_error(err: ClientError) -> SessionError {
+    match err {
+        ClientError::Closed => SessionError::Closed,
+        ClientError::ClosedMidFrame => SessionError::ClosedMidFrame,
+        ClientError::Fatal(err) => SessionError::Fatal(err),
+        other => SessionError::Io(other.to_string()),
+    }
 }
 
 fn io_error(err: io::Error) -> SessionError {
@@ -290,6 +269,7 @@ fn io_error(err: io::Error) -> SessionError {
 mod tests {
     use super::*;
     use crate::testutil;
+    use ispyd_core::{Decoded, decode};
     use std::os::unix::net::UnixStream;
     use std::thread;
 

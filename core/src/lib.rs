@@ -34,6 +34,10 @@
 //!      back to the actions if a write let processing resume;
 //!    - arm the one timer from [`Session::poll_timeout`].
 //!
+//! The client's side of framed mode is sans-IO too: a [`Client`] is fed
+//! the server's bytes and polled for [`ClientEvent`]s; `ispy` drives it
+//! over a socket, and the tests drive it against a [`Session`] in memory.
+//!
 //! The wire protocol (text mode and framed mode) is specified in
 //! `PROTOCOL.md` at the root of the repository.
 //!
@@ -46,6 +50,7 @@
 //! that checks the session's invariants after every operation.
 
 mod admission;
+mod client;
 mod command;
 mod config;
 mod dispatch;
@@ -61,6 +66,7 @@ mod shell;
 mod telnet;
 
 pub use admission::{Refusal, admit, may_inspect};
+pub use client::{Client, ClientError, ClientEvent, GREETING_LIMIT};
 
 pub use command::{CommandLine, parse_command};
 pub use config::{
