@@ -1,0 +1,154 @@
+//! The `process` plugin: what the operating system knows about this process.
+//!
+//! Every command reads `/proc/self` (Linux) or asks libc, so each is quick
+//! and never waits on a lock another thread may hold; the plugin is marked
+//! inline. Things under `/proc/self` can vanish between a directory listing
+//! and the read that follows (a thread exits, a descriptor is closed), so
+//! those reads skip what has gone instead of failing the whole command.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo};
+
+/// The plugin's name, as typed in `shell process`.
+pub const NAME: &str = "process";
+
+/// The builtin `process` plugin: ids, threads, memory, descriptors, limits,
+/// command line, environment and uptime of the host process.
+///
+/// Register it with the adapter's registry; it holds no state, so one value
+/// serves any number of sessions.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessPlugin {
+    _private: (),
+}
+
+impl ProcessPlugin {
+    /// The plugin, ready to register.
+    pub fn new() -> Self {
+        ProcessPlugin::default()
+    }
+}
+
+impl Plugin for ProcessPlugin {
+    fn describe(&self) -> PluginInfo {
+        let summary = "The operating system's view of this process: ids, threads, memory, descriptors, limits";
+        COMMANDS
+            .iter()
+            .fold(PluginInfo::new(NAME, summary).inline(), |info, cmd| {
+                info.command(cmd.name, cmd.help)
+            })
+    }
+
+    fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
+        let command = COMMANDS
+            .iter()
+            .find(|cmd| cmd.name == call.command)
+            .ok_or_else(|| {
+                PluginError::new(format!(
+                    "Unknown command '{}' for plugin '{NAME}'.",
+                    call.command
+                ))
+            })?;
+        if !call.args.is_empty() {
+            return Err(PluginError::new(format!(
+                "{} takes no arguments (got '{}')",
+                command.name, call.args
+            )));
+        }
+        (command.run)().map(Outcome::Output)
+    }
+}
+
+/// One command: none of them takes arguments, so a table is all dispatch needs.
+struct Command {
+    name: &'static str,
+    help: &'static str,
+    run: fn() -> Result<String, PluginError>,
+}
+
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "pid",
+        help: "Process id.\nThe number other tools (ps, top, kill, /proc/PID) know this process by.",
+        run: || Ok(line(std::process::id())),
+    },
+    Command {
+        name: "uid",
+        help: "Real user id.\nThe user who started the process.",
+        // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
+        run: || Ok(line(unsafe { libc::getuid() })),
+    },
+    Command {
+        name: "euid",
+        help: "Effective user id.\nThe user whose permissions the process has now; differs from uid after setuid.",
+        // SAFETY: as for getuid.
+        run: || Ok(line(unsafe { libc::geteuid() })),
+    },
+    Command {
+        name: "gid",
+        help: "Real group id.\nThe primary group of the user who started the process.",
+        // SAFETY: as for getuid.
+        run: || Ok(line(unsafe { libc::getgid() })),
+    },
+    Command {
+        name: "egid",
+        help: "Effective group id.\nThe group whose permissions the process has now; differs from gid after setgid.",
+        // SAFETY: as for getuid.
+        run: || Ok(line(unsafe { libc::getegid() })),
+    },
+    Command {
+        name: "cwd",
+        help: "Current working directory.\nRelative paths the process opens are resolved against it. A directory deleted since shows as '... (deleted)'.",
+        run: format_cwd,
+    },
+    Command {
+        name: "threads",
+        help: "Every OS thread of the process, sorted by thread id.\nSTATE is the kernel's scheduling state; USER and SYS are CPU seconds spent in user and kernel mode; VCSW counts voluntary context switches (the thread waited: I/O, locks, sleep), ICSW involuntary ones (it was preempted: CPU contention).",
+        run: format_threads,
+    },
+    Command {
+        name: "memory",
+        help: "Memory use from /proc/self/status.\nrss is what the process holds in RAM now, virtual what it has mapped (often far more than it uses); anon and file split rss into heap/stacks and mapped files/code.",
+        run: format_memory,
+    },
+    Command {
+        name: "fds",
+        help: "Every open file descriptor with what it refers to.\nMODE is the access mode (r, w, rw), POS the file offset, FLAGS the open(2) flags in octal (e.g. 02000000 is O_CLOEXEC, 04000 O_NONBLOCK). Sockets and pipes show as socket:[INODE] and pipe:[INODE].",
+        run: format_fds,
+    },
+    Command {
+        name: "limits",
+        help: "Resource limits (ulimit) from /proc/self/limits.\nThe soft limit is the one enforced; the process may raise it up to the hard limit.",
+        run: format_limits,
+    },
+    Command {
+        name: "cmdline",
+        help: "The command line the process was started with.\nShown shell-quoted, so it can be copied to start the same program again.",
+        run: format_cmdline,
+    },
+    Command {
+        name: "environ",
+        help: "The process's environment variables, sorted by name.\nThe live environment, including changes the program made after it started; may contain secrets.",
+        run: format_environ,
+    },
+    Command {
+        name: "uptime",
+        help: "How long the process has been running.\nAlso shows when it started, as a UTC date and as seconds after the machine booted.",
+        run: format_uptime,
+    },
+];
+
+mod format;
+mod procfs;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+use format::*;
+use procfs::*;
+use text::*;
