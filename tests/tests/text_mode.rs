@@ -222,3 +222,43 @@ fn socket_file_is_removed_on_orderly_exit() {
     assert!(output.status.success(), "{output:?}");
     assert!(!socket.exists(), "{} was left behind", socket.display());
 }
+
+#[test]
+fn five_thousand_pipelined_commands_are_answered_in_order() {
+    let demo = Demo::start("");
+    let mut text = demo.connect();
+    let prompt = format!("(process:{}) ", demo.pid);
+    text.send("shell process\n");
+    text.read_until(&prompt);
+    let mut writer = text.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut batch = String::new();
+        for n in 0..5_000 {
+            // Alternate two commands so that order is visible.
+            batch.push_str(if n % 2 == 0 { "pid\n" } else { "uid\n" });
+        }
+        batch.push_str("exit\nexit\n");
+        writer.write_all(batch.as_bytes()).unwrap();
+    });
+    let all = text.read_to_close();
+    sender.join().unwrap();
+    let replies: Vec<&str> = all.split(prompt.as_str()).collect();
+    // 5,000 answers, each followed by a prompt, then the root prompt.
+    assert_eq!(
+        replies.len(),
+        5_001,
+        "{}",
+        &all[all.len().saturating_sub(200)..]
+    );
+    // SAFETY: getuid(2) has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    for (n, reply) in replies[..5_000].iter().enumerate() {
+        let want = if n % 2 == 0 {
+            demo.pid.to_string()
+        } else {
+            uid.clone()
+        };
+        assert_eq!(reply.trim(), want, "answer {n}");
+    }
+}
