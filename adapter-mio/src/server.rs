@@ -431,7 +431,7 @@ impl Server {
         if conn.interest.is_some() {
             let _ = mio::event::Source::deregister(&mut conn.stream, &self.poll);
         }
-        conn.stream.shutdown();
+        conn.stream.close();
         let fd = conn.stream.as_fd().as_raw_fd();
         lock(&self.descriptors).retain(|&held| held != fd);
         self.by_session.remove(&conn.session.id());
@@ -521,5 +521,5 @@ fn set_interest(
 /// Tells a turned-away client why, as far as its socket takes it at once.
 fn refuse(stream: &mut Stream, refusal: &Refusal) {
     let _ = stream.write(refusal.message().as_bytes());
-    stream.shutdown();
+    stream.close();
 }

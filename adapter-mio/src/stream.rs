@@ -1,11 +1,10 @@
-//! The non-blocking listener and connections of the loop, UNIX or TCP.
+//! The non-blocking listener of the loop, UNIX or TCP, and the type of its
+//! connections.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::io;
+use std::os::fd::AsRawFd;
 
 use ispyd_std::socket::SocketPathGuard;
-use ispyd_std::stream::send_no_signal;
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -75,83 +74,6 @@ impl Source for Listener {
     }
 }
 
-/// An accepted connection.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl Stream {
-    pub(crate) fn shutdown(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
-        };
-    }
-
-    /// The peer's uid as the admission rule wants it: `Some(None)` when a
-    /// UNIX peer's credentials cannot be read, `None` for TCP.
-    pub(crate) fn peer_uid(&self) -> Option<Option<u32>> {
-        match self {
-            Stream::Unix(s) => Some(
-                ispyd_std::peer::peer_credentials(s)
-                    .ok()
-                    .map(|cred| cred.uid),
-            ),
-            Stream::Tcp(_) => None,
-        }
-    }
-}
-
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Unix(s) => s.as_fd(),
-            Stream::Tcp(s) => s.as_fd(),
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // MSG_NOSIGNAL: a client that hung up must not kill the host.
-        send_no_signal(self.as_fd().as_raw_fd(), buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Source for Stream {
-    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.register(r, t, i),
-            Stream::Tcp(s) => s.register(r, t, i),
-        }
-    }
-
-    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.reregister(r, t, i),
-            Stream::Tcp(s) => s.reregister(r, t, i),
-        }
-    }
-
-    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.deregister(r),
-            Stream::Tcp(s) => s.deregister(r),
-        }
-    }
-}
+/// An accepted connection: `ispyd-std`'s one stream type, with mio's
+/// non-blocking sockets.
+pub(crate) type Stream = ispyd_std::stream::Stream<UnixStream, TcpStream>;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,7 +174,7 @@ impl ShellManager {
                 // SAFETY: as above, inherited copies nobody here uses; the
                 // streams themselves are never dropped (see below).
                 unsafe {
-                    libc::close(stream.raw_fd());
+                    libc::close(stream.as_fd().as_raw_fd());
                 }
             }
         }
@@ -246,10 +246,7 @@ fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
 
 /// Checks who is calling and whether there is room, then starts a session.
 fn admit_one(stream: Stream, shared: &Arc<Shared>) {
-    let peer_uid = match &stream {
-        Stream::Unix(unix) => Some(peer::peer_credentials(unix).ok().map(|cred| cred.uid)),
-        Stream::Tcp(_) => None,
-    };
+    let peer_uid = stream.peer_uid();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     {
         let mut sessions = lock(&shared.sessions);

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::thread;
@@ -29,14 +29,15 @@ pub fn send_no_signal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// A connection, UNIX or TCP: what the listener accepts, and what the
-/// `ispy` client connects.
+/// A connection, UNIX or TCP: what the listener accepts, what the `ispy`
+/// client connects, and (with mio's socket types) what the mio engine
+/// serves. Every write goes through [`send_no_signal`].
 #[derive(Debug)]
-pub enum Stream {
+pub enum Stream<U = UnixStream, T = TcpStream> {
     /// A UNIX-domain socket.
-    Unix(UnixStream),
+    Unix(U),
     /// A TCP socket.
-    Tcp(TcpStream),
+    Tcp(T),
 }
 
 /// How often a UNIX connect is tried again while the listener's backlog is
@@ -78,14 +79,6 @@ impl Stream {
         })
     }
 
-    /// The socket's descriptor.
-    pub fn raw_fd(&self) -> RawFd {
-        match self {
-            Stream::Unix(s) => s.as_raw_fd(),
-            Stream::Tcp(s) => s.as_raw_fd(),
-        }
-    }
-
     /// Shuts down reading, writing or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
@@ -111,7 +104,38 @@ impl Stream {
     }
 }
 
-impl Read for Stream {
+impl<U: AsFd, T: AsFd> Stream<U, T> {
+    /// The peer's uid as [`ispyd_core::admit`] wants it: `Some(None)` when
+    /// a UNIX peer's credentials cannot be read, `None` for TCP (which has
+    /// none to read).
+    pub fn peer_uid(&self) -> Option<Option<u32>> {
+        match self {
+            Stream::Unix(s) => Some(crate::peer::peer_credentials(s).ok().map(|cred| cred.uid)),
+            Stream::Tcp(_) => None,
+        }
+    }
+
+    /// Shuts both directions down, so that the peer reads end of input even
+    /// while another handle on the socket is open. Errors are ignored: the
+    /// connection is being dropped.
+    pub fn close(&self) {
+        // SAFETY: shutdown(2) on a descriptor borrowed from `self`.
+        unsafe {
+            libc::shutdown(self.as_fd().as_raw_fd(), libc::SHUT_RDWR);
+        }
+    }
+}
+
+impl<U: AsFd, T: AsFd> AsFd for Stream<U, T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
+impl<U: Read, T: Read> Read for Stream<U, T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Unix(s) => s.read(buf),
@@ -120,16 +144,47 @@ impl Read for Stream {
     }
 }
 
-impl Write for Stream {
+impl<U: AsFd, T: AsFd> Write for Stream<U, T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => send_no_signal(s.as_raw_fd(), buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
+        send_no_signal(self.as_fd().as_raw_fd(), buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(feature = "mio")]
+impl<U: mio::event::Source, T: mio::event::Source> mio::event::Source for Stream<U, T> {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Tcp(s) => s.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.deregister(registry),
+            Stream::Tcp(s) => s.deregister(registry),
+        }
     }
 }
 
