@@ -327,8 +327,9 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::Reading(true),
             ],
         ),
-        // The same when processing resumes inside poll_output after the
-        // output high-water mark: the call started with a stale clock.
+        // The same when processing resumes after the output high-water
+        // mark, once the peer reads: the call's timeout starts only when
+        // the driver takes it.
         (
             "call_after_high_water_pause",
             vec![
