@@ -14,7 +14,10 @@
 //! heap, so with every session idle the loop sleeps without waking.
 //!
 //! Readiness is edge-triggered: a connection remembers that its socket is
-//! readable (or writable) until an operation says `WouldBlock`.
+//! readable (or writable) until an operation says `WouldBlock`. A
+//! connection gets a turn of one read (`READS_PER_TURN`); one that still
+//! has input then waits in a ready queue, which makes the poll timeout
+//! zero, so that a client pipelining without end cannot starve the others.
 //!
 //! The server uses a range of tokens given by its owner ([`TokenRange`]):
 //! the listener, the pool's waker, then one per connection. Its owner
@@ -23,7 +26,7 @@
 //! from [`Server::poll_timeout`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -103,6 +106,10 @@ pub struct Server {
     by_session: HashMap<u64, usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     accept_paused_until: Option<Instant>,
+    /// Connections that yielded their turn with input left to read, and
+    /// since when the first of them waits.
+    ready: VecDeque<(usize, u64)>,
+    ready_since: Option<Instant>,
     next_id: u64,
     buf: Box<[u8]>,
     /// Every descriptor the server holds, for a forked child to close (it
@@ -172,6 +179,8 @@ impl Server {
             by_session: HashMap::new(),
             timers: BinaryHeap::new(),
             accept_paused_until: None,
+            ready: VecDeque::new(),
+            ready_since: None,
             next_id: 1,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
             descriptors: Arc::new(Mutex::new(descriptors)),
@@ -248,6 +257,13 @@ impl Server {
     /// Fires every deadline that is due. Call after every poll; calling it
     /// when nothing is due costs a comparison.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.ready_since = None;
+        for (slot, id) in std::mem::take(&mut self.ready) {
+            let waiting = self.conns.get(slot).and_then(Option::as_ref);
+            if waiting.is_some_and(|conn| conn.session.id() == id) {
+                self.pump(slot, now);
+            }
+        }
         if self.accept_paused_until.is_some_and(|at| now >= at) {
             self.accept_paused_until = None;
             self.accept_all(now);
@@ -392,10 +408,16 @@ impl Server {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
-        let alive = drive(conn, &self.registry, &self.pool, &mut self.buf, now);
-        if !alive || conn.session.is_closed() {
+        let pumped = drive(conn, &self.registry, &self.pool, &mut self.buf, now);
+        if pumped == Pumped::Failed || conn.session.is_closed() {
             self.close(slot);
             return;
+        }
+        if pumped == Pumped::Yielded {
+            // Edge-triggered: no new event will come for bytes already
+            // there, so the connection waits its next turn in this queue.
+            self.ready.push_back((slot, conn.session.id()));
+            self.ready_since.get_or_insert(now);
         }
         // An entry already in the heap that is not later than the new
         // deadline stays: when it fires early, the session is asked again
@@ -444,9 +466,32 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Pumps one connection until nothing moves (see the module
-/// documentation). False when its socket failed.
-fn drive(conn: &mut Conn, registry: &Registry, pool: &Pool, buf: &mut [u8], now: Instant) -> bool {
+/// What pumping a connection left it as.
+#[derive(PartialEq, Eq)]
+enum Pumped {
+    /// Nothing more moves until an event or a deadline.
+    Settled,
+    /// It used its turn ([`READS_PER_TURN`]) with input still to read.
+    Yielded,
+    /// Its socket failed.
+    Failed,
+}
+
+/// Reads one connection may make before the loop turns to the others: a
+/// client that pipelines without end must not starve them. One read is up
+/// to 16 KiB of input, some thousands of short commands.
+const READS_PER_TURN: usize = 1;
+
+/// Pumps one connection until nothing moves or its turn is up (see the
+/// module documentation).
+fn drive(
+    conn: &mut Conn,
+    registry: &Registry,
+    pool: &Pool,
+    buf: &mut [u8],
+    now: Instant,
+) -> Pumped {
+    let mut reads = 0;
     loop {
         let mut moved = false;
         while let Some(action) = conn
@@ -479,10 +524,14 @@ fn drive(conn: &mut Conn, registry: &Registry, pool: &Pool, buf: &mut [u8], now:
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => conn.writable = false,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => return Pumped::Failed,
             }
         }
         if conn.readable && conn.session.wants_input() {
+            if reads == READS_PER_TURN {
+                return Pumped::Yielded;
+            }
+            reads += 1;
             match conn.stream.read(buf) {
                 Ok(0) => {
                     conn.readable = false;
@@ -491,12 +540,12 @@ fn drive(conn: &mut Conn, registry: &Registry, pool: &Pool, buf: &mut [u8], now:
                 Ok(n) => conn.session.handle_input(&buf[..n], now),
                 Err(err) if err.kind() == ErrorKind::WouldBlock => conn.readable = false,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => return Pumped::Failed,
             }
             moved = true;
         }
         if !moved {
-            return true;
+            return Pumped::Settled;
         }
     }
 }

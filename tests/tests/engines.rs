@@ -151,3 +151,61 @@ fn host_loop_removes_its_socket_on_sigterm() {
     );
     assert!(!socket.exists(), "the socket file was left behind");
 }
+
+#[test]
+fn a_client_pipelining_without_end_does_not_starve_the_others() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let demo = Demo::start("");
+    let prompt = format!("(process:{}) ", demo.pid);
+    let mut flood = demo.connect();
+    flood.send("shell process\n");
+    flood.read_until(&prompt);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = flood.stream.try_clone().unwrap();
+    // Bounded writes, so that the writer notices the end of the test even
+    // while the server holds its input back.
+    writer
+        .set_write_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let writing = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let batch = "pid\n".repeat(16 * 1024);
+            let mut at = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match writer.write(&batch.as_bytes()[at..]) {
+                    Ok(n) => at = (at + n) % batch.len(),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    let mut reader = flood.stream.try_clone().unwrap();
+    let reading = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while !stop.load(Ordering::Relaxed) {
+                match reader.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    let mut other = demo.connect();
+    other.send("shell process\n");
+    other.read_until(&prompt);
+    for _ in 0..100 {
+        other.send("pid\n");
+        assert_eq!(other.read_until(&prompt), format!("{}\n{prompt}", demo.pid));
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    writing.join().unwrap();
+    reading.join().unwrap();
+}
