@@ -284,11 +284,11 @@ impl Server {
     }
 
     /// When [`Server::handle_timeout`] must be called next, if no event
-    /// comes first: the earliest deadline of any session. `None` when no
-    /// session has one.
+    /// comes first: the earliest deadline of any session, or at once while
+    /// a connection waits for its next turn. `None` when nothing is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [timer, self.accept_paused_until]
+        [timer, self.accept_paused_until, self.ready_since]
             .into_iter()
             .flatten()
             .min()
