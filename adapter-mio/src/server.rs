@@ -537,7 +537,15 @@ fn drive(
                     conn.readable = false;
                     conn.session.handle_eof(now);
                 }
-                Ok(n) => conn.session.handle_input(&buf[..n], now),
+                Ok(n) => {
+                    // A short read emptied the socket: what arrives later
+                    // is a new edge, with an event of its own. Saves a read
+                    // that would only say WouldBlock, and a turn.
+                    if n < buf.len() {
+                        conn.readable = false;
+                    }
+                    conn.session.handle_input(&buf[..n], now);
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => conn.readable = false,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Pumped::Failed,
