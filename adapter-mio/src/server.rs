@@ -77,6 +77,8 @@ struct Conn {
     /// The socket may take bytes.
     writable: bool,
     interest: Option<Interest>,
+    /// True while it waits in the ready queue for its next turn.
+    queued: bool,
     /// The connection's entry in the timer heap: never later than the
     /// session's own next deadline.
     deadline: Option<Instant>,
@@ -259,8 +261,9 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ready_since = None;
         for (slot, id) in std::mem::take(&mut self.ready) {
-            let waiting = self.conns.get(slot).and_then(Option::as_ref);
-            if waiting.is_some_and(|conn| conn.session.id() == id) {
+            let waiting = self.conns.get_mut(slot).and_then(Option::as_mut);
+            if let Some(conn) = waiting.filter(|conn| conn.session.id() == id) {
+                conn.queued = false;
                 self.pump(slot, now);
             }
         }
@@ -380,6 +383,7 @@ impl Server {
             readable: true,
             writable: true,
             interest: None,
+            queued: false,
             deadline: None,
         });
         self.open += 1;
@@ -413,9 +417,11 @@ impl Server {
             self.close(slot);
             return;
         }
-        if pumped == Pumped::Yielded {
+        if pumped == Pumped::Yielded && !conn.queued {
             // Edge-triggered: no new event will come for bytes already
-            // there, so the connection waits its next turn in this queue.
+            // there, so the connection waits its next turn in this queue,
+            // once, however many events it gets meanwhile.
+            conn.queued = true;
             self.ready.push_back((slot, conn.session.id()));
             self.ready_since.get_or_insert(now);
         }
