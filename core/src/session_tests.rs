@@ -715,8 +715,9 @@ fn every_byte_the_peer_takes_restarts_the_send_timeout() {
     assert!(peer.session.wants_write());
 }
 
-#[test]
-fn trickled_bytes_without_a_newline_do_not_postpone_the_idle_timeout() {
+/// Sends `bytes` every 0.6 s to a session with a 1 s idle timeout: no
+/// command is ever complete, so the session must close on time.
+fn assert_trickle_closes_at_idle_timeout(bytes: &[u8]) {
     let mut peer = Peer::with_limits(Limits {
         idle_timeout: Duration::from_secs(1),
         ..Limits::default()
@@ -724,23 +725,19 @@ fn trickled_bytes_without_a_newline_do_not_postpone_the_idle_timeout() {
     peer.text();
     for _ in 0..3 {
         peer.now += Duration::from_millis(600);
-        peer.send("x");
+        peer.send(bytes);
     }
     assert_eq!(peer.events(), [Event::Close(CloseReason::IdleTimeout)]);
 }
 
 #[test]
+fn trickled_bytes_without_a_newline_do_not_postpone_the_idle_timeout() {
+    assert_trickle_closes_at_idle_timeout(b"x");
+}
+
+#[test]
 fn telnet_nops_do_not_postpone_the_idle_timeout() {
-    let mut peer = Peer::with_limits(Limits {
-        idle_timeout: Duration::from_secs(1),
-        ..Limits::default()
-    });
-    peer.text();
-    for _ in 0..3 {
-        peer.now += Duration::from_millis(600);
-        peer.send([0xff, 0xf1]);
-    }
-    assert_eq!(peer.events(), [Event::Close(CloseReason::IdleTimeout)]);
+    assert_trickle_closes_at_idle_timeout(&[0xff, 0xf1]);
 }
 
 #[test]
