@@ -243,6 +243,23 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// The type byte of [`Frame::Prompt`].
+    pub(crate) const PROMPT_TYPE: u8 = kind::PROMPT;
+}
+
+/// Writes a text frame of type `ty` whose payload is `parts` one after the
+/// other, without joining them first.
+pub(crate) fn write_text_frame(out: &mut Vec<u8>, ty: u8, parts: &[&str]) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let len = u32::try_from(len + 1).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(ty);
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
 fn write_frame(out: &mut Vec<u8>, ty: u8, payload: &[u8]) {
     let len = u32::try_from(payload.len() + 1).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());

@@ -6,7 +6,7 @@
 //! writes partially hands back nothing, so the session's limit on unsent
 //! output bounds its memory whatever the driver does.
 
-use crate::frame::{Frame, MAX_FRAME};
+use crate::frame::{self, Frame, MAX_FRAME};
 
 /// Once this many bytes at the front have been sent, they are dropped from
 /// the buffer instead of being skipped over.
@@ -104,14 +104,17 @@ impl Outbox {
         }
     }
 
-    /// The prompt for the next line; `None` when prompts are off (an empty
-    /// prompt frame in framed mode, so the client still knows the reply
-    /// ended).
-    pub(crate) fn prompt(&mut self, prompt: Option<&str>) {
+    /// The prompt for the next line, given in pieces; `None` when prompts
+    /// are off (an empty prompt frame in framed mode, so the client still
+    /// knows the reply ended).
+    pub(crate) fn prompt(&mut self, parts: Option<[&str; 5]>) {
+        let parts = parts.unwrap_or_default();
         if self.framed {
-            Frame::Prompt(prompt.unwrap_or_default().to_owned()).encode(&mut self.buf);
-        } else if let Some(prompt) = prompt {
-            self.buf.extend_from_slice(prompt.as_bytes());
+            frame::write_text_frame(&mut self.buf, Frame::PROMPT_TYPE, &parts);
+        } else {
+            for part in parts {
+                self.buf.extend_from_slice(part.as_bytes());
+            }
         }
     }
 

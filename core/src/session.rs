@@ -668,8 +668,7 @@ impl Session {
     }
 
     fn write_prompt(&mut self) {
-        let prompt = self.shell.prompt(&self.host);
-        self.out.prompt(prompt.as_deref());
+        self.out.prompt(self.shell.prompt_parts(&self.host));
     }
 
     fn close(&mut self, reason: CloseReason, message: String) {

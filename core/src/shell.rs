@@ -51,6 +51,8 @@ const PLUGIN_BUILTINS: &[(&str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Host {
     pid: u32,
+    /// `pid` as text, for the prompts written after every command.
+    pid_text: String,
     plugins: Vec<PluginInfo>,
     enabled: BTreeSet<String>,
     limits: Limits,
@@ -74,6 +76,7 @@ impl Host {
         }
         Host {
             pid,
+            pid_text: pid.to_string(),
             plugins,
             enabled,
             limits: config.limits,
@@ -206,14 +209,22 @@ impl Shell {
         self.takeover.is_some()
     }
 
-    /// The prompt to show now; `None` when prompts are off. A takeover's
-    /// prompt is always shown: it tells the user which interpreter reads.
-    pub(crate) fn prompt(&self, host: &Host) -> Option<String> {
+    /// The prompt to show now, in pieces to write one after the other (a
+    /// prompt follows every command: building it costs no allocation);
+    /// `None` when prompts are off. A takeover's prompt is always shown: it
+    /// tells the user which interpreter reads.
+    pub(crate) fn prompt_parts<'a>(&'a self, host: &'a Host) -> Option<[&'a str; 5]> {
         if let Some(takeover) = &self.takeover {
-            return Some(takeover.prompt.clone());
+            return Some([&takeover.prompt, "", "", "", ""]);
         }
         self.prompts
-            .then(|| format!("({}:{}) ", self.name(host), host.pid))
+            .then(|| ["(", self.name(host), ":", &host.pid_text, ") "])
+    }
+
+    /// The prompt to show now, as one string.
+    #[cfg(test)]
+    pub(crate) fn prompt(&self, host: &Host) -> Option<String> {
+        self.prompt_parts(host).map(|parts| parts.concat())
     }
 
     /// The command that started the running takeover.
