@@ -9,14 +9,15 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ispyd_core::{Address, Config, ConfigWarning, Host, Limits, Refusal, Registry, Session, admit};
 
 use crate::peer;
-use crate::serve::serve;
+use crate::serve::{Wake, serve};
 use crate::setup::{self, Builder, Error, Listener, Setup, quiet_plugin_panics};
 use crate::signals;
 use crate::socket::SocketPathGuard;
@@ -51,15 +52,23 @@ struct Shared {
     euid: u32,
     next_id: AtomicU64,
     stopping: AtomicBool,
-    /// A clone of every open session's stream, so shutdown can end them.
-    sessions: Mutex<HashMap<u64, Stream>>,
+    /// A clone of every open session's stream, and its wake channel, so
+    /// that shutdown can end them.
+    sessions: Mutex<HashMap<u64, (Stream, Sender<Wake>)>>,
+    /// Signalled each time a session thread ends.
+    ended: Condvar,
 }
+
+/// How long shutdown waits for the sessions to say goodbye to their
+/// clients; a client that does not read is not waited for longer.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// An ispyd shell embedded in this process: a listener thread named
 /// `ispyd-listener`, and a thread per connected session.
 ///
-/// Dropping it (or [`ShellManager::shutdown`]) stops listening, ends the
-/// sessions and removes the socket file. Idle, it costs nothing: the
+/// Dropping it (or [`ShellManager::shutdown`]) stops listening, tells every
+/// client that ispyd is shutting down (waiting up to a second for them to
+/// be told), ends the sessions and removes the socket file. Idle, it costs nothing: the
 /// listener sleeps in `accept` and no timer runs.
 pub struct ShellManager {
     config: Config,
@@ -112,6 +121,7 @@ impl ShellManager {
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
+            ended: Condvar::new(),
         });
         let listener_fd = listener.raw_fd();
         // Every ispyd thread descends from the listener and inherits its
@@ -170,7 +180,7 @@ impl ShellManager {
         // A lock held at fork time by a parent thread stays held forever in
         // the child: only try it.
         if let Ok(sessions) = self.shared.sessions.try_lock() {
-            for stream in sessions.values() {
+            for (stream, _) in sessions.values() {
                 // SAFETY: as above, inherited copies nobody here uses; the
                 // streams themselves are never dropped (see below).
                 unsafe {
@@ -210,9 +220,26 @@ impl ShellManager {
         let _ = thread.join();
         // Each session thread then reads end of input, sees `stopping`, and
         // tells its client why the session ends before it closes.
-        for stream in lock(&self.shared.sessions).values() {
+        let mut sessions = lock(&self.shared.sessions);
+        for (stream, wake) in sessions.values() {
             let _ = stream.shutdown(Shutdown::Read);
+            // A session waiting for a call hears it on its wake channel.
+            let _ = wake.send(Wake::Shutdown);
         }
+        let grace = Instant::now() + SHUTDOWN_GRACE;
+        while !sessions.is_empty() {
+            let left = grace.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            sessions = self
+                .shared
+                .ended
+                .wait_timeout(sessions, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(sessions);
         self.socket_file = None;
     }
 }
@@ -248,6 +275,7 @@ fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
 fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     let peer_uid = stream.peer_uid();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let wake = mpsc::channel();
     {
         let mut sessions = lock(&shared.sessions);
         if let Err(refusal) = admit(peer_uid, shared.euid, sessions.len(), &shared.limits) {
@@ -255,7 +283,7 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
             return refuse(stream, &refusal);
         }
         match stream.try_clone() {
-            Ok(clone) => sessions.insert(id, clone),
+            Ok(clone) => sessions.insert(id, (clone, wake.0.clone())),
             Err(_) => return,
         };
     }
@@ -265,11 +293,12 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     let spawned = thread::Builder::new()
         .name(format!("ispyd-session-{id}"))
         .spawn(move || {
-            serve(stream, session, registry, &owner.stopping);
+            serve(stream, session, registry, &owner.stopping, wake);
             lock(&owner.sessions).remove(&id);
+            owner.ended.notify_all();
         });
     if spawned.is_err() {
-        if let Some(mut clone) = lock(&shared.sessions).remove(&id) {
+        if let Some((mut clone, _)) = lock(&shared.sessions).remove(&id) {
             let _ = clone.write_all(b"*** ispyd: cannot start a session thread now.\n");
             let _ = clone.shutdown(Shutdown::Both);
         }

@@ -34,42 +34,54 @@ const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 /// deadlines counted in seconds. Saves two system calls per command.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
 
+/// What wakes a session thread that waits for its worker.
+pub(crate) enum Wake {
+    /// The worker finished a job.
+    Done(JobDone),
+    /// The host is stopping ispyd.
+    Shutdown,
+}
+
 /// A thread that runs the session's slow jobs one at a time.
 struct Worker {
     jobs: Sender<Job>,
-    done: Receiver<JobDone>,
 }
 
 impl Worker {
-    fn spawn(registry: Arc<Registry>, session: u64) -> std::io::Result<Worker> {
+    fn spawn(registry: Arc<Registry>, session: u64, done: Sender<Wake>) -> std::io::Result<Worker> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
-        let (done_tx, done) = mpsc::channel();
         thread::Builder::new()
             .name(format!("ispyd-call-{session}"))
             .spawn(move || {
                 for job in job_rx {
-                    if done_tx.send(job.run(&registry)).is_err() {
+                    if done.send(Wake::Done(job.run(&registry))).is_err() {
                         break;
                     }
                 }
             })?;
-        Ok(Worker { jobs, done })
+        Ok(Worker { jobs })
     }
 }
 
 /// Runs one session until it closes, and says why it ended (`None`: the
 /// connection failed). Never panics on I/O errors: they end the session.
+/// `wake` is the session's channel: its workers report on it, and the
+/// manager sends [`Wake::Shutdown`] on it (with `stopping` set) to stop a
+/// session that waits for a call.
 pub(crate) fn serve(
     stream: Stream,
     session: Session,
     registry: Arc<Registry>,
     stopping: &AtomicBool,
+    wake: (Sender<Wake>, Receiver<Wake>),
 ) -> Option<CloseReason> {
     let mut driver = Driver {
         stream,
         session,
         dispatcher: Dispatcher::new(),
         registry,
+        wake_tx: wake.0,
+        wake: wake.1,
         worker: None,
         reason: None,
         read_timeout: None,
@@ -85,6 +97,8 @@ struct Driver {
     session: Session,
     dispatcher: Dispatcher,
     registry: Arc<Registry>,
+    wake_tx: Sender<Wake>,
+    wake: Receiver<Wake>,
     worker: Option<Worker>,
     reason: Option<CloseReason>,
     /// The socket's read and write timeouts in force.
@@ -186,7 +200,8 @@ impl Driver {
     fn dispatch(&mut self, job: Job) {
         let id = job.id();
         if self.worker.is_none() {
-            match Worker::spawn(Arc::clone(&self.registry), self.session.id()) {
+            let done = self.wake_tx.clone();
+            match Worker::spawn(Arc::clone(&self.registry), self.session.id(), done) {
                 Ok(worker) => self.worker = Some(worker),
                 Err(err) => {
                     let why = format!("cannot start a thread for the call: {err}");
@@ -212,29 +227,27 @@ impl Driver {
     }
 
     fn wait_for_worker(&mut self, deadline: Option<Instant>) {
-        let Some(worker) = &self.worker else {
+        if self.worker.is_none() {
             if let Some(id) = self.dispatcher.running() {
                 let why = "the call's thread has exited";
                 self.dispatcher
                     .handle_lost(&mut self.session, id, why, Instant::now());
             }
             return;
-        };
+        }
         let result = match deadline {
-            Some(deadline) => worker
-                .done
+            Some(deadline) => self
+                .wake
                 .recv_timeout(deadline.saturating_duration_since(Instant::now())),
-            None => worker
-                .done
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected),
+            None => self.wake.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match result {
-            Ok(done) => {
+            Ok(Wake::Done(done)) => {
                 let _ = self
                     .dispatcher
                     .handle_done(&mut self.session, done, Instant::now());
             }
+            Ok(Wake::Shutdown) => self.session.handle_shutdown(Instant::now()),
             Err(RecvTimeoutError::Timeout) => self.session.handle_timeout(Instant::now()),
             Err(RecvTimeoutError::Disconnected) => {
                 self.worker = None;

@@ -209,3 +209,20 @@ fn a_client_pipelining_without_end_does_not_starve_the_others() {
     writing.join().unwrap();
     reading.join().unwrap();
 }
+
+#[test]
+fn shutdown_tells_a_session_that_waits_for_a_call() {
+    let mut demo = Demo::start("call_timeout = 120");
+    let mut waiting = demo.connect();
+    let demo_prompt = format!("(demo:{}) ", demo.pid);
+    waiting.send("shell demo\n");
+    waiting.read_until(&demo_prompt);
+    // Longer than any wait of this test: only shutdown can end it in time.
+    waiting.send("slow 60\n");
+    let mut idle = demo.connect();
+    let output = demo.stop();
+    assert!(output.status.success(), "{output:?}");
+    let goodbye = "*** ispyd is shutting down; closing the session.\n";
+    assert_eq!(waiting.read_to_close(), goodbye);
+    assert_eq!(idle.read_to_close(), goodbye);
+}
