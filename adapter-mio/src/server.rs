@@ -42,7 +42,7 @@ use mio::event::Event;
 use mio::{Interest, Token};
 
 use crate::pool::{Doorbell, Pool};
-use crate::stream::{Listener, Stream};
+use crate::stream::{Listener, Stream, accept, listener_from_std};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -104,7 +104,6 @@ pub struct Server {
     bell: mio::net::UnixStream,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    open: usize,
     by_session: HashMap<u64, usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     accept_paused_until: Option<Instant>,
@@ -123,7 +122,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("address", &self.address)
-            .field("sessions", &self.open)
+            .field("sessions", &self.by_session.len())
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +144,7 @@ impl Server {
         } = setup;
         let pid = std::process::id();
         let (address, bound) = ispyd_std::bind(&config, pid)?;
-        let (mut listener, socket_file) = Listener::from_std(bound).map_err(Error::Thread)?;
+        let (mut listener, socket_file) = listener_from_std(bound).map_err(Error::Thread)?;
         mio::event::Source::register(
             &mut listener,
             registry,
@@ -154,7 +153,11 @@ impl Server {
         )
         .map_err(Error::Thread)?;
         let (doorbell, mut bell) = Doorbell::new().map_err(Error::Thread)?;
-        let descriptors = vec![listener.as_raw_fd(), bell.as_raw_fd(), doorbell.as_raw_fd()];
+        let descriptors = vec![
+            listener.as_fd().as_raw_fd(),
+            bell.as_raw_fd(),
+            doorbell.as_raw_fd(),
+        ];
         registry
             .register(&mut bell, Token(tokens.start + 1), Interest::READABLE)
             .map_err(Error::Thread)?;
@@ -177,7 +180,6 @@ impl Server {
             socket_file,
             conns: Vec::new(),
             free: Vec::new(),
-            open: 0,
             by_session: HashMap::new(),
             timers: BinaryHeap::new(),
             accept_paused_until: None,
@@ -207,7 +209,7 @@ impl Server {
 
     /// How many sessions are open now.
     pub fn session_count(&self) -> usize {
-        self.open
+        self.by_session.len()
     }
 
     /// Threads the worker pool has started so far (none until the first
@@ -333,7 +335,7 @@ impl Server {
             }
             self.timers.pop();
         }
-        if self.timers.len() > 2 * self.open + 64 {
+        if self.timers.len() > 2 * self.by_session.len() + 64 {
             self.timers = self
                 .conns
                 .iter()
@@ -351,7 +353,7 @@ impl Server {
             return;
         }
         loop {
-            match self.listener.accept() {
+            match accept(&self.listener) {
                 Ok(stream) => self.admit(stream, now),
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
@@ -366,7 +368,12 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: Stream, now: Instant) {
-        if let Err(refusal) = admit(stream.peer_uid(), self.euid, self.open, &self.limits) {
+        if let Err(refusal) = admit(
+            stream.peer_uid(),
+            self.euid,
+            self.by_session.len(),
+            &self.limits,
+        ) {
             refuse(&mut stream, &refusal);
             return;
         }
@@ -386,7 +393,6 @@ impl Server {
             queued: false,
             deadline: None,
         });
-        self.open += 1;
         self.by_session.insert(id, slot);
         if let Some(conn) = &self.conns[slot] {
             lock(&self.descriptors).push(conn.stream.as_fd().as_raw_fd());
@@ -464,7 +470,6 @@ impl Server {
         lock(&self.descriptors).retain(|&held| held != fd);
         self.by_session.remove(&conn.session.id());
         self.free.push(slot);
-        self.open -= 1;
     }
 }
 

@@ -23,24 +23,13 @@ use crate::signals;
 use crate::socket::SocketPathGuard;
 use crate::stream::Stream;
 
-enum ListenerSocket {
-    Unix(UnixListener),
-    Tcp(TcpListener),
-}
+/// The listening socket: the one stream type, with listeners in it.
+type ListenerSocket = Stream<UnixListener, TcpListener>;
 
-impl ListenerSocket {
-    fn accept(&self) -> io::Result<Stream> {
-        match self {
-            ListenerSocket::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
-            ListenerSocket::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-        }
-    }
-
-    fn raw_fd(&self) -> RawFd {
-        match self {
-            ListenerSocket::Unix(l) => l.as_raw_fd(),
-            ListenerSocket::Tcp(l) => l.as_raw_fd(),
-        }
+fn accept(listener: &ListenerSocket) -> io::Result<Stream> {
+    match listener {
+        ListenerSocket::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        ListenerSocket::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
     }
 }
 
@@ -123,7 +112,7 @@ impl ShellManager {
             sessions: Mutex::new(HashMap::new()),
             ended: Condvar::new(),
         });
-        let listener_fd = listener.raw_fd();
+        let listener_fd = listener.as_fd().as_raw_fd();
         // Every ispyd thread descends from the listener and inherits its
         // signal mask: the host's signals go to the host's threads.
         let thread = signals::with_signals_blocked(|| {
@@ -256,7 +245,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
     loop {
-        let accepted = listener.accept();
+        let accepted = accept(listener);
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }

@@ -15,7 +15,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -122,7 +122,7 @@ impl Driver {
             }
             let deadline = self.session.poll_timeout();
             if self.dispatcher.running().is_some() {
-                self.wait_for_worker(deadline);
+                self.wait_for_job(deadline);
                 continue;
             }
             if !self.session.wants_input() {
@@ -226,37 +226,26 @@ impl Driver {
         }
     }
 
-    fn wait_for_worker(&mut self, deadline: Option<Instant>) {
-        if self.worker.is_none() {
-            if let Some(id) = self.dispatcher.running() {
-                let why = "the call's thread has exited";
-                self.dispatcher
-                    .handle_lost(&mut self.session, id, why, Instant::now());
-            }
-            return;
-        }
-        let result = match deadline {
+    /// Waits until the running job is done, the host stops ispyd, or the
+    /// session's next deadline (its call timeout) comes.
+    fn wait_for_job(&mut self, deadline: Option<Instant>) {
+        // The driver holds a sender of its own: the channel never
+        // disconnects, so an error here is only the deadline.
+        let woke = match deadline {
             Some(deadline) => self
                 .wake
-                .recv_timeout(deadline.saturating_duration_since(Instant::now())),
-            None => self.wake.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok(),
+            None => self.wake.recv().ok(),
         };
-        match result {
-            Ok(Wake::Done(done)) => {
+        match woke {
+            Some(Wake::Done(done)) => {
                 let _ = self
                     .dispatcher
                     .handle_done(&mut self.session, done, Instant::now());
             }
-            Ok(Wake::Shutdown) => self.session.handle_shutdown(Instant::now()),
-            Err(RecvTimeoutError::Timeout) => self.session.handle_timeout(Instant::now()),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.worker = None;
-                if let Some(id) = self.dispatcher.running() {
-                    let why = "the call's thread has exited";
-                    self.dispatcher
-                        .handle_lost(&mut self.session, id, why, Instant::now());
-                }
-            }
+            Some(Wake::Shutdown) => self.session.handle_shutdown(Instant::now()),
+            None => self.session.handle_timeout(Instant::now()),
         }
     }
 }

@@ -258,10 +258,9 @@ impl<E: Engine> Builder<E> {
                 section: MAIN_SECTION.to_owned(),
                 key: Some("engine".to_owned()),
                 message: format!(
-                    "this program embeds the {} engine; engine = {} is ignored (the key \
+                    "this program embeds the {} engine; engine = {asked} is ignored (the key \
                      chooses only where the host lets it, as the Python package does)",
-                    engine_name(E::KIND),
-                    engine_name(asked)
+                    E::KIND
                 ),
             });
         }
@@ -280,13 +279,6 @@ impl<E: Engine> Builder<E> {
     /// Loads the configuration, binds the socket and starts serving.
     pub fn start(self) -> Result<E::Manager, Error> {
         E::start(self.prepare()?)
-    }
-}
-
-fn engine_name(kind: EngineKind) -> &'static str {
-    match kind {
-        EngineKind::Threads => "threads",
-        EngineKind::Mio => "mio",
     }
 }
 

@@ -372,6 +372,16 @@ pub enum EngineKind {
     Mio,
 }
 
+impl fmt::Display for EngineKind {
+    /// The name `[ispyd] engine` gives it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Threads => "threads",
+            EngineKind::Mio => "mio",
+        })
+    }
+}
+
 /// A parsed configuration: the main section's settings and every other
 /// section's keys (for plugins to read).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -197,11 +197,10 @@ impl Dispatcher {
         done: JobDone,
         now: Instant,
     ) -> Result<(), UnexpectedResult> {
-        if self.running != Some(done.id) {
-            return session.handle_result(done.id, done.execution.completion, now);
+        if self.running == Some(done.id) {
+            self.running = None;
+            self.takeover = done.execution.interactive;
         }
-        self.running = None;
-        self.takeover = done.execution.interactive;
         session.handle_result(done.id, done.execution.completion, now)
     }
 

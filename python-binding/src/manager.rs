@@ -14,13 +14,16 @@ use crate::fork_watch;
 use crate::plugin::{BrokenPlugin, PyPlugin};
 
 /// The adapter the configuration's `engine` chose.
-enum Engine {
+enum EngineManager {
     Threads(ispyd_std::ShellManager),
     Mio(ispyd_mio::ShellManager),
 }
 
-impl Engine {
-    fn start(config: Config, plugins: Vec<Arc<dyn Plugin>>) -> Result<Engine, ispyd_std::Error> {
+impl EngineManager {
+    fn start(
+        config: Config,
+        plugins: Vec<Arc<dyn Plugin>>,
+    ) -> Result<EngineManager, ispyd_std::Error> {
         fn builder<E: ispyd_std::Engine>(
             config: Config,
             plugins: Vec<Arc<dyn Plugin>>,
@@ -32,37 +35,39 @@ impl Engine {
         }
         Ok(match config.engine.unwrap_or_default() {
             EngineKind::Threads => {
-                Engine::Threads(builder::<ispyd_std::Threads>(config, plugins).start()?)
+                EngineManager::Threads(builder::<ispyd_std::Threads>(config, plugins).start()?)
             }
-            EngineKind::Mio => Engine::Mio(builder::<ispyd_mio::Mio>(config, plugins).start()?),
+            EngineKind::Mio => {
+                EngineManager::Mio(builder::<ispyd_mio::Mio>(config, plugins).start()?)
+            }
         })
     }
 
     fn address(&self) -> &Address {
         match self {
-            Engine::Threads(m) => m.address(),
-            Engine::Mio(m) => m.address(),
+            EngineManager::Threads(m) => m.address(),
+            EngineManager::Mio(m) => m.address(),
         }
     }
 
     fn warnings(&self) -> &[ispyd_core::ConfigWarning] {
         match self {
-            Engine::Threads(m) => m.warnings(),
-            Engine::Mio(m) => m.warnings(),
+            EngineManager::Threads(m) => m.warnings(),
+            EngineManager::Mio(m) => m.warnings(),
         }
     }
 
     fn shutdown(self) {
         match self {
-            Engine::Threads(m) => m.shutdown(),
-            Engine::Mio(m) => m.shutdown(),
+            EngineManager::Threads(m) => m.shutdown(),
+            EngineManager::Mio(m) => m.shutdown(),
         }
     }
 
     fn restart_after_fork(&mut self) -> Result<bool, ispyd_std::Error> {
         match self {
-            Engine::Threads(m) => m.restart_after_fork(),
-            Engine::Mio(m) => m.restart_after_fork(),
+            EngineManager::Threads(m) => m.restart_after_fork(),
+            EngineManager::Mio(m) => m.restart_after_fork(),
         }
     }
 }
@@ -70,7 +75,7 @@ impl Engine {
 /// The native side of `ispyd.manager.ShellManager`.
 #[pyclass(module = "ispyd._native")]
 pub(crate) struct NativeManager {
-    inner: Mutex<Option<Engine>>,
+    inner: Mutex<Option<EngineManager>>,
     /// The Python plugin objects, for their `shutdown()`.
     plugins: Vec<Py<PyAny>>,
     address: String,
@@ -119,7 +124,7 @@ impl NativeManager {
         }
         config.plugins = names;
         let manager = py
-            .detach(|| Engine::start(config, available))
+            .detach(|| EngineManager::start(config, available))
             .map_err(|err| start_error(&err))?;
         Ok(NativeManager {
             address: manager.address().to_string(),
