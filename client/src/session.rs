@@ -81,9 +81,14 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
                     return after_send_failed(conn, console, &err);
                 }
             }
-            // Late completion answers, and frames only a client sends, mean
-            // nothing here.
-            Frame::Candidates { .. } | Frame::Line(_) | Frame::Complete(_) | Frame::Eof => {}
+            // Late completion answers, data (never asked for here), and
+            // frames only a client sends, mean nothing here.
+            Frame::Candidates { .. }
+            | Frame::Data(_)
+            | Frame::Line(_)
+            | Frame::Complete(_)
+            | Frame::Eof
+            | Frame::WantData => {}
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum Frame {
     Complete(String),
     /// Client: end of input (Ctrl-D): leaves a takeover or the current shell.
     Eof,
+    /// Client: from now on, answer every command with a [`Frame::Data`]
+    /// too (structured results, for scripts and `ispy --json`).
+    WantData,
     /// Server: text to show.
     Output(String),
     /// Server: an error message, shown apart from output.
@@ -57,6 +60,9 @@ pub enum Frame {
     InteractiveEnd,
     /// Server: the session is over, with the reason (may be empty).
     Close(String),
+    /// Server: a piece of the command's result as JSON (see `PROTOCOL.md`);
+    /// the pieces sent before one `Prompt` concatenate to one document.
+    Data(String),
 }
 
 /// Frame type bytes, as written on the wire.
@@ -64,6 +70,7 @@ mod kind {
     pub const LINE: u8 = 0x01;
     pub const COMPLETE: u8 = 0x02;
     pub const EOF: u8 = 0x03;
+    pub const WANT_DATA: u8 = 0x04;
     pub const OUTPUT: u8 = 0x81;
     pub const ERROR: u8 = 0x82;
     pub const PROMPT: u8 = 0x83;
@@ -71,6 +78,7 @@ mod kind {
     pub const INTERACTIVE: u8 = 0x85;
     pub const INTERACTIVE_END: u8 = 0x86;
     pub const CLOSE: u8 = 0x87;
+    pub const DATA: u8 = 0x88;
 }
 
 /// Why bytes could not be decoded as a frame.
@@ -183,6 +191,7 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
         kind::LINE => text(ty, payload).map(Frame::Line),
         kind::COMPLETE => text(ty, payload).map(Frame::Complete),
         kind::EOF => empty(ty, payload, Frame::Eof),
+        kind::WANT_DATA => empty(ty, payload, Frame::WantData),
         kind::OUTPUT => text(ty, payload).map(Frame::Output),
         kind::ERROR => text(ty, payload).map(Frame::Error),
         kind::PROMPT => text(ty, payload).map(Frame::Prompt),
@@ -201,6 +210,7 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
         kind::INTERACTIVE => text(ty, payload).map(Frame::Interactive),
         kind::INTERACTIVE_END => empty(ty, payload, Frame::InteractiveEnd),
         kind::CLOSE => text(ty, payload).map(Frame::Close),
+        kind::DATA => text(ty, payload).map(Frame::Data),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -208,7 +218,10 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
 impl Frame {
     /// True for the frames a client sends.
     pub fn is_client(&self) -> bool {
-        matches!(self, Frame::Line(_) | Frame::Complete(_) | Frame::Eof)
+        matches!(
+            self,
+            Frame::Line(_) | Frame::Complete(_) | Frame::Eof | Frame::WantData
+        )
     }
 
     /// Appends the frame's wire form to `out`.
@@ -220,12 +233,14 @@ impl Frame {
             Frame::Line(s) => (kind::LINE, s.as_bytes()),
             Frame::Complete(s) => (kind::COMPLETE, s.as_bytes()),
             Frame::Eof => (kind::EOF, b""),
+            Frame::WantData => (kind::WANT_DATA, b""),
             Frame::Output(s) => (kind::OUTPUT, s.as_bytes()),
             Frame::Error(s) => (kind::ERROR, s.as_bytes()),
             Frame::Prompt(s) => (kind::PROMPT, s.as_bytes()),
             Frame::Interactive(s) => (kind::INTERACTIVE, s.as_bytes()),
             Frame::InteractiveEnd => (kind::INTERACTIVE_END, b""),
             Frame::Close(s) => (kind::CLOSE, s.as_bytes()),
+            Frame::Data(s) => (kind::DATA, s.as_bytes()),
             Frame::Candidates { start, items } => {
                 let mut payload = start.to_be_bytes().to_vec();
                 for (i, item) in items.iter().enumerate() {
@@ -246,6 +261,8 @@ impl Frame {
 impl Frame {
     /// The type byte of [`Frame::Prompt`].
     pub(crate) const PROMPT_TYPE: u8 = kind::PROMPT;
+    /// The type byte of [`Frame::Data`].
+    pub(crate) const DATA_TYPE: u8 = kind::DATA;
 }
 
 /// Writes a text frame of type `ty` whose payload is `parts` one after the
@@ -308,6 +325,8 @@ mod tests {
         roundtrip(Frame::Interactive("console".into()));
         roundtrip(Frame::InteractiveEnd);
         roundtrip(Frame::Close("bye".into()));
+        roundtrip(Frame::WantData);
+        roundtrip(Frame::Data(r#"{"schema":1}"#.into()));
     }
 
     #[test]

@@ -79,8 +79,10 @@ pub use frame::{
     find_server_hello,
 };
 pub use plugin::{
-    CommandInfo, Execution, Interactive, Outcome, Plugin, PluginError, PluginInfo, Registry, Step,
+    CommandInfo, Execution, Interactive, Outcome, Plugin, PluginError, PluginInfo, Registry,
+    Report, Step,
 };
+pub use render::SCHEMA_VERSION;
 pub use session::{
     Call, CallId, CloseReason, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,
     UnexpectedResult,

@@ -89,6 +89,8 @@ pub enum Op {
     WriteLimit(u16),
     /// The host stops ispyd.
     Shutdown,
+    /// The peer asks for structured results ([`Frame::WantData`]).
+    WantData,
 }
 
 impl Op {
@@ -107,6 +109,7 @@ impl Op {
             Op::Handshake => out.extend_from_slice(CLIENT_HELLO),
             Op::FramedLine(line) => Frame::Line(line.text().to_owned()).encode(&mut out),
             Op::FramedComplete(line) => Frame::Complete(line.text().to_owned()).encode(&mut out),
+            Op::WantData => Frame::WantData.encode(&mut out),
             Op::Frame(frame) => frame.encode(&mut out),
             Op::Eof
             | Op::Advance(_)
@@ -261,7 +264,7 @@ pub enum Answer {
 /// The host every [`drive`] runs against, with these limits.
 ///
 /// Plugins, described as data:
-/// - `process` (inline): `pid` answers `4242`; `environ` is behind the
+/// - `process` (inline): `pid` answers `4242` (and `{"pid":4242}` as data); `environ` is behind the
 ///   gate `process:environ`, which is enabled.
 /// - `echo`: `echo ARGS` answers its arguments, `slow` answers only when
 ///   told, `fail` fails, `big` answers more than [`MAX_FRAME`] bytes,
@@ -449,7 +452,7 @@ pub fn parse_line(data: &[u8]) {
                 &text[start..]
             );
         }
-        let _ = shell.run_line("shell echo", &host);
+        let _ = shell.run_line("shell echo", &host, false);
     }
 }
 

@@ -12,6 +12,8 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use crate::config::{Config, ConfigError, ConfigProblem, MAIN_SECTION};
 use crate::session::{Call, Completion, Feed};
 
@@ -157,10 +159,78 @@ impl From<std::io::Error> for PluginError {
     }
 }
 
+/// A command's result as text and as data: what a plugin returns when it
+/// has facts a script may want (threads, requests, ids…).
+///
+/// The text is what a person reads, in the same layout as without data;
+/// the data, a JSON document, is made only when the session asked for
+/// structured results ([`Call::wants_data`]), so a person at a terminal
+/// pays nothing for it. Both are made where the command runs (a worker
+/// thread), never on a driver's loop thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    text: String,
+    data: Option<String>,
+}
+
+impl Report {
+    /// The result `value`: its `Display` is the text, its `Serialize` the
+    /// data (when the call wants data).
+    pub fn of<T: Serialize + fmt::Display + ?Sized>(
+        call: &Call,
+        value: &T,
+    ) -> Result<Report, PluginError> {
+        Report::new(call, value.to_string(), value)
+    }
+
+    /// A result whose text is rendered already; `data` is serialised when
+    /// the call wants data.
+    pub fn new<T: Serialize + ?Sized>(
+        call: &Call,
+        text: String,
+        data: &T,
+    ) -> Result<Report, PluginError> {
+        let data = if call.wants_data {
+            Some(serde_json::to_string(data).map_err(|err| {
+                PluginError::new(format!(
+                    "'{}' could not give its result as data: {err}",
+                    call.command
+                ))
+            })?)
+        } else {
+            None
+        };
+        Ok(Report { text, data })
+    }
+
+    /// The text a person reads.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The data, JSON, when it was made.
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
+    fn into_completion(self) -> Completion {
+        match self.data {
+            Some(data) => Completion::Report {
+                text: self.text,
+                data,
+            },
+            None => Completion::Output(self.text),
+        }
+    }
+}
+
 /// What a plugin command produced.
 pub enum Outcome {
     /// Text for the user. A missing final newline is added by the shell.
+    /// As data, it is `{"text": ...}`.
     Output(String),
+    /// Text and the same facts as data (see [`Report`]).
+    Report(Report),
     /// The command takes the connection over (an interpreter, a debugger):
     /// every following line goes to this object until it says it is done.
     Interactive(Box<dyn Interactive>),
@@ -170,6 +240,7 @@ impl fmt::Debug for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Output(text) => f.debug_tuple("Output").field(text).finish(),
+            Outcome::Report(report) => f.debug_tuple("Report").field(report).finish(),
             Outcome::Interactive(_) => f.write_str("Interactive(..)"),
         }
     }
@@ -311,6 +382,10 @@ impl Registry {
         match catch_unwind(AssertUnwindSafe(|| plugin.call(call))) {
             Ok(Ok(Outcome::Output(text))) => Execution {
                 completion: Completion::Output(text),
+                interactive: None,
+            },
+            Ok(Ok(Outcome::Report(report))) => Execution {
+                completion: report.into_completion(),
                 interactive: None,
             },
             Ok(Ok(Outcome::Interactive(mut interactive))) => {

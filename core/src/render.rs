@@ -8,6 +8,42 @@
 
 use crate::frame::{self, Frame, MAX_FRAME};
 
+/// The version of the structured results' shapes, sent as `schema` in
+/// every result (see `PROTOCOL.md` and `RESULTS.md`). It changes when a
+/// field is removed or changes meaning; adding a field keeps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a command's structured result says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// The command's data, a JSON document.
+    Data(&'a str),
+    /// A command with text only: `{"text": ...}`.
+    Text(&'a str),
+    /// The command failed with this message (without `*** `).
+    Error(&'a str),
+    /// The command succeeded and says nothing: `null`.
+    Nothing,
+}
+
+/// The JSON envelope of one command's result:
+/// `{"schema":1,"shell":…,"command":…,"ok":…,"data"|"error":…}`.
+pub(crate) fn record(shell: &str, command: &str, body: Body<'_>) -> String {
+    // Serialising a string cannot fail.
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let tail = match body {
+        Body::Data(data) => format!(r#""ok":true,"data":{data}"#),
+        Body::Text(text) => format!(r#""ok":true,"data":{{"text":{}}}"#, quoted(text)),
+        Body::Error(message) => format!(r#""ok":false,"error":{}"#, quoted(message)),
+        Body::Nothing => r#""ok":true,"data":null"#.to_owned(),
+    };
+    format!(
+        r#"{{"schema":{SCHEMA_VERSION},"shell":{},"command":{},{tail}}}"#,
+        quoted(shell),
+        quoted(command)
+    )
+}
+
 /// Once this many bytes at the front have been sent, they are dropped from
 /// the buffer instead of being skipped over.
 const COMPACT_AT: usize = 64 * 1024;
@@ -88,6 +124,17 @@ impl Outbox {
             if newline {
                 self.buf.push(b'\n');
             }
+        }
+    }
+
+    /// A command's structured result (see [`record`]), in as many `Data`
+    /// frames as it needs; only framed mode carries it.
+    pub(crate) fn data(&mut self, json: &str) {
+        if !self.framed {
+            return;
+        }
+        for chunk in split_at_char_boundaries(json, MAX_FRAME - 1) {
+            frame::write_text_frame(&mut self.buf, Frame::DATA_TYPE, &[chunk]);
         }
     }
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::admission::Refusal;
 use crate::frame::{self, Decoded, Frame, PROTOCOL_VERSION};
 use crate::mode::{self, Detected};
-use crate::render::Outbox;
+use crate::render::{self, Body, Outbox};
 use crate::shell::{Host, Next, Piece, Shell};
 use crate::telnet::Telnet;
 
@@ -51,6 +51,10 @@ pub struct Call {
     pub args: String,
     /// The session's number, as given to [`Session::new`].
     pub session: u64,
+    /// True when the client asked for structured results: the plugin
+    /// should give its data as well as its text (see
+    /// [`Report`](crate::Report)).
+    pub wants_data: bool,
 }
 
 /// A line for the running takeover; answer with [`Session::handle_result`].
@@ -69,6 +73,14 @@ pub struct Feed {
 pub enum Completion {
     /// Finished with this output. After a feed: the takeover is over.
     Output(String),
+    /// Finished with this output and the same facts as data: `data` is a
+    /// JSON document (made by [`Report`](crate::Report)).
+    Report {
+        /// The text a person reads.
+        text: String,
+        /// The structured result, JSON.
+        data: String,
+    },
     /// Failed with this message (the shell adds `*** `). After a feed: the
     /// takeover is over.
     Error(String),
@@ -163,6 +175,7 @@ enum Input {
     Line(Vec<u8>),
     Complete(String),
     Eof,
+    WantData,
     /// The peer sent something unusable but the stream can go on.
     Bad(String),
     /// The peer sent something after which the stream cannot go on.
@@ -174,6 +187,8 @@ struct Pending {
     id: CallId,
     command: String,
     plugin: String,
+    /// A call (answered with a structured result when asked), not a feed.
+    is_call: bool,
     /// When to give up on it: `call_timeout` after the driver polled its
     /// event; `None` while the event waits in the queue.
     deadline: Option<Instant>,
@@ -215,6 +230,8 @@ pub struct Session {
     send_deadline: Option<Instant>,
     eof: bool,
     closed: bool,
+    /// The client asked for a structured result after every command.
+    wants_data: bool,
 }
 
 impl Session {
@@ -237,6 +254,7 @@ impl Session {
             send_deadline: None,
             eof: false,
             closed: false,
+            wants_data: false,
         };
         session.write_prompt();
         session.settle(now);
@@ -354,8 +372,15 @@ impl Session {
         {
             let message = self.gave_up_message(&pending);
             self.events.push_back(Event::Abandon(pending.id));
+            let record = (self.wants_data && pending.is_call).then(|| {
+                let text = message.strip_prefix("*** ").unwrap_or(&message);
+                render::record(&pending.plugin, &pending.command, Body::Error(text))
+            });
             let pieces = self.shell.abandon(message);
             self.show(pieces);
+            if let Some(record) = record {
+                self.out.data(&record);
+            }
             self.write_prompt();
             self.idle_deadline = now + self.host.limits().idle_timeout;
         } else if self.idle_applies() && now >= self.idle_deadline {
@@ -394,8 +419,24 @@ impl Session {
                 UnexpectedResult::Unknown(id)
             });
         };
+        let record = (self.wants_data && pending.is_call).then(|| {
+            let takeover;
+            let body = match &completion {
+                Completion::Output(text) => Body::Text(text),
+                Completion::Report { data, .. } => Body::Data(data),
+                Completion::Error(message) => Body::Error(message),
+                Completion::Interactive { .. } => {
+                    takeover = serde_json::json!({ "takeover": pending.command }).to_string();
+                    Body::Data(&takeover)
+                }
+            };
+            render::record(&pending.plugin, &pending.command, body)
+        });
         let pieces = self.shell.finish(&pending.command, completion);
         self.show(pieces);
+        if let Some(record) = record {
+            self.out.data(&record);
+        }
         self.write_prompt();
         self.idle_deadline = now + self.host.limits().idle_timeout;
         self.advance(now);
@@ -557,6 +598,7 @@ impl Session {
                     Frame::Line(text) => Input::Line(text.into_bytes()),
                     Frame::Complete(text) => Input::Complete(text),
                     Frame::Eof => Input::Eof,
+                    Frame::WantData => Input::WantData,
                     other => Input::Bad(format!(
                         "*** Ignored a server-side frame sent by the client: {other:?}"
                     )),
@@ -582,7 +624,7 @@ impl Session {
     fn run(&mut self, input: Input) {
         let reply = match input {
             Input::Line(bytes) => match String::from_utf8(bytes) {
-                Ok(line) => self.shell.run_line(&line, &self.host),
+                Ok(line) => self.shell.run_line(&line, &self.host, self.wants_data),
                 Err(_) => {
                     self.out
                         .error("*** Input is not valid UTF-8; the line was ignored.");
@@ -597,6 +639,10 @@ impl Session {
                 self.out.frame(&Frame::Candidates { start, items });
                 return;
             }
+            Input::WantData => {
+                self.wants_data = true;
+                return;
+            }
             Input::Bad(message) => {
                 self.out.error(&message);
                 return;
@@ -608,6 +654,9 @@ impl Session {
             }
         };
         self.show(reply.pieces);
+        if let Some(record) = reply.record {
+            self.out.data(&record);
+        }
         match reply.next {
             Next::Prompt => self.write_prompt(),
             Next::Close => self.close(CloseReason::Exit, String::new()),
@@ -616,19 +665,20 @@ impl Session {
                 command,
                 args,
             } => {
-                let id = self.start_pending(command.clone(), plugin.clone());
+                let id = self.start_pending(command.clone(), plugin.clone(), true);
                 self.events.push_back(Event::Call(Call {
                     id,
                     plugin,
                     command,
                     args,
                     session: self.id,
+                    wants_data: self.wants_data,
                 }));
             }
             Next::Feed(line) => {
                 let command = self.shell.takeover_name().unwrap_or_default().to_owned();
                 let plugin = self.shell.plugin_name(&self.host).to_owned();
-                let id = self.start_pending(command, plugin);
+                let id = self.start_pending(command, plugin, false);
                 self.events.push_back(Event::Feed(Feed {
                     id,
                     line,
@@ -638,13 +688,14 @@ impl Session {
         }
     }
 
-    fn start_pending(&mut self, command: String, plugin: String) -> CallId {
+    fn start_pending(&mut self, command: String, plugin: String, is_call: bool) -> CallId {
         let id = CallId(self.next_call);
         self.next_call += 1;
         self.pending = Some(Pending {
             id,
             command,
             plugin,
+            is_call,
             deadline: None,
         });
         id

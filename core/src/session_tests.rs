@@ -826,3 +826,6 @@ fn no_output_after_close() {
     assert!(peer.events().is_empty());
     assert_eq!(peer.session.poll_timeout(), None);
 }
+
+#[path = "session_tests/data.rs"]
+mod data;

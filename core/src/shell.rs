@@ -20,6 +20,7 @@ use crate::command::{CommandLine, parse_command};
 use crate::config::{Config, Limits};
 use crate::help;
 use crate::plugin::PluginInfo;
+use crate::render::{self, Body};
 use crate::session::Completion;
 
 const ROOT_NAME: &str = "ispyd";
@@ -155,6 +156,9 @@ pub(crate) enum Next {
 pub(crate) struct Reply {
     pub(crate) pieces: Vec<Piece>,
     pub(crate) next: Next,
+    /// The structured result of a command the shell answered itself, when
+    /// the session wants them (see [`render::record`]).
+    pub(crate) record: Option<String>,
 }
 
 impl Reply {
@@ -162,6 +166,15 @@ impl Reply {
         Reply {
             pieces,
             next: Next::Prompt,
+            record: None,
+        }
+    }
+
+    fn next(next: Next) -> Reply {
+        Reply {
+            pieces: Vec::new(),
+            next,
+            record: None,
         }
     }
 
@@ -244,30 +257,72 @@ impl Shell {
         }
     }
 
-    /// Interprets one line of input.
-    pub(crate) fn run_line(&mut self, line: &str, host: &Host) -> Reply {
+    /// Interprets one line of input. With `wants_data`, a command the
+    /// shell answers itself comes with its structured result.
+    pub(crate) fn run_line(&mut self, line: &str, host: &Host, wants_data: bool) -> Reply {
         if self.takeover.is_some() {
-            return Reply {
-                pieces: Vec::new(),
-                next: Next::Feed(Some(line.to_owned())),
-            };
+            return Reply::next(Next::Feed(Some(line.to_owned())));
         }
         let Some(command) = parse_command(line) else {
             return Reply::prompt(Vec::new());
         };
-        match self.plugin {
+        let shell = self.name(host);
+        let mut reply = match self.plugin {
             None => self.run_root(command, host),
             Some(index) => self.run_plugin(index, command, host),
+        };
+        if wants_data && reply.next == Next::Prompt {
+            reply.record = Some(self.builtin_record(shell, command, &reply.pieces, host));
         }
+        reply
+    }
+
+    /// The structured result of a command the shell answered itself
+    /// (`plugins`, `help`, `shell`, `prompt`, or a refusal).
+    fn builtin_record(
+        &self,
+        shell: &str,
+        command: CommandLine<'_>,
+        pieces: &[Piece],
+        host: &Host,
+    ) -> String {
+        let error = pieces.iter().find_map(|piece| match piece {
+            Piece::Error(text) => Some(text.strip_prefix("*** ").unwrap_or(text)),
+            _ => None,
+        });
+        if let Some(error) = error {
+            return render::record(shell, command.name, Body::Error(error));
+        }
+        let data = match command.name {
+            "plugins" if shell == ROOT_NAME => Some(plugins_data(host)),
+            "shell" if shell == ROOT_NAME => {
+                Some(serde_json::json!({ "shell": self.name(host) }).to_string())
+            }
+            "prompt" => {
+                let state = if self.prompts { "on" } else { "off" };
+                Some(serde_json::json!({ "prompt": state }).to_string())
+            }
+            _ => None,
+        };
+        let text: String = pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::Output(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let body = match &data {
+            Some(data) => Body::Data(data),
+            None if text.is_empty() => Body::Nothing,
+            None => Body::Text(&text),
+        };
+        render::record(shell, command.name, body)
     }
 
     /// End of input (Ctrl-D): leaves the current level.
     pub(crate) fn end_of_input(&mut self) -> Reply {
         if self.takeover.is_some() {
-            return Reply {
-                pieces: Vec::new(),
-                next: Next::Feed(None),
-            };
+            return Reply::next(Next::Feed(None));
         }
         self.exit()
     }
@@ -276,10 +331,7 @@ impl Shell {
         if self.plugin.take().is_some() {
             return Reply::prompt(Vec::new());
         }
-        Reply {
-            pieces: Vec::new(),
-            next: Next::Close,
-        }
+        Reply::next(Next::Close)
     }
 
     fn run_root(&mut self, command: CommandLine<'_>, host: &Host) -> Reply {
@@ -307,14 +359,11 @@ impl Shell {
                     &format!("{name} command"),
                     info.gate.as_deref().unwrap_or_default(),
                 )),
-                Some(_) => Reply {
-                    pieces: Vec::new(),
-                    next: Next::Call {
-                        plugin: plugin.name.clone(),
-                        command: name.to_owned(),
-                        args: command.args.to_owned(),
-                    },
-                },
+                Some(_) => Reply::next(Next::Call {
+                    plugin: plugin.name.clone(),
+                    command: name.to_owned(),
+                    args: command.args.to_owned(),
+                }),
                 None => {
                     let names = plugin_command_names(plugin);
                     Reply::prompt(unknown(command, names.into_iter()))
@@ -376,7 +425,7 @@ impl Shell {
                 }
                 pieces.push(Piece::Output(output));
             }
-            Completion::Output(output) => {
+            Completion::Output(output) | Completion::Report { text: output, .. } => {
                 pieces.push(Piece::Output(output));
                 self.end_takeover(&mut pieces);
             }
@@ -559,6 +608,38 @@ fn plugin_table(host: &Host) -> String {
     out
 }
 
+/// `plugins` as data: every plugin in name order with its commands, and
+/// whether configuration lets it (and each command) be used.
+fn plugins_data(host: &Host) -> String {
+    let mut plugins: Vec<&PluginInfo> = host.plugins.iter().collect();
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    let plugins: Vec<serde_json::Value> = plugins
+        .into_iter()
+        .map(|plugin| {
+            let commands: Vec<serde_json::Value> = plugin
+                .commands
+                .iter()
+                .map(|command| {
+                    serde_json::json!({
+                        "name": command.name,
+                        "summary": command.help.lines().next().unwrap_or_default(),
+                        "gate": command.gate,
+                        "enabled": host.is_open(command.gate.as_ref()),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": plugin.name,
+                "summary": plugin.summary,
+                "gate": plugin.gate,
+                "enabled": host.is_open(plugin.gate.as_ref()),
+                "commands": commands,
+            })
+        })
+        .collect();
+    serde_json::json!({ "plugins": plugins }).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,7 +662,7 @@ mod tests {
     }
 
     fn run(shell: &mut Shell, line: &str) -> Reply {
-        shell.run_line(line, &host())
+        shell.run_line(line, &host(), false)
     }
 
     fn error_text(reply: &Reply) -> &str {
@@ -603,10 +684,10 @@ mod tests {
     fn shell_enters_plugin_and_exit_restores_root_prompt() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("shell process", &host);
+        shell.run_line("shell process", &host, false);
         assert_eq!(shell.prompt(&host).as_deref(), Some("(process:42) "));
         assert_eq!(shell.depth(), 2);
-        shell.run_line("exit", &host);
+        shell.run_line("exit", &host, false);
         assert_eq!(shell.prompt(&host).as_deref(), Some("(ispyd:42) "));
     }
 
@@ -614,7 +695,7 @@ mod tests {
     fn bang_enters_plugin() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("!process", &host);
+        shell.run_line("!process", &host, false);
         assert_eq!(shell.prompt(&host).as_deref(), Some("(process:42) "));
     }
 
@@ -654,7 +735,7 @@ mod tests {
     fn disabled_plugin_is_refused_and_user_stays_at_root() {
         let host = host();
         let mut shell = Shell::default();
-        let reply = shell.run_line("shell debugger", &host);
+        let reply = shell.run_line("shell debugger", &host, false);
         assert!(error_text(&reply).starts_with("Sorry, the debugger plugin is disabled.\n"));
         assert_eq!(shell.depth(), 1);
     }
@@ -663,8 +744,8 @@ mod tests {
     fn disabled_command_is_refused_without_a_call() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("shell python", &host);
-        let reply = shell.run_line("console", &host);
+        shell.run_line("shell python", &host, false);
+        let reply = shell.run_line("console", &host, false);
         assert!(error_text(&reply).starts_with("Sorry, the console command is disabled."));
         assert_eq!(reply.next, Next::Prompt);
     }
@@ -673,8 +754,8 @@ mod tests {
     fn plugin_command_becomes_a_call_with_trimmed_args() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("shell python", &host);
-        let reply = shell.run_line("threads   all ", &host);
+        shell.run_line("shell python", &host, false);
+        let reply = shell.run_line("threads   all ", &host, false);
         assert_eq!(
             reply.next,
             Next::Call {
@@ -695,11 +776,11 @@ mod tests {
     fn prompt_off_is_inherited_by_subshells() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("prompt off", &host);
-        shell.run_line("shell process", &host);
+        shell.run_line("prompt off", &host, false);
+        shell.run_line("shell process", &host, false);
         assert_eq!(shell.prompt(&host), None);
-        shell.run_line("prompt on", &host);
-        shell.run_line("exit", &host);
+        shell.run_line("prompt on", &host, false);
+        shell.run_line("exit", &host, false);
         assert_eq!(shell.prompt(&host).as_deref(), Some("(ispyd:42) "));
     }
 
@@ -707,8 +788,8 @@ mod tests {
     fn plugin_help_lists_plugin_and_builtin_commands() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("shell process", &host);
-        let reply = shell.run_line("help", &host);
+        shell.run_line("shell process", &host, false);
+        let reply = shell.run_line("help", &host, false);
         assert_eq!(
             reply.pieces,
             vec![Piece::Output(
@@ -718,12 +799,12 @@ mod tests {
                     .into()
             )]
         );
-        let reply = shell.run_line("help pid", &host);
+        let reply = shell.run_line("help pid", &host, false);
         assert_eq!(
             reply.pieces,
             vec![Piece::Output("Print the process id.\n".into())]
         );
-        let reply = shell.run_line("help nope", &host);
+        let reply = shell.run_line("help nope", &host, false);
         assert_eq!(
             reply.pieces,
             vec![Piece::Output("*** No help on nope\n".into())]
@@ -734,8 +815,8 @@ mod tests {
     fn commands_without_help_are_listed_as_undocumented() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("shell python", &host);
-        let reply = shell.run_line("help", &host);
+        shell.run_line("shell python", &host, false);
+        let reply = shell.run_line("help", &host, false);
         let Piece::Output(text) = &reply.pieces[0] else {
             panic!()
         };
@@ -760,7 +841,7 @@ mod tests {
     fn takeover_receives_lines_until_done() {
         let host = host();
         let mut shell = Shell::default();
-        shell.run_line("shell python", &host);
+        shell.run_line("shell python", &host, false);
         let pieces = shell.finish(
             "console",
             Completion::Interactive {
@@ -771,7 +852,7 @@ mod tests {
         assert_eq!(pieces[0], Piece::TakeoverBegin("console".into()));
         assert_eq!(shell.prompt(&host).as_deref(), Some(">>> "));
         assert_eq!(shell.depth(), 3);
-        let reply = shell.run_line("exit", &host);
+        let reply = shell.run_line("exit", &host, false);
         assert_eq!(reply.next, Next::Feed(Some("exit".into())));
         let pieces = shell.finish("console", Completion::Output(String::new()));
         assert_eq!(pieces.last(), Some(&Piece::TakeoverEnd));
@@ -794,7 +875,7 @@ mod tests {
             shell.completions("prompt o", &host),
             (7, vec!["off".into(), "on".into()])
         );
-        shell.run_line("shell process", &host);
+        shell.run_line("shell process", &host, false);
         assert_eq!(shell.completions("help c", &host), (5, vec!["cwd".into()]));
     }
 }

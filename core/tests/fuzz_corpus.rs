@@ -219,6 +219,25 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
             ],
         ),
         (
+            "framed_structured_results",
+            vec![
+                Op::Handshake,
+                Op::WantData,
+                Op::FramedLine(Plugins),
+                Op::FramedLine(ShellProcess),
+                Op::FramedLine(Pid),
+                Op::Answer(Answer::Natural),
+                Op::FramedLine(Junk),
+                Op::Frame(Frame::Eof),
+                Op::FramedLine(BangEcho),
+                Op::FramedLine(Takeover),
+                Op::Answer(Answer::Natural),
+                Op::FramedLine(Block),
+                Op::Answer(Answer::Fail),
+                Op::Frame(Frame::WantData),
+            ],
+        ),
+        (
             "framed_takeover",
             vec![
                 Op::Handshake,
@@ -373,7 +392,7 @@ fn variant(index: usize, count: usize, out: &mut Vec<u8>) {
 }
 
 fn encode_op(op: &Op, out: &mut Vec<u8>) {
-    const OPS: usize = 14;
+    const OPS: usize = 15;
     match op {
         Op::Input(bytes) => {
             variant(0, OPS, out);
@@ -406,10 +425,11 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             variant(7, OPS, out);
             let index = match frame {
                 Frame::Eof => 2,
-                Frame::InteractiveEnd => 8,
+                Frame::WantData => 3,
+                Frame::InteractiveEnd => 9,
                 other => unimplemented!("seeds use frames without text, not {other:?}"),
             };
-            variant(index, 10, out);
+            variant(index, 12, out);
         }
         Op::Eof => variant(8, OPS, out),
         Op::Advance(ms) => {
@@ -436,6 +456,7 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             out.extend_from_slice(&limit.to_le_bytes());
         }
         Op::Shutdown => variant(13, OPS, out),
+        Op::WantData => variant(14, OPS, out),
     }
 }
 

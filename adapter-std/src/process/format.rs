@@ -6,19 +6,32 @@ pub(super) fn line(value: impl std::fmt::Display) -> String {
     format!("{value}\n")
 }
 
-pub(super) fn format_cwd() -> Result<String, PluginError> {
+/// A command's result: its text, and the same facts as data.
+pub(super) type Output = Result<(String, serde_json::Value), PluginError>;
+
+/// One number as text, `{key: number}` as data.
+pub(super) fn number(key: &str, value: u32) -> Output {
+    Ok((line(value), serde_json::json!({ key: value })))
+}
+
+pub(super) fn format_cwd() -> Output {
     // getcwd fails once the directory is deleted; the kernel's link still
     // names it, marked "(deleted)".
     let dir = std::env::current_dir()
         .or_else(|_| fs::read_link("/proc/self/cwd"))
         .map_err(|err| proc_error(Path::new("/proc/self/cwd"), &err))?;
-    Ok(line(escape_controls(&dir.to_string_lossy())))
+    let dir = dir.to_string_lossy();
+    Ok((
+        line(escape_controls(&dir)),
+        serde_json::json!({ "cwd": dir }),
+    ))
 }
 
-pub(super) fn format_threads() -> Result<String, PluginError> {
+pub(super) fn format_threads() -> Output {
     let ticks = clock_ticks_per_second();
     let seconds = |t: u64| format!("{:.2}", t as f64 / ticks);
     let mut rows = Vec::new();
+    let mut data = Vec::new();
     for tid in read_numbered_dir("/proc/self/task")? {
         let dir = format!("/proc/self/task/{tid}");
         let Some(stat) = read_if_present(Path::new(&format!("{dir}/stat")))? else {
@@ -29,6 +42,16 @@ pub(super) fn format_threads() -> Result<String, PluginError> {
         };
         let stat = parse_stat(&stat).ok_or_else(|| stat_format_error(&format!("{dir}/stat")))?;
         let switches = |key| field(&status, key).unwrap_or("?").to_owned();
+        let count = |key| field(&status, key).and_then(|v| v.parse::<u64>().ok());
+        data.push(serde_json::json!({
+            "tid": tid,
+            "name": stat.comm,
+            "state": state_name(stat.state),
+            "user_s": stat.utime as f64 / ticks,
+            "sys_s": stat.stime as f64 / ticks,
+            "voluntary_switches": count("voluntary_ctxt_switches"),
+            "involuntary_switches": count("nonvoluntary_ctxt_switches"),
+        }));
         rows.push(vec![
             tid.to_string(),
             escape_controls(&stat.comm),
@@ -44,7 +67,7 @@ pub(super) fn format_threads() -> Result<String, PluginError> {
     let right = [true, false, false, true, true, true, true];
     let mut out = table(&header, &right, &rows);
     out.push_str(&format!("{count} thread{}\n", plural(count)));
-    Ok(out)
+    Ok((out, serde_json::json!({ "threads": data })))
 }
 
 pub(super) fn state_name(state: char) -> String {
@@ -65,7 +88,7 @@ pub(super) fn state_name(state: char) -> String {
     name.to_owned()
 }
 
-pub(super) fn format_memory() -> Result<String, PluginError> {
+pub(super) fn format_memory() -> Output {
     let status = read_text("/proc/self/status")?;
     const ROWS: &[(&str, &str, &str)] = &[
         ("rss", "VmRSS", "resident in RAM now"),
@@ -91,11 +114,14 @@ pub(super) fn format_memory() -> Result<String, PluginError> {
         ("swap", "VmSwap", "anonymous memory swapped out"),
     ];
     let mut out = String::new();
+    let mut data = serde_json::Map::new();
     for (label, key, note) in ROWS {
-        let value = status_bytes(&status, key).map_or_else(|| "n/a".to_owned(), human_bytes);
+        let bytes = status_bytes(&status, key);
+        data.insert(label.replace(' ', "_"), bytes.into());
+        let value = bytes.map_or_else(|| "n/a".to_owned(), human_bytes);
         out.push_str(&format!("{label:<13}{value:>10}   ({key}) {note}\n"));
     }
-    Ok(out)
+    Ok((out, serde_json::json!({ "bytes": data })))
 }
 
 pub(super) fn human_bytes(bytes: u64) -> String {
@@ -113,10 +139,11 @@ pub(super) fn human_bytes(bytes: u64) -> String {
     }
 }
 
-pub(super) fn format_fds() -> Result<String, PluginError> {
+pub(super) fn format_fds() -> Output {
     // The listing's own descriptor is closed by the time the loop runs, so
     // its readlink fails as vanished and it is skipped.
     let mut rows = Vec::new();
+    let mut data = Vec::new();
     for fd in read_numbered_dir("/proc/self/fd")? {
         let link = format!("/proc/self/fd/{fd}");
         let target = match fs::read_link(&link) {
@@ -128,12 +155,20 @@ pub(super) fn format_fds() -> Result<String, PluginError> {
             continue;
         };
         let flags = field(&info, "flags").unwrap_or("?");
+        let target = target.to_string_lossy();
+        data.push(serde_json::json!({
+            "fd": fd,
+            "mode": access_mode(flags),
+            "pos": field(&info, "pos").and_then(|v| v.parse::<u64>().ok()),
+            "flags": flags,
+            "target": target,
+        }));
         rows.push(vec![
             fd.to_string(),
             access_mode(flags).to_owned(),
             field(&info, "pos").unwrap_or("?").to_owned(),
             flags.to_owned(),
-            escape_controls(&target.to_string_lossy()),
+            escape_controls(&target),
         ]);
     }
     let count = rows.len();
@@ -141,7 +176,7 @@ pub(super) fn format_fds() -> Result<String, PluginError> {
     let right = [true, false, true, true, false];
     let mut out = table(&header, &right, &rows);
     out.push_str(&format!("{count} open descriptor{}\n", plural(count)));
-    Ok(out)
+    Ok((out, serde_json::json!({ "fds": data })))
 }
 
 /// The O_ACCMODE bits of an octal fdinfo `flags` value.
@@ -154,21 +189,64 @@ pub(super) fn access_mode(octal_flags: &str) -> &'static str {
     }
 }
 
-pub(super) fn format_limits() -> Result<String, PluginError> {
+pub(super) fn format_limits() -> Output {
     // Already a table; only the kernel's trailing padding goes.
     let text = read_text("/proc/self/limits")?;
-    Ok(text.lines().map(|l| line(l.trim_end())).collect())
+    let out = text.lines().map(|l| line(l.trim_end())).collect();
+    Ok((out, serde_json::json!({ "limits": parse_limits(&text) })))
 }
 
-pub(super) fn format_cmdline() -> Result<String, PluginError> {
+/// The rows of `/proc/self/limits`, cut at the header's column starts
+/// (the names have spaces in them). A limit is a number, or `null` for
+/// "unlimited".
+pub(super) fn parse_limits(text: &str) -> Vec<serde_json::Value> {
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let starts: Vec<usize> = ["Soft Limit", "Hard Limit", "Units"]
+        .iter()
+        .filter_map(|name| header.find(name))
+        .collect();
+    let [soft, hard, units] = starts[..] else {
+        return Vec::new();
+    };
+    let cell = |row: &str, from: usize, to: usize| -> String {
+        row.get(from.min(row.len())..to.min(row.len()))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let value = |text: String| -> serde_json::Value {
+        match text.parse::<u64>() {
+            Ok(n) => n.into(),
+            Err(_) if text == "unlimited" => serde_json::Value::Null,
+            Err(_) => text.into(),
+        }
+    };
+    lines
+        .filter(|row| !row.trim().is_empty())
+        .map(|row| {
+            serde_json::json!({
+                "name": cell(row, 0, soft),
+                "soft": value(cell(row, soft, hard)),
+                "hard": value(cell(row, hard, units)),
+                "units": Some(cell(row, units, usize::MAX)).filter(|u| !u.is_empty()),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn format_cmdline() -> Output {
     let path = "/proc/self/cmdline";
     let bytes = fs::read(path).map_err(|err| proc_error(Path::new(path), &err))?;
     let bytes = bytes.strip_suffix(b"\0").unwrap_or(&bytes);
-    let args: Vec<String> = bytes
+    let argv: Vec<String> = bytes
         .split(|&b| b == 0)
-        .map(|arg| shell_quote(&String::from_utf8_lossy(arg)))
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
         .collect();
-    Ok(line(args.join(" ")))
+    let quoted: Vec<String> = argv.iter().map(|arg| shell_quote(arg)).collect();
+    Ok((line(quoted.join(" ")), serde_json::json!({ "argv": argv })))
 }
 
 /// Quotes one argument for a POSIX shell, leaving plain words bare.
@@ -180,19 +258,21 @@ pub(super) fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
-pub(super) fn format_environ() -> Result<String, PluginError> {
+pub(super) fn format_environ() -> Output {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     vars.sort();
-    Ok(vars
-        .iter()
-        .map(|(name, value)| {
-            let name = escape_controls(&name.to_string_lossy());
-            line(format!(
-                "{name} = {}",
-                quote_value(&value.to_string_lossy())
-            ))
-        })
-        .collect())
+    let mut out = String::new();
+    let mut data = serde_json::Map::new();
+    for (name, value) in &vars {
+        let (name, value) = (name.to_string_lossy(), value.to_string_lossy());
+        out.push_str(&line(format!(
+            "{} = {}",
+            escape_controls(&name),
+            quote_value(&value)
+        )));
+        data.insert(name.into_owned(), value.into_owned().into());
+    }
+    Ok((out, serde_json::json!({ "environ": data })))
 }
 
 /// Single-quotes a value as Python's `repr` would, so one variable stays on
@@ -211,17 +291,24 @@ pub(super) fn quote_value(value: &str) -> String {
     out
 }
 
-pub(super) fn format_uptime() -> Result<String, PluginError> {
+pub(super) fn format_uptime() -> Output {
     let path = "/proc/self/stat";
     let stat = parse_stat(&read_text(path)?).ok_or_else(|| stat_format_error(path))?;
     let started_after_boot = stat.starttime as f64 / clock_ticks_per_second();
     let running = (read_uptime()? - started_after_boot).max(0.0);
     let started_at = read_boot_time()? + started_after_boot as u64;
-    Ok(line(format!(
+    let text = line(format!(
         "{} (started {} UTC, {started_after_boot:.1} s after boot)",
         human_duration(running),
         utc_date(started_at)
-    )))
+    ));
+    let data = serde_json::json!({
+        "uptime_s": running,
+        "start_time": utc_date(started_at).replace(' ', "T") + "Z",
+        "start_epoch": started_at,
+        "started_after_boot_s": started_after_boot,
+    });
+    Ok((text, data))
 }
 
 pub(super) fn human_duration(seconds: f64) -> String {

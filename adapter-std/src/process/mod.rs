@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo};
+use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo, Report};
 
 /// The plugin's name, as typed in `shell process`.
 pub const NAME: &str = "process";
@@ -59,7 +59,8 @@ impl Plugin for ProcessPlugin {
                 command.name, call.args
             )));
         }
-        (command.run)().map(Outcome::Output)
+        let (text, data) = (command.run)()?;
+        Report::new(call, text, &data).map(Outcome::Report)
     }
 }
 
@@ -67,38 +68,38 @@ impl Plugin for ProcessPlugin {
 struct Command {
     name: &'static str,
     help: &'static str,
-    run: fn() -> Result<String, PluginError>,
+    run: fn() -> Output,
 }
 
 const COMMANDS: &[Command] = &[
     Command {
         name: "pid",
         help: "Process id.\nThe number other tools (ps, top, kill, /proc/PID) know this process by.",
-        run: || Ok(line(std::process::id())),
+        run: || number("pid", std::process::id()),
     },
     Command {
         name: "uid",
         help: "Real user id.\nThe user who started the process.",
         // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
-        run: || Ok(line(unsafe { libc::getuid() })),
+        run: || number("uid", unsafe { libc::getuid() }),
     },
     Command {
         name: "euid",
         help: "Effective user id.\nThe user whose permissions the process has now; differs from uid after setuid.",
         // SAFETY: as for getuid.
-        run: || Ok(line(unsafe { libc::geteuid() })),
+        run: || number("euid", unsafe { libc::geteuid() }),
     },
     Command {
         name: "gid",
         help: "Real group id.\nThe primary group of the user who started the process.",
         // SAFETY: as for getuid.
-        run: || Ok(line(unsafe { libc::getgid() })),
+        run: || number("gid", unsafe { libc::getgid() }),
     },
     Command {
         name: "egid",
         help: "Effective group id.\nThe group whose permissions the process has now; differs from gid after setgid.",
         // SAFETY: as for getuid.
-        run: || Ok(line(unsafe { libc::getegid() })),
+        run: || number("egid", unsafe { libc::getegid() }),
     },
     Command {
         name: "cwd",

@@ -4,18 +4,30 @@ use ispyd_core::CallId;
 
 use super::*;
 
-fn call(command: &str, args: &str) -> Result<String, PluginError> {
+fn run(command: &str, args: &str, wants_data: bool) -> Result<Report, PluginError> {
     let call = Call {
         id: CallId(1),
         plugin: NAME.to_owned(),
         command: command.to_owned(),
         args: args.to_owned(),
         session: 1,
+        wants_data,
     };
     match ProcessPlugin::new().call(&call)? {
-        Outcome::Output(text) => Ok(text),
-        Outcome::Interactive(_) => panic!("{command} started a takeover"),
+        Outcome::Report(report) => Ok(report),
+        other => panic!("{command} gave {other:?}, not a report"),
     }
+}
+
+fn call(command: &str, args: &str) -> Result<String, PluginError> {
+    let report = run(command, args, false)?;
+    assert_eq!(report.data(), None, "data made though not asked for");
+    Ok(report.text().to_owned())
+}
+
+fn data(command: &str) -> serde_json::Value {
+    let report = run(command, "", true).unwrap();
+    serde_json::from_str(report.data().expect("data asked for")).unwrap()
 }
 
 #[test]
@@ -179,4 +191,66 @@ fn human_units_scale() {
     assert_eq!(human_bytes(512), "512 B");
     assert_eq!(human_bytes(12_900_000), "12.3 MiB");
     assert_eq!(human_duration(7397.0), "2h 03m 17s");
+}
+
+#[test]
+fn every_command_gives_data_when_asked() {
+    for command in COMMANDS {
+        let value = data(command.name);
+        assert!(value.is_object(), "{}: {value}", command.name);
+    }
+    assert_eq!(data("pid")["pid"], std::process::id());
+}
+
+#[test]
+fn threads_data_names_this_thread() {
+    std::thread::Builder::new()
+        .name("data-probe".into())
+        .spawn(|| {
+            let threads = data("threads");
+            let mine = threads["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == "data-probe")
+                .cloned()
+                .expect("this thread is listed");
+            assert_eq!(mine["state"], "running");
+            assert!(mine["tid"].as_u64().unwrap() > 0);
+            assert!(mine["user_s"].is_f64());
+            assert!(mine["voluntary_switches"].is_u64());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn limits_data_parses_the_kernel_table() {
+    let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                Max cpu time              unlimited            unlimited            seconds   \n\
+                Max open files            1024                 524288               files     \n\
+                Max nice priority         0                    0                    \n";
+    let rows = parse_limits(text);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["name"], "Max cpu time");
+    assert!(rows[0]["soft"].is_null());
+    assert_eq!(rows[1]["soft"], 1024);
+    assert_eq!(rows[1]["hard"], 524288);
+    assert_eq!(rows[1]["units"], "files");
+    assert!(rows[2]["units"].is_null());
+    let live = data("limits");
+    assert!(live["limits"].as_array().unwrap().len() >= 10);
+}
+
+#[test]
+fn environ_and_cmdline_data_are_raw_not_quoted() {
+    let environ = data("environ");
+    assert_eq!(
+        environ["environ"]["PATH"].as_str(),
+        std::env::var("PATH").ok().as_deref()
+    );
+    let argv = data("cmdline");
+    let first = std::env::args().next().unwrap();
+    assert_eq!(argv["argv"][0], first.as_str());
 }

@@ -77,7 +77,10 @@ impl Request {
                 args,
                 ..
             } => match (plugin.as_str(), command.as_str()) {
-                ("process", "pid") => Completion::Output(format!("{PID}\n")),
+                ("process", "pid") => Completion::Report {
+                    text: format!("{PID}\n"),
+                    data: format!(r#"{{"pid":{PID}}}"#),
+                },
                 ("process", "environ") => Completion::Output("PATH=/usr/bin\n".to_owned()),
                 ("echo", "echo") => Completion::Output(args.clone()),
                 ("echo", "slow") => Completion::Output("finally\n".to_owned()),
@@ -460,6 +463,7 @@ impl Driver {
             closed, self.transcript.closed,
             "Close frame and Close event disagree"
         );
+        check_records(&replies, &client_frames(&self.fed));
         let mut in_takeover = false;
         for frame in &replies {
             match frame {
@@ -499,6 +503,30 @@ impl Driver {
             count(&requests, |f| matches!(f, Frame::Complete(_))),
             "not one Candidates per completion request"
         );
+    }
+}
+
+/// Structured results come only to a client that asked, at most one per
+/// reply, each a JSON document of the current schema.
+fn check_records(replies: &[Frame], requests: &[Frame]) {
+    let asked = requests.iter().any(|f| matches!(f, Frame::WantData));
+    let mut json = String::new();
+    for frame in replies {
+        match frame {
+            Frame::Data(piece) => {
+                assert!(asked, "a Data frame for a client that did not ask");
+                json.push_str(piece);
+            }
+            Frame::Prompt(_) | Frame::Close(_) if !json.is_empty() => {
+                let record: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|err| {
+                    panic!("a structured result is not one JSON document: {err}")
+                });
+                assert_eq!(record["schema"], crate::SCHEMA_VERSION, "schema missing");
+                assert!(record["ok"].is_boolean(), "ok missing: {record}");
+                json.clear();
+            }
+            _ => {}
+        }
     }
 }
 
