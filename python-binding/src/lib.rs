@@ -56,6 +56,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::NativeManager>()?;
     m.add_function(wrap_pyfunction!(ispy_main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::format_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(threads::threads_report, m)?)?;
     m.add_function(wrap_pyfunction!(fork_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(fork_parent, m)?)?;
     m.add_function(wrap_pyfunction!(fork_child, m)?)?;
@@ -65,6 +66,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::SizedBody>()?;
     m.add_class::<wsgi::FileClose>()?;
     m.add_function(wrap_pyfunction!(wsgi::format_requests, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::requests_report, m)?)?;
     m.add_function(wrap_pyfunction!(wsgi::active_request_count, m)?)?;
     m.add("IspydError", py.get_type::<error::IspydError>())?;
     m.add(

@@ -5,9 +5,12 @@
 //! `ispyd/_support.py` describes it and runs its commands; this file only
 //! carries the calls across, holding the GIL for no longer than each call.
 
-use ispyd_core::{Call, CommandInfo, Interactive, Outcome, Plugin, PluginError, PluginInfo, Step};
+use ispyd_core::{
+    Call, CommandInfo, Interactive, Outcome, Plugin, PluginError, PluginInfo, Report, Step,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use serde_json::value::RawValue;
 
 use crate::error::traceback_text;
 use crate::gate;
@@ -71,7 +74,8 @@ impl Plugin for PyPlugin {
             return Err(PluginError::new(gate::CLOSED));
         };
         Python::attach(|py| {
-            let run = || -> PyResult<(String, Option<Py<PyAny>>)> {
+            type Ran = (String, Option<Py<PyAny>>, Option<String>, Option<String>);
+            let run = || -> PyResult<Ran> {
                 support(py)?
                     .call_method1(
                         "run_command",
@@ -80,18 +84,29 @@ impl Plugin for PyPlugin {
                             &call.command,
                             &call.args,
                             call.session,
+                            call.wants_data,
                         ),
                     )?
                     .extract()
             };
             match run() {
-                Ok((preamble, Some(interactive))) => {
+                Ok((_, _, _, Some(message))) => Err(PluginError::new(message)),
+                Ok((preamble, Some(interactive), _, None)) => {
                     Ok(Outcome::Interactive(Box::new(PyInteractive {
                         object: Some(interactive),
                         preamble,
                     })))
                 }
-                Ok((output, None)) => Ok(Outcome::Output(output)),
+                Ok((output, None, Some(data), None)) => {
+                    let data = RawValue::from_string(data).map_err(|err| {
+                        PluginError::new(format!(
+                            "'{}' gave data that is not JSON: {err}",
+                            call.command
+                        ))
+                    })?;
+                    Report::new(call, output, &data).map(Outcome::Report)
+                }
+                Ok((output, None, None, None)) => Ok(Outcome::Output(output)),
                 Err(err) => Err(PluginError::new(traceback_text(py, &err))),
             }
         })

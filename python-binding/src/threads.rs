@@ -56,6 +56,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
+use serde::Serialize;
 
 /// Marks the thread that runs the dump.
 const SERVING: &str = "this ispyd session's thread";
@@ -79,8 +80,10 @@ struct Names<'py> {
     f_lasti: Bound<'py, PyString>,
     f_lineno: Bound<'py, PyString>,
     getline: Bound<'py, PyString>,
+    daemon: Bound<'py, PyString>,
     ident: Bound<'py, PyString>,
     name: Bound<'py, PyString>,
+    native_id: Bound<'py, PyString>,
 }
 
 impl<'py> Names<'py> {
@@ -99,8 +102,10 @@ impl<'py> Names<'py> {
             f_lasti: intern("f_lasti"),
             f_lineno: intern("f_lineno"),
             getline: intern("getline"),
+            daemon: intern("daemon"),
             ident: intern("ident"),
             name: intern("name"),
+            native_id: intern("native_id"),
         }
     }
 }
@@ -111,6 +116,19 @@ impl<'py> Names<'py> {
 /// is marked and listed last. See the module documentation for the format.
 #[pyfunction]
 pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
+    threads_report(py, serving, false).map(|(text, _)| text)
+}
+
+/// `threads`: the text of [`format_threads`] and, with `wants_data`, the
+/// same stacks as JSON (`RESULTS.md`, `python threads`), made from one
+/// snapshot.
+#[pyfunction]
+#[pyo3(signature = (serving, wants_data=false))]
+pub(crate) fn threads_report(
+    py: Python<'_>,
+    serving: u64,
+    wants_data: bool,
+) -> PyResult<(String, Option<String>)> {
     let sys = py.import("sys")?;
     let threading = py.import("threading")?;
     let linecache = py.import("linecache")?;
@@ -158,10 +176,15 @@ pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
         };
         (stack.ident == serving, kind, key)
     });
-    let name_lines = stacks
+    let described = stacks
         .iter()
-        .map(|stack| name_line(stack, serving, &names))
+        .map(|stack| describe(stack, &names, wants_data))
         .collect::<PyResult<Vec<_>>>()?;
+    let name_lines: Vec<String> = stacks
+        .iter()
+        .zip(&described)
+        .map(|(stack, about)| name_line(stack, &about.name, serving))
+        .collect();
 
     // 3. Source lines, one lookup per place.
     let rendered = places.render(&linecache, &names)?;
@@ -175,7 +198,7 @@ pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
                     + stack
                         .places
                         .iter()
-                        .map(|&place| rendered[place].len())
+                        .map(|&place| rendered[place].text.len())
                         .sum::<usize>()
             })
             .sum::<usize>(),
@@ -184,10 +207,55 @@ pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
     for (stack, name) in stacks.iter().zip(&name_lines) {
         let _ = write!(out, "\n# ThreadID: {}\n{name}", stack.ident);
         for &place in &stack.places {
-            out.push_str(&rendered[place]);
+            out.push_str(&rendered[place].text);
         }
     }
-    Ok(out)
+    if !wants_data {
+        return Ok((out, None));
+    }
+    let threads: Vec<ThreadData<'_>> = stacks
+        .iter()
+        .zip(described)
+        .map(|(stack, about)| ThreadData {
+            id: stack.ident,
+            native_id: about.native_id,
+            name: about.name,
+            daemon: about.daemon,
+            threading: matches!(stack.owner, Owner::Started(_)),
+            serving: stack.ident == serving,
+            frames: stack.places.iter().map(|&p| &rendered[p].frame).collect(),
+        })
+        .collect();
+    let data = serde_json::to_string(&serde_json::json!({ "threads": threads }))
+        .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))?;
+    Ok((out, Some(data)))
+}
+
+/// One thread in the structured result of `threads`.
+#[derive(Serialize)]
+struct ThreadData<'a> {
+    id: u64,
+    native_id: Option<u64>,
+    name: String,
+    daemon: Option<bool>,
+    threading: bool,
+    serving: bool,
+    frames: Vec<&'a FrameData>,
+}
+
+/// One frame of a stack, as data: where it is and the source line there.
+#[derive(Serialize)]
+pub(crate) struct FrameData {
+    file: String,
+    line: Option<i32>,
+    function: String,
+    source: Option<String>,
+}
+
+/// A place's text and its data.
+pub(crate) struct PlaceText {
+    text: String,
+    frame: FrameData,
 }
 
 /// Formats chosen stacks the way [`format_threads`] formats each thread's:
@@ -210,7 +278,7 @@ pub(crate) struct StackFormatter<'py> {
 pub(crate) struct RecordedStack(Vec<usize>);
 
 /// The text of every place a [`StackFormatter`] recorded.
-pub(crate) struct Rendered(Vec<String>);
+pub(crate) struct Rendered(Vec<PlaceText>);
 
 impl<'py> StackFormatter<'py> {
     /// A formatter with nothing recorded; make it before the snapshot, as
@@ -239,8 +307,13 @@ impl Rendered {
     /// Appends `stack`'s lines to `out`.
     pub(crate) fn write(&self, stack: &RecordedStack, out: &mut String) {
         for &place in &stack.0 {
-            out.push_str(&self.0[place]);
+            out.push_str(&self.0[place].text);
         }
+    }
+
+    /// `stack`'s frames as data, outermost first.
+    pub(crate) fn frames(&self, stack: &RecordedStack) -> Vec<&FrameData> {
+        stack.0.iter().map(|&place| &self.0[place].frame).collect()
     }
 }
 
@@ -313,27 +386,59 @@ struct Stack<'py> {
     places: Vec<usize>,
 }
 
+/// What `threading` knows of a thread besides its stack.
+struct About {
+    name: String,
+    native_id: Option<u64>,
+    daemon: Option<bool>,
+}
+
+/// Reads a thread's name and, for data, its native id and daemon flag:
+/// Python code (`name` is a property), so only after the snapshot.
+fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<About> {
+    fn attribute<'py>(
+        thread: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyString>,
+        wants_data: bool,
+    ) -> Option<Bound<'py, PyAny>> {
+        wants_data
+            .then(|| thread.getattr(name).ok())
+            .flatten()
+            .filter(|value| !value.is_none())
+    }
+    Ok(match &stack.owner {
+        Owner::Started(thread) => About {
+            name: thread
+                .getattr(&names.name)?
+                .str()?
+                .to_string_lossy()
+                .into_owned(),
+            native_id: attribute(thread, &names.native_id, wants_data)
+                .and_then(|id| id.extract().ok()),
+            daemon: attribute(thread, &names.daemon, wants_data).and_then(|d| d.extract().ok()),
+        },
+        Owner::Native(name) => About {
+            name: name.clone().unwrap_or_default(),
+            native_id: None,
+            daemon: None,
+        },
+    })
+}
+
 /// The `# Name:` line of a thread, newline included.
-fn name_line(stack: &Stack<'_>, serving: u64, names: &Names<'_>) -> PyResult<String> {
+fn name_line(stack: &Stack<'_>, name: &str, serving: u64) -> String {
     let mut notes = Vec::with_capacity(2);
-    let name = match &stack.owner {
-        Owner::Started(thread) => {
-            let name = thread.getattr(&names.name)?;
-            name.str()?.to_string_lossy().into_owned()
-        }
-        Owner::Native(name) => {
-            notes.push(NOT_THREADING);
-            name.clone().unwrap_or_default()
-        }
-    };
+    if let Owner::Native(_) = stack.owner {
+        notes.push(NOT_THREADING);
+    }
     if stack.ident == serving {
         notes.push(SERVING);
     }
-    Ok(match (name.is_empty(), notes.is_empty()) {
+    match (name.is_empty(), notes.is_empty()) {
         (_, true) => format!("# Name: {name}\n"),
         (true, false) => format!("# Name: ({})\n", notes.join("; ")),
         (false, false) => format!("# Name: {name} ({})\n", notes.join("; ")),
-    })
+    }
 }
 
 /// A code object seen in the dump.
@@ -426,7 +531,7 @@ impl<'py> Places<'py> {
         &self,
         linecache: &Bound<'py, PyModule>,
         names: &Names<'py>,
-    ) -> PyResult<Vec<String>> {
+    ) -> PyResult<Vec<PlaceText>> {
         let mut checked = HashSet::new();
         for code in &self.codes {
             if checked.insert(code.filename.as_str()) {
@@ -443,18 +548,28 @@ impl<'py> Places<'py> {
                     line.map_or_else(|| "None".to_owned(), |line| line.to_string()),
                     code.function
                 );
+                let mut source = None;
                 if let Some(line) = line {
-                    let source = linecache.call_method1(
+                    let found = linecache.call_method1(
                         &names.getline,
                         (code.filename_object.clone(), line, code.globals.clone()),
                     )?;
-                    let source = source.cast::<PyString>()?.to_string_lossy();
-                    let source = source.trim();
-                    if !source.is_empty() {
-                        let _ = writeln!(text, "  {source}");
+                    let found = found.cast::<PyString>()?.to_string_lossy();
+                    let found = found.trim();
+                    if !found.is_empty() {
+                        let _ = writeln!(text, "  {found}");
+                        source = Some(found.to_owned());
                     }
                 }
-                Ok(text)
+                Ok(PlaceText {
+                    text,
+                    frame: FrameData {
+                        file: code.filename.clone(),
+                        line,
+                        function: code.function.clone(),
+                        source,
+                    },
+                })
             })
             .collect()
     }

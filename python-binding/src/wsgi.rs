@@ -77,7 +77,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi, intern};
 
-pub(crate) use requests::format_requests;
+pub(crate) use requests::{format_requests, requests_report};
 
 /// Every request a wrapper is serving now.
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {

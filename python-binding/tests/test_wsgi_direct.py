@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 from conftest import WAIT, run_ispy, wait_until
+from ispyd import CommandError
 from ispyd import _support
 from ispyd.plugins.wsgi import WSGIApplicationWrapper, WSGIPlugin, active_request_count, wsgi_application
 
@@ -491,10 +492,11 @@ def test_requests_with_seconds_shows_only_older_requests(held):
     assert run_requests("2.5e20") == "No active transactions older than 2.5e20 seconds (1 younger).\n\n"
 
 
-def test_requests_with_a_bad_age_says_how_to_use_it():
+def test_requests_with_a_bad_age_fails_saying_how_to_use_it():
     for bad in ("soon", "-1", "inf", "nan"):
-        out = run_requests(bad)
-        assert out.startswith(f"*** requests: {bad!r} is not a number of seconds"), out
+        with pytest.raises(CommandError) as failed:
+            run_requests(bad)
+        assert str(failed.value).startswith(f"requests: {bad!r} is not a number of seconds"), failed.value
 
 
 def test_requests_survives_an_environ_value_whose_repr_fails(held):

@@ -9,6 +9,7 @@ then inspect the live process with ``ispy /path/to/ispyd.ini``.
 """
 
 from ispyd._native import ConfigurationError, IspydError, ListenError
+from ispyd._support import CommandError
 
-__all__ = ["ConfigurationError", "IspydError", "ListenError"]
+__all__ = ["CommandError", "ConfigurationError", "IspydError", "ListenError"]
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ import copy
 import importlib
 import inspect
 import io
+import json
 from typing import Any, Dict, List, Optional, Tuple
 
 #: Plugins that ``%(builtins)s`` stands for (besides the native ``process``).
@@ -77,18 +78,60 @@ def describe(plugin: Any) -> Dict[str, Any]:
     }
 
 
-def run_command(plugin: Any, command: str, args: str, session: int) -> Tuple[str, Any]:
+class CommandError(Exception):
+    """Raised by a plugin command that fails: the user sees ``*** MESSAGE``
+    (an ``Error`` frame in ``ispy``), and a structured result says
+    ``"ok": false`` with the message, with no traceback."""
+
+
+class JSONText(str):
+    """A command result that is JSON already (made by native code), passed
+    on as it is rather than encoded again."""
+
+
+def render(data: Any) -> str:
+    """The text of a command that returned data and printed nothing: a dict
+    as ``key: value`` lines, a list one item a line, anything else as
+    ``str()``."""
+    if isinstance(data, dict):
+        return "".join(f"{key}: {value}\n" for key, value in data.items())
+    if isinstance(data, (list, tuple)):
+        return "".join(f"{item}\n" for item in data)
+    return f"{data}\n"
+
+
+def run_command(
+    plugin: Any, command: str, args: str, session: int, wants_data: bool = False
+) -> Tuple[str, Any, Optional[str], Optional[str]]:
     """Runs ``do_<command>(args)`` on a copy of ``plugin`` whose ``stdout``
-    collects the output. Returns the output and, if the command returned an
-    interactive object (``start()``/``feed(line)``), that object."""
+    collects the output.
+
+    Returns the output; the interactive object (``start()``/``feed(line)``)
+    if the command returned one; the data it returned as JSON, when the
+    session wants data; and the message of a :class:`CommandError` it
+    raised. A command that returns data and prints nothing gets its text
+    from :func:`render`."""
     instance = copy.copy(plugin)
     out = io.StringIO()
     instance.stdout = out
     instance.session = session
-    result = getattr(instance, "do_" + command)(args)
+    instance.wants_data = wants_data
+    try:
+        result = getattr(instance, "do_" + command)(args)
+    except CommandError as err:
+        return out.getvalue(), None, None, str(err)
     if result is not None and callable(getattr(result, "feed", None)):
-        return out.getvalue(), result
-    return out.getvalue(), None
+        return out.getvalue(), result, None, None
+    text = out.getvalue()
+    if result is None:
+        return text, None, None, None
+    if not text and not isinstance(result, JSONText):
+        text = render(result)
+    if not wants_data:
+        return text, None, None, None
+    if isinstance(result, JSONText):
+        return text, None, str(result), None
+    return text, None, json.dumps(result, default=repr, ensure_ascii=False), None
 
 
 def step_interactive(obj: Any, method: str, line: Optional[str]) -> Tuple[str, Optional[str]]:

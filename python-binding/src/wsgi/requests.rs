@@ -35,6 +35,19 @@ struct Listed<'py> {
 #[pyfunction]
 #[pyo3(signature = (older_than=None))]
 pub(crate) fn format_requests(py: Python<'_>, older_than: Option<f64>) -> PyResult<String> {
+    requests_report(py, older_than, false).map(|(text, _)| text)
+}
+
+/// `requests`: the text of [`format_requests`] and, with `wants_data`, the
+/// same requests as JSON (`RESULTS.md`, `wsgi requests`), from one
+/// snapshot.
+#[pyfunction]
+#[pyo3(signature = (older_than=None, wants_data=false))]
+pub(crate) fn requests_report(
+    py: Python<'_>,
+    older_than: Option<f64>,
+    wants_data: bool,
+) -> PyResult<(String, Option<String>)> {
     let minimum = match older_than {
         None => None,
         Some(seconds) if seconds.is_nan() || seconds < 0.0 => {
@@ -109,10 +122,7 @@ pub(crate) fn format_requests(py: Python<'_>, older_than: Option<f64>) -> PyResu
         }
     }
     for request in &listed {
-        let started = wall_now
-            .checked_sub(request.age)
-            .and_then(|started| started.duration_since(UNIX_EPOCH).ok())
-            .map_or(0.0, |since| since.as_secs_f64());
+        let started = started_epoch(wall_now, request.age);
         let started: String = ctime.call1((started,))?.extract()?;
         let _ = write!(
             out,
@@ -135,7 +145,68 @@ pub(crate) fn format_requests(py: Python<'_>, older_than: Option<f64>) -> PyResu
         }
     }
     out.push('\n');
-    Ok(out)
+    if !wants_data {
+        return Ok((out, None));
+    }
+    let datetime = py.import("datetime")?;
+    let utc = datetime.getattr("timezone")?.getattr("utc")?;
+    let fromtimestamp = datetime.getattr("datetime")?.getattr("fromtimestamp")?;
+    let mut data = Vec::with_capacity(listed.len());
+    for request in &listed {
+        let epoch = started_epoch(wall_now, request.age);
+        let iso: String = fromtimestamp
+            .call1((epoch, &utc))?
+            .call_method0("isoformat")?
+            .extract()?;
+        data.push(serde_json::json!({
+            "id": request.number,
+            "thread_id": request.thread,
+            "start_time": iso,
+            "start_epoch": epoch,
+            "duration_s": request.age.as_secs_f64(),
+            "environ": environ_data(&request.environ),
+            "frames": request.stack.as_ref().map(|stack| rendered.frames(stack)),
+        }));
+    }
+    let data = serde_json::json!({
+        "requests": data,
+        "active": active,
+        "wrapped": WRAPPED.load(Ordering::Relaxed),
+    });
+    Ok((out, Some(data.to_string())))
+}
+
+/// When a request that has run for `age` started, in seconds since the
+/// epoch.
+fn started_epoch(wall_now: SystemTime, age: Duration) -> f64 {
+    wall_now
+        .checked_sub(age)
+        .and_then(|started| started.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// The environ as data: string values as they are, others as `repr()`.
+fn environ_data(environ: &Result<Bound<'_, PyList>, Bound<'_, PyAny>>) -> serde_json::Value {
+    let Ok(items) = environ else {
+        return serde_json::Value::Null;
+    };
+    let mut map = serde_json::Map::new();
+    for item in items.iter() {
+        let Ok(pair) = item.cast::<PyTuple>() else {
+            continue;
+        };
+        let (Ok(key), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+            continue;
+        };
+        let value = match value.cast::<PyString>() {
+            Ok(text) => text.to_string_lossy().into_owned(),
+            Err(_) => repr_of(&value),
+        };
+        map.insert(text_of(&key), value.into());
+    }
+    let mut sorted: Vec<_> = map.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    serde_json::Value::Object(sorted.into_iter().collect())
 }
 
 /// The environ's `KEY = repr(value)` lines, sorted by key. A value whose

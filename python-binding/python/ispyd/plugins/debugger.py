@@ -9,10 +9,12 @@ configuration says ``[debugger] enabled = true``.
 
 from __future__ import annotations
 
+import datetime
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ispyd import probes
+from ispyd._support import CommandError
 from ispyd.postmortem import DebugSession
 from ispyd.probes import ProbeError
 
@@ -20,6 +22,10 @@ from ispyd.probes import ProbeError
 DEFAULT_COMMAND_TIMEOUT = 5.0
 
 _KNOWN_KEYS = ("enabled", "max_tracebacks", "command_timeout")
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat()
 
 
 class _Settings:
@@ -87,8 +93,8 @@ class DebuggerPlugin:
     def _print(self, text: str = "") -> None:
         print(text, file=self.stdout)
 
-    def _error(self, text: str) -> None:
-        print(f"*** {text}", file=self.stdout)
+    def _error(self, text: str) -> NoReturn:
+        raise CommandError(text)
 
     def _table(self, header: Tuple[str, ...], rows: Sequence[Tuple[str, ...]]) -> None:
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -141,15 +147,22 @@ class DebuggerPlugin:
         except ProbeError as err:
             self._error(str(err))
 
-    def do_list(self, line: str) -> None:
+    def do_list(self, line: str) -> Dict[str, Any]:
         """List the probes, with how many exceptions each caught.
 
         Also whether each holds a traceback ('tracebacks' lists those)."""
-        rows = [(name, kind, str(caught), "yes" if held else "no") for name, kind, caught, held in probes.probes()]
+        listed = probes.probes()
+        rows = [(name, kind, str(caught), "yes" if held else "no") for name, kind, caught, held in listed]
         if not rows:
             self._print("No probes. 'insert MODULE:FUNCTION' inserts one.")
-            return
-        self._table(("PROBE", "KIND", "CAUGHT", "TRACEBACK"), rows)
+        else:
+            self._table(("PROBE", "KIND", "CAUGHT", "TRACEBACK"), rows)
+        return {
+            "probes": [
+                {"name": name, "kind": kind, "caught": caught, "holds_traceback": bool(held)}
+                for name, kind, caught, held in listed
+            ]
+        }
 
     def do_reset(self, line: str) -> None:
         """Remove every probe and discard every captured traceback.
@@ -158,7 +171,7 @@ class DebuggerPlugin:
         count = probes.reset()
         self._print(f"Removed {count} probe{'s' if count != 1 else ''}; no tracebacks held.")
 
-    def do_tracebacks(self, line: str) -> None:
+    def do_tracebacks(self, line: str) -> Dict[str, Any]:
         """List the captured tracebacks, with their time, thread and exception.
 
         Each probe holds the last exception it caught; at most
@@ -167,6 +180,17 @@ class DebuggerPlugin:
         'debug NAME' runs pdb on it, 'discard NAME' drops it."""
         held, dropped, limit = probes.captures()
         rows = [(name, capture.time_text(), capture.thread, capture.summary()) for name, capture in held]
+        data: List[Dict[str, Any]] = [
+            {
+                "probe": name,
+                "captured_at": _iso(capture.when),
+                "captured_epoch": capture.when,
+                "thread": capture.thread,
+                "exception_type": capture.exc_type.__name__,
+                "exception": capture.summary(),
+            }
+            for name, capture in held
+        ]
         del held
         if not rows:
             self._print("No tracebacks captured.")
@@ -175,6 +199,7 @@ class DebuggerPlugin:
         if dropped:
             were = "s were" if dropped != 1 else " was"
             self._print(f"({dropped} older traceback{were} dropped: max_tracebacks = {limit})")
+        return {"tracebacks": data, "dropped": dropped, "max_tracebacks": limit}
 
     def _capture(self, command: str, line: str) -> Optional[probes.Capture]:
         name = line.strip()

@@ -1,4 +1,8 @@
-"""The ``python`` plugin: the interpreter's view of this process."""
+"""The ``python`` plugin: the interpreter's view of this process.
+
+Each command prints what a person reads and returns the same facts as data
+(see RESULTS.md), which ``ispy --json`` and scripts receive.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import fnmatch
 import os
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 from ispyd import _native
+from ispyd._support import JSONText
 from ispyd.console import ConsoleSession
 
 
@@ -18,63 +23,81 @@ class PythonPlugin:
     name = "python"
     gated_commands = {"console": "python:console"}
     stdout: Any = sys.stdout
+    wants_data = False
 
     def _print(self, *values: Any) -> None:
         print(*values, file=self.stdout)
 
-    def do_platform(self, line: str) -> None:
-        """The platform Python runs on (sys.platform)."""
-        self._print(sys.platform)
+    def _value(self, key: str, value: Any) -> Dict[str, Any]:
+        self._print(value)
+        return {key: value}
 
-    def do_version(self, line: str) -> None:
+    def do_platform(self, line: str) -> Dict[str, Any]:
+        """The platform Python runs on (sys.platform)."""
+        return self._value("platform", sys.platform)
+
+    def do_version(self, line: str) -> Dict[str, Any]:
         """The interpreter's version (sys.version)."""
         self._print(sys.version)
+        info = sys.version_info
+        return {
+            "version": sys.version,
+            "version_info": [info.major, info.minor, info.micro, info.releaselevel, info.serial],
+            "implementation": sys.implementation.name,
+        }
 
-    def do_prefix(self, line: str) -> None:
+    def do_prefix(self, line: str) -> Dict[str, Any]:
         """The installation prefix, and the virtual environment's if any."""
         self._print(sys.prefix)
-        if sys.base_prefix != sys.prefix:
+        virtual = sys.base_prefix != sys.prefix
+        if virtual:
             self._print(f"(virtual environment; base prefix {sys.base_prefix})")
+        return {"prefix": sys.prefix, "base_prefix": sys.base_prefix, "virtual_environment": virtual}
 
-    def do_path(self, line: str) -> None:
+    def do_path(self, line: str) -> Dict[str, Any]:
         """The module search path (sys.path), one entry a line."""
         for entry in sys.path:
             self._print(entry if entry else "'' (the current directory)")
+        return {"path": list(sys.path)}
 
-    def do_executable(self, line: str) -> None:
+    def do_executable(self, line: str) -> Dict[str, Any]:
         """The interpreter's executable (sys.executable)."""
-        self._print(sys.executable)
+        return self._value("executable", sys.executable)
 
-    def do_argv(self, line: str) -> None:
+    def do_argv(self, line: str) -> Dict[str, Any]:
         """The program's arguments (sys.argv)."""
         self._print(sys.argv)
+        return {"argv": list(sys.argv)}
 
-    def do_defaultencoding(self, line: str) -> None:
+    def do_defaultencoding(self, line: str) -> Dict[str, Any]:
         """The default string encoding (sys.getdefaultencoding())."""
-        self._print(sys.getdefaultencoding())
+        return self._value("defaultencoding", sys.getdefaultencoding())
 
-    def do_filesystemencoding(self, line: str) -> None:
+    def do_filesystemencoding(self, line: str) -> Dict[str, Any]:
         """The encoding of file names (sys.getfilesystemencoding())."""
-        self._print(sys.getfilesystemencoding())
+        return self._value("filesystemencoding", sys.getfilesystemencoding())
 
-    def do_maxsize(self, line: str) -> None:
+    def do_maxsize(self, line: str) -> Dict[str, Any]:
         """The largest container size (sys.maxsize)."""
-        self._print(sys.maxsize)
+        return self._value("maxsize", sys.maxsize)
 
-    def do_maxint(self, line: str) -> None:
+    def do_maxint(self, line: str) -> Dict[str, Any]:
         """Python 3 has no maxint: integers are unbounded. Shows sys.maxsize."""
         self._print(f"Python 3 has no sys.maxint (integers are unbounded); sys.maxsize is {sys.maxsize}")
+        return {"maxsize": sys.maxsize}
 
-    def do_maxunicode(self, line: str) -> None:
+    def do_maxunicode(self, line: str) -> Dict[str, Any]:
         """The largest code point (sys.maxunicode)."""
-        self._print(sys.maxunicode)
+        return self._value("maxunicode", sys.maxunicode)
 
-    def do_environ(self, line: str) -> None:
+    def do_environ(self, line: str) -> Dict[str, Any]:
         """The environment as Python sees it (os.environ), sorted."""
-        for key in sorted(os.environ):
-            self._print(f"{key} = {os.environ[key]!r}")
+        environ = {key: os.environ[key] for key in sorted(os.environ)}
+        for key, value in environ.items():
+            self._print(f"{key} = {value!r}")
+        return {"environ": environ}
 
-    def do_modules(self, line: str) -> None:
+    def do_modules(self, line: str) -> Dict[str, Any]:
         """modules [GLOB]: the imported modules and where they come from.
 
         Without GLOB, only top-level modules; with it, every module whose
@@ -85,22 +108,27 @@ class PythonPlugin:
             names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
         else:
             names = [name for name in names if "." not in name]
-        if not names:
-            self._print(f"No imported module matches {pattern!r}." if pattern else "No modules.")
-            return
-        width = max(len(name) for name in names)
+        modules: List[Dict[str, Optional[str]]] = []
         for name in names:
             module = sys.modules.get(name)
-            origin = getattr(module, "__file__", None) or "(built-in)"
-            self._print(f"{name:<{width}}  {origin}")
+            modules.append({"name": name, "file": getattr(module, "__file__", None) or None})
+        if not names:
+            self._print(f"No imported module matches {pattern!r}." if pattern else "No modules.")
+            return {"modules": modules}
+        width = max(len(name) for name in names)
+        for entry in modules:
+            self._print(f"{entry['name']:<{width}}  {entry['file'] or '(built-in)'}")
+        return {"modules": modules}
 
-    def do_threads(self, line: str) -> None:
+    def do_threads(self, line: str) -> Optional[JSONText]:
         """Every Python thread's current stack, innermost call last.
 
         Threads come in the order they started (MainThread first); those
         Python's threading did not start are named by the OS. The thread
         running this command, ispyd's own, is marked and comes last."""
-        self.stdout.write(_native.format_threads(threading.get_ident()))
+        text, data = _native.threads_report(threading.get_ident(), self.wants_data)
+        self.stdout.write(text)
+        return JSONText(data) if data is not None else None
 
     def do_console(self, line: str) -> Optional[ConsoleSession]:
         """An interactive Python interpreter inside this process.

@@ -26,9 +26,10 @@ being listed the moment the server closes its response.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
-from ispyd._native import WSGIApplicationWrapper, active_request_count, format_requests
+from ispyd._native import WSGIApplicationWrapper, active_request_count, requests_report
+from ispyd._support import CommandError, JSONText
 
 __all__ = ["WSGIApplicationWrapper", "WSGIPlugin", "active_request_count", "wsgi_application"]
 
@@ -55,8 +56,9 @@ class WSGIPlugin:
 
     name = "wsgi"
     stdout: Any = sys.stdout
+    wants_data = False
 
-    def do_requests(self, line: str) -> None:
+    def do_requests(self, line: str) -> Optional[JSONText]:
         """requests [SECONDS]: the web requests being served now, oldest first.
 
         For each: its number, the thread serving it, when it started, how
@@ -73,11 +75,11 @@ class WSGIPlugin:
             except ValueError:
                 older_than = -1.0
             if not 0.0 <= older_than < float("inf"):  # also rejects nan
-                print(
-                    f"*** requests: {argument!r} is not a number of seconds; "
+                raise CommandError(
+                    f"requests: {argument!r} is not a number of seconds; "
                     "try 'requests' for all requests or 'requests 5' for those "
-                    "running longer than 5 seconds",
-                    file=self.stdout,
+                    "running longer than 5 seconds"
                 )
-                return
-        self.stdout.write(format_requests(older_than))
+        text, data = requests_report(older_than, self.wants_data)
+        self.stdout.write(text)
+        return JSONText(data) if data is not None else None
