@@ -18,8 +18,15 @@ from it and no prompts are printed, so scripts can pipe commands in:
 
     printf 'connect 1\\nshell process\\npid\\n' | ispy ispyd.ini
 
-Exit status: 0; 1 when a `connect` failed (or a session broke off with
-an error); 2 when the configuration is unusable.";
+With -c, ispy runs the commands and exits; with --all, on every server at
+once; with --json, the answers are data, one JSON object a line:
+
+    ispy ispyd.ini -c 'shell process' -c pid
+    ispy ispyd.ini --all --json -c 'shell python' -c threads | jq .
+
+Exit status: 0; 1 when a `connect` or a command failed, or a server could
+not be reached (or a session broke off with an error); 2 when the
+configuration or the arguments are unusable.";
 
 /// The command line of `ispy`.
 #[derive(Debug, Parser)]
@@ -36,6 +43,48 @@ pub struct Args {
     /// else ~/.ispy_history.
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+
+    /// Run this command line and exit, without prompts; repeat for several,
+    /// run in order in one session: -c 'shell python' -c threads.
+    #[arg(short = 'c', long = "command", value_name = "CMD")]
+    pub commands: Vec<String>,
+
+    /// With -c: the server of this process.
+    #[arg(long, value_name = "PID", conflicts_with = "all")]
+    pub pid: Option<u32>,
+
+    /// With -c: every live server (e.g. every gunicorn worker), at once,
+    /// each one's output under a header naming its pid; stale sockets are
+    /// skipped and named on stderr.
+    #[arg(long)]
+    pub all: bool,
+
+    /// List the servers (number, pid, status, uptime, address, command
+    /// line) and exit.
+    #[arg(long, conflicts_with = "commands")]
+    pub list: bool,
+
+    /// With -c or --list: JSON Lines on stdout, one object per server and
+    /// command: host, pid, address, command, ok, and data or error.
+    #[arg(long)]
+    pub json: bool,
+
+    /// With -c: give up on a server that has not answered everything after
+    /// this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = seconds)]
+    pub timeout: f64,
+
+    /// With --all: how many servers are asked at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+}
+
+/// A positive, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() && value < 1e9 => Ok(value),
+        _ => Err(format!("'{text}' is not a number of seconds above 0")),
+    }
 }
 
 impl Args {

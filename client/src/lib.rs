@@ -7,9 +7,11 @@
 
 mod cli;
 mod console;
+mod fleet;
 mod handshake;
 mod input;
 mod interrupt;
+mod listing;
 mod local;
 mod remote;
 mod servers;
@@ -51,6 +53,16 @@ where
             return 2;
         }
     };
+    if args.list {
+        return list(&listen, args.json);
+    }
+    if !args.commands.is_empty() {
+        return one_shot(&listen, &args);
+    }
+    if args.json || args.all || args.pid.is_some() {
+        eprintln!("ispy: --json, --all and --pid go with -c COMMAND (or --json with --list)");
+        return 2;
+    }
     let conn: Shared = Rc::new(RefCell::new(None));
     let piped = || Input::piped(Box::new(BufReader::new(std::io::stdin())));
     let input = if std::io::stdin().is_terminal() {
@@ -63,4 +75,62 @@ where
         piped()
     };
     local::Shell::new(listen, input, conn, Console::stdio()).run()
+}
+
+/// `--list`: the servers, for a person or as JSON Lines.
+fn list(listen: &ispyd_core::Listen, json: bool) -> u8 {
+    let servers = servers::scan(listen);
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        listing::write_json(&servers, &fleet::hostname(), &mut out)
+    } else {
+        listing::write_table(&servers, &mut out)
+    };
+    if servers.live().is_empty() && servers.others().is_empty() {
+        eprintln!("ispy: no servers found at {}", listen.pattern());
+    }
+    u8::from(written.is_err())
+}
+
+/// `-c CMD…`: the commands on the chosen servers, then exit.
+fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
+    let mut skipped = Vec::new();
+    let targets = match fleet::select(&servers::scan(listen), args.pid, args.all, &mut skipped) {
+        Ok(targets) => targets,
+        Err(err) => {
+            eprintln!("ispy: {}", err.message);
+            return err.status;
+        }
+    };
+    for line in &skipped {
+        eprintln!("ispy: {line}");
+    }
+    let plan = fleet::Plan {
+        commands: args.commands.clone(),
+        json: args.json,
+        timeout: std::time::Duration::from_secs_f64(args.timeout),
+        jobs: usize::from(args.jobs),
+    };
+    let host = fleet::hostname();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    let mut failed = false;
+    let mut text = fleet::TextReport {
+        out: &mut out,
+        err: &mut err,
+        grouped: args.all,
+    };
+    fleet::run_all(&targets, &plan, |run| {
+        failed |= !run.ok();
+        let written = if plan.json {
+            fleet::json_lines(run, &host)
+                .iter()
+                .try_for_each(|line| writeln!(text.out, "{line}"))
+                .and_then(|()| text.out.flush())
+        } else {
+            text.write(run)
+        };
+        // A closed stdout (`| head`) ends the output, not the exit status.
+        let _ = written;
+    });
+    u8::from(failed)
 }

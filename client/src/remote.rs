@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ispyd_core::{Address, Client, ClientError, ClientEvent, Frame, FrameError};
 
@@ -40,6 +40,9 @@ pub enum SessionError {
     Fatal(FrameError),
     /// The user pressed Ctrl-C while waiting for the server.
     Interrupted,
+    /// The server did not answer before the deadline
+    /// ([`Connection::set_deadline`]).
+    TimedOut,
 }
 
 impl fmt::Display for SessionError {
@@ -53,6 +56,7 @@ impl fmt::Display for SessionError {
                 write!(f, "The server sent a bad frame ({err}); connection closed.")
             }
             SessionError::Interrupted => f.write_str("Interrupted; connection closed."),
+            SessionError::TimedOut => f.write_str("No answer in time; gave up on the server."),
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct Connection {
     client: Client,
     pid: Option<u32>,
     failed: Option<SessionError>,
+    /// When to stop waiting for the server, if ever.
+    deadline: Option<Instant>,
 }
 
 impl Connection {
@@ -113,7 +119,14 @@ impl Connection {
             client,
             pid,
             failed: None,
+            deadline: None,
         })
+    }
+
+    /// Gives up waiting for the server at `deadline`: a read that would go
+    /// past it fails the session with [`SessionError::TimedOut`].
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
     }
 
     /// The server's pid, as its text-mode greeting `(ispyd:PID) ` told.
@@ -163,10 +176,9 @@ impl Connection {
                 None => match self.fill() {
                     Ok(()) => {}
                     Err(FillError::Failed(err)) => return Err(self.fail(err)),
-                    // Only completion reads have a timeout, and it handles its own.
-                    Err(FillError::Timeout) => {
-                        return Err(self.fail(SessionError::Io("timed out".to_owned())));
-                    }
+                    // Completion reads handle their own timeout; this is the
+                    // deadline.
+                    Err(FillError::Timeout) => return Err(self.fail(SessionError::TimedOut)),
                 },
             }
         }
@@ -216,6 +228,15 @@ impl Connection {
         loop {
             if interrupt::take() {
                 return Err(FillError::Failed(SessionError::Interrupted));
+            }
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(FillError::Timeout);
+                }
+                if let Err(err) = self.stream.set_read_timeout(Some(left)) {
+                    return Err(FillError::Failed(io_error(err)));
+                }
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => {

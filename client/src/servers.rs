@@ -40,8 +40,10 @@ pub struct Server {
     pub pid: Option<u32>,
     /// Where it listens.
     pub address: Address,
-    /// The process's command line, shortened, when it can be read.
+    /// The process's whole command line, on one line, when it can be read.
     pub command: Option<String>,
+    /// How long the process has run, when it can be read.
+    pub uptime: Option<Duration>,
     /// What the probe found.
     pub status: Status,
 }
@@ -102,6 +104,12 @@ impl Servers {
         &self.live
     }
 
+    /// The addresses found that cannot be connected to (stale sockets,
+    /// unusable files), by pid.
+    pub fn others(&self) -> &[Server] {
+        &self.others
+    }
+
     /// Picks the server for `connect [arg]`.
     pub fn choose(&self, arg: Option<&str>) -> Result<&Server, ChooseError> {
         if self.live.is_empty() {
@@ -144,8 +152,9 @@ fn row(server: &Server) -> String {
         .pid
         .map_or_else(|| "?".to_owned(), |pid| pid.to_string());
     let mut row = format!("pid {pid}  {}", server.address);
+    let command = server.command.as_deref().map(shorten).unwrap_or_default();
     let note = match &server.status {
-        Status::Live => server.command.as_deref().unwrap_or(""),
+        Status::Live => &command,
         Status::Stale => "stale (nobody listening)",
         Status::Unusable(why) => why,
     };
@@ -162,14 +171,15 @@ pub fn scan(listen: &Listen) -> Servers {
         .into_iter()
         .filter_map(|(pid, address)| {
             let status = probe(&address)?;
-            let command = match (&status, pid) {
-                (Status::Live, Some(pid)) => command_line(pid),
-                _ => None,
+            let (command, uptime) = match (&status, pid) {
+                (Status::Live, Some(pid)) => (command_line(pid), uptime(pid)),
+                _ => (None, None),
             };
             Some(Server {
                 pid,
                 address,
                 command,
+                uptime,
                 status,
             })
         })
@@ -228,32 +238,55 @@ fn probe(address: &Address) -> Option<Status> {
     }
 }
 
-/// The command line of process `pid`, from `/proc`, on one line and at most
-/// [`COMMAND_WIDTH`] characters. `None` when it cannot be read (no such
-/// process, another user's, or not Linux).
+/// The command line of process `pid`, from `/proc`, on one line. `None`
+/// when it cannot be read (no such process, another user's, or not Linux).
 pub fn command_line(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(shorten(&raw))
+    Some(join_arguments(&raw))
 }
 
-/// Joins NUL-separated arguments with spaces, replaces control characters
-/// (a name must not be able to drive the terminal) and shortens.
-fn shorten(raw: &[u8]) -> String {
+/// How long process `pid` has run: its start (field 22 of its `stat`, in
+/// clock ticks after boot) against the machine's uptime.
+pub fn uptime(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name, in parentheses, may hold spaces: count fields after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let started: f64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let boot_uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    Some(Duration::from_secs_f64(
+        (boot_uptime - started / ticks).max(0.0),
+    ))
+}
+
+/// Joins NUL-separated arguments with spaces and replaces control
+/// characters (a name must not be able to drive the terminal).
+fn join_arguments(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
-    let joined: String = text
-        .trim_end_matches(['\0', ' '])
+    text.trim_end_matches(['\0', ' '])
         .chars()
         .map(|c| match c {
             '\0' => ' ',
             c if c.is_control() => '?',
             c => c,
         })
-        .collect();
+        .collect()
+}
+
+/// A command line cut to [`COMMAND_WIDTH`] characters for the list.
+fn shorten(joined: &str) -> String {
     if joined.chars().count() > COMMAND_WIDTH {
         let cut: String = joined.chars().take(COMMAND_WIDTH - 3).collect();
         format!("{cut}...")
     } else {
-        joined
+        joined.to_owned()
     }
 }
 
@@ -297,6 +330,10 @@ mod tests {
         assert_eq!(live.pid, Some(me));
         assert_eq!(live.address, Address::Unix(live_path.display().to_string()));
         assert!(live.command.as_deref().is_some_and(|c| !c.is_empty()));
+        assert!(
+            live.uptime
+                .is_some_and(|up| up < Duration::from_secs(86_400 * 365))
+        );
 
         let text = list(&servers);
         let lines: Vec<&str> = text.lines().collect();
@@ -377,6 +414,7 @@ mod tests {
             pid: Some(pid),
             address: Address::Unix(format!("/tmp/ispyd-{pid}.sock")),
             command: None,
+            uptime: None,
             status: Status::Live,
         }
     }
@@ -433,12 +471,15 @@ mod tests {
     #[test]
     fn command_line_is_joined_and_shortened() {
         assert_eq!(
-            shorten(b"gunicorn: worker [app:app]\0\0\0"),
+            join_arguments(b"gunicorn: worker [app:app]\0\0\0"),
             "gunicorn: worker [app:app]"
         );
-        assert_eq!(shorten(b"python\0app.py\0--x\0"), "python app.py --x");
-        assert_eq!(shorten(b"a\x1bb"), "a?b");
-        let long = shorten(&[b'x'; 100]);
+        assert_eq!(
+            join_arguments(b"python\0app.py\0--x\0"),
+            "python app.py --x"
+        );
+        assert_eq!(join_arguments(b"a\x1bb"), "a?b");
+        let long = shorten(&"x".repeat(100));
         assert_eq!(long.chars().count(), 60);
         assert!(long.ends_with("..."));
     }

@@ -3,47 +3,10 @@
 
 mod common;
 
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{Demo, ispy_bin, ispy_piped, shared_tempdir, stderr, stdout, wait_for};
-
-/// Two demos listening in one directory (`%(pid)s`), plus a stale socket
-/// of a process that is gone.
-struct Fleet {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    demos: Vec<Demo>,
-}
-
-impl Fleet {
-    fn start(count: usize, stale: bool) -> Fleet {
-        let dir = shared_tempdir();
-        let listen = format!("listen = {}/ispyd-%(pid)s.sock", dir.path().display());
-        let demos: Vec<Demo> = (0..count)
-            .map(|_| Demo::start_with(dir.path(), &listen))
-            .collect();
-        for demo in &demos {
-            let socket = dir.path().join(format!("ispyd-{}.sock", demo.pid));
-            wait_for(|| socket.exists(), "a demo's socket");
-        }
-        if stale {
-            drop(UnixListener::bind(dir.path().join("ispyd-999999.sock")).unwrap());
-        }
-        let config = dir.path().join("client.ini");
-        std::fs::write(&config, format!("[ispyd]\n{listen}\n")).unwrap();
-        Fleet { dir, config, demos }
-    }
-
-    fn config(&self) -> &str {
-        self.config.to_str().unwrap()
-    }
-
-    fn socket(&self, demo: &Demo) -> PathBuf {
-        self.dir.path().join(format!("ispyd-{}.sock", demo.pid))
-    }
-}
+use common::{Demo, Fleet, ispy_bin, ispy_piped, shared_tempdir, stderr, stdout};
 
 #[test]
 fn piped_commands_print_only_the_answers() {

@@ -311,7 +311,9 @@ pub(super) fn format_uptime() -> Output {
     Ok((text, data))
 }
 
-pub(super) fn human_duration(seconds: f64) -> String {
+/// A duration as people read uptimes: `42.0s`, `3m 07s`, `2h 05m 07s`,
+/// `3d 02h 05m 07s`.
+pub fn human_duration(seconds: f64) -> String {
     if seconds < 60.0 {
         return format!("{seconds:.1}s");
     }

@@ -145,6 +145,8 @@ const COMMANDS: &[Command] = &[
 
 mod format;
 mod procfs;
+
+pub use format::human_duration;
 mod text;
 
 #[cfg(test)]

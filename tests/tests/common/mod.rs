@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -271,6 +271,48 @@ fn finish(child: Child, what: &str) -> Output {
     }
 }
 
+/// Two demos listening in one directory (`%(pid)s`), plus a stale socket
+/// of a process that is gone.
+pub struct Fleet {
+    /// The directory of the sockets.
+    pub dir: tempfile::TempDir,
+    /// A client configuration whose `listen` matches every demo.
+    pub config: PathBuf,
+    /// The demos, in the order started.
+    pub demos: Vec<Demo>,
+}
+
+impl Fleet {
+    /// Starts `count` demos, and leaves a stale socket if `stale`.
+    pub fn start(count: usize, stale: bool) -> Fleet {
+        let dir = shared_tempdir();
+        let listen = format!("listen = {}/ispyd-%(pid)s.sock", dir.path().display());
+        let demos: Vec<Demo> = (0..count)
+            .map(|_| Demo::start_with(dir.path(), &listen))
+            .collect();
+        for demo in &demos {
+            let socket = dir.path().join(format!("ispyd-{}.sock", demo.pid));
+            wait_for(|| socket.exists(), "a demo's socket");
+        }
+        if stale {
+            drop(UnixListener::bind(dir.path().join("ispyd-999999.sock")).unwrap());
+        }
+        let config = dir.path().join("client.ini");
+        std::fs::write(&config, format!("[ispyd]\n{listen}\n")).unwrap();
+        Fleet { dir, config, demos }
+    }
+
+    /// The client configuration's path.
+    pub fn config(&self) -> &str {
+        self.config.to_str().unwrap()
+    }
+
+    /// Where `demo` listens.
+    pub fn socket(&self, demo: &Demo) -> PathBuf {
+        self.dir.path().join(format!("ispyd-{}.sock", demo.pid))
+    }
+}
+
 /// A text-mode session over a raw socket, as `nc` would hold it.
 pub struct Text {
     /// The connection.
@@ -418,4 +460,18 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
         let _ = stdin.write_all(&input);
     });
     finish(child, "a command to finish")
+}
+
+/// Runs `ispy ARGS…` with nothing on its standard input, bounded by
+/// [`PATIENCE`].
+pub fn ispy(args: &[&str]) -> Output {
+    let child = Command::new(ispy_bin())
+        .args(args)
+        .env("ISPY_HISTORY", "/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ispy");
+    finish(child, &format!("ispy {args:?} to finish"))
 }

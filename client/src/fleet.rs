@@ -1,0 +1,447 @@
+//! One-shot commands on one server or many: `ispy TARGET -c CMD …`, with
+//! `--pid`, `--all`, `--json` and `--timeout`.
+//!
+//! Theory of operation: the servers are picked from a scan (as `servers`
+//! lists them, by pid), then up to `--jobs` of them are run at once, each on
+//! a thread of its own with one framed session: the commands are sent in
+//! order, each reply read up to its `Prompt`, and everything kept, not
+//! printed. Every server has one deadline for all of it (connect, handshake,
+//! commands); a server that passes it is given up on and reported. The main
+//! thread prints each server's answers whole, in pid order, as soon as it
+//! and every server before it are done, so lines of two servers never mix.
+//! With `--json` the session asks for structured results and each
+//! (server, command) becomes one JSON line.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ispyd_core::{Address, Frame, SCHEMA_VERSION};
+use ispyd_std::stream::Stream;
+use serde_json::{Map, Value};
+
+use crate::handshake::{ConnectProblem, HANDSHAKE_TIMEOUT};
+use crate::remote::{Connection, Incoming, SessionError};
+use crate::servers::{Server, Servers, Status};
+
+/// A structured result larger than this is refused: a broken or hostile
+/// server must not make the client grow without bound.
+const MAX_RESULT: usize = 256 * 1024 * 1024;
+
+/// What to run, and how.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The command lines, in order, in one session per server.
+    pub commands: Vec<String>,
+    /// JSON Lines output (structured results) instead of text.
+    pub json: bool,
+    /// Given up on a server after this long.
+    pub timeout: Duration,
+    /// How many servers are run at once.
+    pub jobs: usize,
+}
+
+/// A server to run the plan on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its process id, when known.
+    pub pid: Option<u32>,
+    /// Where it listens.
+    pub address: Address,
+}
+
+impl Target {
+    fn of(server: &Server) -> Target {
+        Target {
+            pid: server.pid,
+            address: server.address.clone(),
+        }
+    }
+
+    fn header(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("==> pid {pid}  {} <==", self.address),
+            None => format!("==> {} <==", self.address),
+        }
+    }
+}
+
+/// Why the servers could not be picked, with the exit status it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectError {
+    /// The message for stderr.
+    pub message: String,
+    /// 1: nothing to reach; 2: the arguments do not say which.
+    pub status: u8,
+}
+
+/// Picks the servers: the one with `pid`, every live one (`all`), or the
+/// only live one. Stale sockets skipped by `all` are named in `skipped`.
+pub fn select(
+    servers: &Servers,
+    pid: Option<u32>,
+    all: bool,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<Target>, SelectError> {
+    let unreachable = |message: String| SelectError { message, status: 1 };
+    if let Some(pid) = pid {
+        if let Some(server) = servers.live().iter().find(|s| s.pid == Some(pid)) {
+            return Ok(vec![Target::of(server)]);
+        }
+        return Err(unreachable(
+            match servers.others().iter().find(|s| s.pid == Some(pid)) {
+                Some(server) => format!("pid {pid}: {} is {}", server.address, status_text(server)),
+                None => format!("No server with pid {pid} (see --list)."),
+            },
+        ));
+    }
+    if servers.live().is_empty() {
+        return Err(unreachable("No servers to connect to.".to_owned()));
+    }
+    if all {
+        for server in servers.others() {
+            skipped.push(format!(
+                "skipped {}: {}",
+                server.address,
+                status_text(server)
+            ));
+        }
+        return Ok(servers.live().iter().map(Target::of).collect());
+    }
+    match servers.live() {
+        [only] => Ok(vec![Target::of(only)]),
+        several => {
+            let pids: Vec<String> = several
+                .iter()
+                .map(|s| s.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()))
+                .collect();
+            Err(SelectError {
+                message: format!(
+                    "{} servers (pids {}): pick one with --pid PID, or all with --all.",
+                    several.len(),
+                    pids.join(", ")
+                ),
+                status: 2,
+            })
+        }
+    }
+}
+
+fn status_text(server: &Server) -> String {
+    match &server.status {
+        Status::Live => "alive".to_owned(),
+        Status::Stale => "stale (nobody listening)".to_owned(),
+        Status::Unusable(why) => why.clone(),
+    }
+}
+
+/// What one command got back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The command line as given.
+    pub command: String,
+    /// Its output.
+    pub text: String,
+    /// Its error messages (`*** …`).
+    pub errors: Vec<String>,
+    /// Its structured result, when asked for and sent.
+    pub record: Option<Value>,
+}
+
+impl Answer {
+    fn ok(&self) -> bool {
+        match &self.record {
+            Some(record) => record["ok"] == Value::Bool(true),
+            None => self.errors.is_empty(),
+        }
+    }
+}
+
+/// Everything one server answered, and why it stopped short, if it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The server.
+    pub target: Target,
+    /// The commands answered, in order.
+    pub answers: Vec<Answer>,
+    /// Why the other commands were not answered.
+    pub failure: Option<String>,
+    /// The commands a failure left unsent.
+    pub unsent: Vec<String>,
+}
+
+impl Run {
+    /// True when every command ran and succeeded.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none() && self.answers.iter().all(Answer::ok)
+    }
+}
+
+/// Runs the plan on one server, within `plan.timeout`.
+pub fn run_one(target: &Target, plan: &Plan) -> Run {
+    let mut run = Run {
+        target: target.clone(),
+        answers: Vec::new(),
+        failure: None,
+        unsent: Vec::new(),
+    };
+    if let Err(failure) = drive(target, plan, &mut run.answers) {
+        run.failure = Some(failure);
+        run.unsent = plan.commands[run.answers.len()..].to_vec();
+    }
+    run
+}
+
+fn drive(target: &Target, plan: &Plan, answers: &mut Vec<Answer>) -> Result<(), String> {
+    let deadline = Instant::now() + plan.timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let timed_out = || {
+        format!(
+            "no answer within {} s (--timeout); gave up on it",
+            plan.timeout.as_secs_f64()
+        )
+    };
+    let stream = Stream::connect(&target.address, left())
+        .map_err(|err| format!("cannot connect to {}: {err}", target.address))?;
+    let mut conn = Connection::handshake(stream, &target.address, left().min(HANDSHAKE_TIMEOUT))
+        .map_err(|err| match err.problem {
+            // The deadline, not the handshake's own limit, cut it short.
+            ConnectProblem::Timeout if left().is_zero() => timed_out(),
+            _ => err.to_string(),
+        })?;
+    conn.set_deadline(deadline);
+    let failed = |err: SessionError| match err {
+        SessionError::TimedOut => timed_out(),
+        other => other.to_string(),
+    };
+    if plan.json {
+        conn.send(&Frame::WantData).map_err(failed)?;
+    }
+    // The greeting's prompt.
+    read_reply(&mut conn, None).map_err(failed)?;
+    for command in &plan.commands {
+        conn.send(&Frame::Line(command.clone())).map_err(failed)?;
+        let mut answer = Answer {
+            command: command.clone(),
+            text: String::new(),
+            errors: Vec::new(),
+            record: None,
+        };
+        let result = read_reply(&mut conn, Some(&mut answer));
+        answers.push(answer);
+        result.map_err(failed)?;
+    }
+    conn.finish_input();
+    Ok(())
+}
+
+/// Reads up to the next `Prompt`, keeping what it carries in `answer`.
+fn read_reply(conn: &mut Connection, mut answer: Option<&mut Answer>) -> Result<(), SessionError> {
+    let mut data = String::new();
+    loop {
+        let frame = match conn.next()? {
+            Incoming::Frame(frame) => frame,
+            Incoming::Skipped(err) => {
+                if let Some(answer) = answer.as_deref_mut() {
+                    answer
+                        .errors
+                        .push(format!("ispy: ignored a bad frame from the server: {err}"));
+                }
+                continue;
+            }
+        };
+        let Some(answer) = answer.as_deref_mut() else {
+            match frame {
+                Frame::Prompt(_) => return Ok(()),
+                Frame::Close(reason) => return Err(SessionError::Io(closed(&reason))),
+                _ => continue,
+            }
+        };
+        match frame {
+            Frame::Output(text) => answer.text.push_str(&text),
+            Frame::Error(text) => answer.errors.push(text),
+            Frame::Data(piece) => {
+                if data.len() + piece.len() > MAX_RESULT {
+                    return Err(SessionError::Io(format!(
+                        "the server's result is over {} MiB; gave up on it",
+                        MAX_RESULT >> 20
+                    )));
+                }
+                data.push_str(&piece);
+            }
+            Frame::Prompt(_) => {
+                if !data.is_empty() {
+                    answer.record = Some(serde_json::from_str(&data).map_err(|err| {
+                        SessionError::Io(format!("the server's result is not JSON: {err}"))
+                    })?);
+                }
+                return Ok(());
+            }
+            Frame::Close(reason) => return Err(SessionError::Io(closed(&reason))),
+            _ => {}
+        }
+    }
+}
+
+fn closed(reason: &str) -> String {
+    let reason = reason.trim().trim_start_matches("*** ");
+    if reason.is_empty() {
+        "the server closed the session.".to_owned()
+    } else {
+        format!("the server closed the session: {reason}")
+    }
+}
+
+/// Runs the plan on every target, `plan.jobs` at a time, and hands each
+/// server's [`Run`] to `report` in target order as soon as it and those
+/// before it are done.
+pub fn run_all(targets: &[Target], plan: &Plan, mut report: impl FnMut(&Run)) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let targets: Arc<Vec<Target>> = Arc::new(targets.to_vec());
+    let (done, results) = mpsc::channel::<(usize, Run)>();
+    let workers: Vec<_> = (0..plan.jobs.clamp(1, targets.len().max(1)))
+        .map(|_| {
+            let (next, targets, done, plan) =
+                (next.clone(), targets.clone(), done.clone(), plan.clone());
+            thread::spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(target) = targets.get(index) else {
+                        break;
+                    };
+                    if done.send((index, run_one(target, &plan))).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(done);
+    let mut waiting: Vec<Option<Run>> = vec![None; targets.len()];
+    let mut printed = 0;
+    for (index, run) in results {
+        waiting[index] = Some(run);
+        while let Some(run) = waiting.get_mut(printed).and_then(Option::take) {
+            report(&run);
+            printed += 1;
+        }
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+/// Where the text of a run goes.
+pub struct TextReport<'a> {
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Standard error.
+    pub err: &'a mut dyn Write,
+    /// With several servers, each run is a block under a header naming it,
+    /// errors included; with one, output goes to `out` and errors to `err`.
+    pub grouped: bool,
+}
+
+impl TextReport<'_> {
+    /// Writes one server's answers.
+    pub fn write(&mut self, run: &Run) -> io::Result<()> {
+        if self.grouped {
+            writeln!(self.out, "{}", run.target.header())?;
+        }
+        for answer in &run.answers {
+            self.out.write_all(answer.text.as_bytes())?;
+            let errors: &mut dyn Write = if self.grouped {
+                &mut *self.out
+            } else {
+                &mut *self.err
+            };
+            for error in &answer.errors {
+                writeln!(errors, "{error}")?;
+            }
+        }
+        if let Some(failure) = &run.failure {
+            let line = format!("ispy: {}: {failure}", name(&run.target));
+            if self.grouped {
+                writeln!(self.out, "{line}")?;
+            }
+            writeln!(self.err, "{line}")?;
+        }
+        if self.grouped {
+            writeln!(self.out)?;
+        }
+        self.out.flush()
+    }
+}
+
+fn name(target: &Target) -> String {
+    match target.pid {
+        Some(pid) => format!("pid {pid} ({})", target.address),
+        None => target.address.to_string(),
+    }
+}
+
+/// One server's answers as JSON Lines: an object per command, and for the
+/// commands a failure left unanswered, an object saying why.
+pub fn json_lines(run: &Run, host: &str) -> Vec<Value> {
+    let base = |command: &str| {
+        let mut object = Map::new();
+        object.insert("host".into(), host.into());
+        object.insert("pid".into(), run.target.pid.into());
+        object.insert("address".into(), run.target.address.to_string().into());
+        object.insert("command".into(), command.into());
+        object
+    };
+    let mut lines = Vec::new();
+    for answer in &run.answers {
+        let mut object = base(&answer.command);
+        match &answer.record {
+            Some(record) if record["ok"] == Value::Bool(true) => {
+                object.insert("ok".into(), true.into());
+                object.insert("data".into(), record["data"].clone());
+            }
+            Some(record) => {
+                object.insert("ok".into(), false.into());
+                object.insert("error".into(), record["error"].clone());
+            }
+            None => {
+                object.insert("ok".into(), false.into());
+                let error = answer.errors.join("\n");
+                let error = match (error.is_empty(), &run.failure) {
+                    (false, _) => error,
+                    (true, Some(failure)) => failure.clone(),
+                    (true, None) => "the server sent no result".to_owned(),
+                };
+                object.insert("error".into(), error.into());
+            }
+        }
+        object.insert("schema".into(), SCHEMA_VERSION.into());
+        lines.push(Value::Object(object));
+    }
+    if let Some(failure) = &run.failure {
+        // The command that was cut short already says so; the ones that
+        // never ran say why.
+        for command in &run.unsent {
+            let mut object = base(command);
+            object.insert("ok".into(), false.into());
+            object.insert("error".into(), failure.clone().into());
+            object.insert("schema".into(), SCHEMA_VERSION.into());
+            lines.push(Value::Object(object));
+        }
+    }
+    lines
+}
+
+/// This machine's name, for the `host` field.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let status = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if status != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
