@@ -42,7 +42,13 @@ class PythonPlugin:
         info = sys.version_info
         return {
             "version": sys.version,
-            "version_info": [info.major, info.minor, info.micro, info.releaselevel, info.serial],
+            "version_info": {
+                "major": info.major,
+                "minor": info.minor,
+                "micro": info.micro,
+                "releaselevel": info.releaselevel,
+                "serial": info.serial,
+            },
             "implementation": sys.implementation.name,
         }
 

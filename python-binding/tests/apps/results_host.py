@@ -1,0 +1,66 @@
+"""A Python program with every builtin plugin and something for each to
+show, for the check of RESULTS.md (``tests/test_results.py``).
+
+Usage: ``python results_host.py CONFIG``. It starts ispyd, serves one WSGI
+request that stays in flight (on a thread named ``held-request``), calls
+``failing()`` every 20 ms on a thread of its own (so that a probe inserted
+on it captures a traceback), prints ``READY PID ADDRESS`` and waits for
+stdin to end.
+"""
+
+import os
+import sys
+import threading
+import time
+
+from ispyd.manager import ShellManager
+from ispyd.plugins.wsgi import WSGIApplicationWrapper
+
+release = threading.Event()
+
+
+def application(environ, start_response):
+    release.wait(60)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+
+
+def failing():
+    raise ValueError("failing() always fails")
+
+
+def call_failing():
+    while not release.is_set():
+        try:
+            sys.modules[__name__].failing()
+        except ValueError:
+            pass
+        time.sleep(0.02)
+
+
+def held_request():
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/held",
+        "QUERY_STRING": "why=results",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+    }
+    body = WSGIApplicationWrapper(application)(environ, lambda status, headers: None)
+    for _ in body:
+        pass
+    body.close()
+
+
+def main():
+    manager = ShellManager(sys.argv[1])
+    threading.Thread(target=held_request, name="held-request", daemon=True).start()
+    threading.Thread(target=call_failing, name="caller", daemon=True).start()
+    print("READY", os.getpid(), manager.address, flush=True)
+    sys.stdin.read()
+    release.set()
+
+
+if __name__ == "__main__":
+    main()
