@@ -24,6 +24,12 @@ once; with --json, the answers are data, one JSON object a line:
     ispy ispyd.ini -c 'shell process' -c pid
     ispy ispyd.ini --all --json -c 'shell python' -c threads | jq .
 
+With --ssh HOST (repeatable), the same runs on other hosts through ssh,
+with the ispy installed there; without -c, a terminal session on it:
+
+    ispy --ssh web-1 --ssh web-2 /etc/app/ispyd.ini --all -c 'shell python' -c threads
+    ispy --ssh web-1 /etc/app/ispyd.ini
+
 Exit status: 0; 1 when a `connect` or a command failed, or a server could
 not be reached (or a session broke off with an error); 2 when the
 configuration or the arguments are unusable.";
@@ -73,6 +79,31 @@ pub struct Args {
     /// this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = seconds)]
     pub timeout: f64,
+
+    /// Run on this host, through ssh, with the ispy installed there
+    /// (repeatable; the hosts run at once). Without -c or --list: a
+    /// terminal session on the host's ispy.
+    #[arg(long = "ssh", value_name = "[USER@]HOST")]
+    pub ssh: Vec<String>,
+
+    /// The ssh program and its options (ports, keys, jump hosts), run by
+    /// the shell, as git's GIT_SSH_COMMAND.
+    #[arg(
+        long,
+        value_name = "CMD",
+        env = "ISPY_SSH_COMMAND",
+        default_value = "ssh"
+    )]
+    pub ssh_command: String,
+
+    /// The ispy to run on the hosts of --ssh.
+    #[arg(long, value_name = "PATH", default_value = "ispy")]
+    pub remote_ispy: String,
+
+    /// Names this host in headers and JSON: what a local ispy passes to
+    /// the ispy it runs over ssh.
+    #[arg(long, value_name = "HOST", hide = true)]
+    pub host_label: Option<String>,
 
     /// With --all: how many servers are asked at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]

@@ -60,11 +60,8 @@ impl Target {
         }
     }
 
-    fn header(&self) -> String {
-        match self.pid {
-            Some(pid) => format!("==> pid {pid}  {} <==", self.address),
-            None => format!("==> {} <==", self.address),
-        }
+    fn header(&self, host: Option<&str>) -> String {
+        format!("==> {} <==", name(self, host))
     }
 }
 
@@ -342,13 +339,15 @@ pub struct TextReport<'a> {
     /// With several servers, each run is a block under a header naming it,
     /// errors included; with one, output goes to `out` and errors to `err`.
     pub grouped: bool,
+    /// The host to name in headers and messages (`--ssh` runs).
+    pub host: Option<&'a str>,
 }
 
 impl TextReport<'_> {
     /// Writes one server's answers.
     pub fn write(&mut self, run: &Run) -> io::Result<()> {
         if self.grouped {
-            writeln!(self.out, "{}", run.target.header())?;
+            writeln!(self.out, "{}", run.target.header(self.host))?;
         }
         for answer in &run.answers {
             self.out.write_all(answer.text.as_bytes())?;
@@ -362,7 +361,7 @@ impl TextReport<'_> {
             }
         }
         if let Some(failure) = &run.failure {
-            let line = format!("ispy: {}: {failure}", name(&run.target));
+            let line = format!("ispy: {}: {failure}", name(&run.target, self.host));
             if self.grouped {
                 writeln!(self.out, "{line}")?;
             }
@@ -375,10 +374,12 @@ impl TextReport<'_> {
     }
 }
 
-fn name(target: &Target) -> String {
+/// How a server is named: `[HOST ]pid PID  ADDRESS`.
+fn name(target: &Target, host: Option<&str>) -> String {
+    let host = host.map(|h| format!("{h} ")).unwrap_or_default();
     match target.pid {
-        Some(pid) => format!("pid {pid} ({})", target.address),
-        None => target.address.to_string(),
+        Some(pid) => format!("{host}pid {pid}  {}", target.address),
+        None => format!("{host}{}", target.address),
     }
 }
 

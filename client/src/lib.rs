@@ -16,13 +16,14 @@ mod local;
 mod remote;
 mod servers;
 mod session;
+mod ssh;
 
 #[cfg(test)]
 mod testutil;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
-use std::io::{BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal, Write};
 use std::rc::Rc;
 
 use clap::Parser;
@@ -46,6 +47,9 @@ where
             return u8::try_from(err.exit_code()).unwrap_or(2);
         }
     };
+    if !args.ssh.is_empty() {
+        return over_ssh(&args);
+    }
     let listen = match cli::load_listen(&args.config) {
         Ok(listen) => listen,
         Err(err) => {
@@ -54,7 +58,7 @@ where
         }
     };
     if args.list {
-        return list(&listen, args.json);
+        return list(&listen, args.json, args.host_label.as_deref());
     }
     if !args.commands.is_empty() {
         return one_shot(&listen, &args);
@@ -78,12 +82,16 @@ where
 }
 
 /// `--list`: the servers, for a person or as JSON Lines.
-fn list(listen: &ispyd_core::Listen, json: bool) -> u8 {
+fn list(listen: &ispyd_core::Listen, json: bool, host: Option<&str>) -> u8 {
     let servers = servers::scan(listen);
     let mut out = std::io::stdout().lock();
     let written = if json {
-        listing::write_json(&servers, &fleet::hostname(), &mut out)
+        let host = host.map_or_else(fleet::hostname, str::to_owned);
+        listing::write_json(&servers, &host, &mut out)
     } else {
+        if let Some(host) = host {
+            let _ = writeln!(out, "==> {host} <==");
+        }
         listing::write_table(&servers, &mut out)
     };
     if servers.live().is_empty() && servers.others().is_empty() {
@@ -111,13 +119,15 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         timeout: std::time::Duration::from_secs_f64(args.timeout),
         jobs: usize::from(args.jobs),
     };
-    let host = fleet::hostname();
+    let host = args.host_label.clone().unwrap_or_else(fleet::hostname);
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     let mut failed = false;
     let mut text = fleet::TextReport {
         out: &mut out,
         err: &mut err,
-        grouped: args.all,
+        // A run over ssh is always a block naming its host.
+        grouped: args.all || args.host_label.is_some(),
+        host: args.host_label.as_deref(),
     };
     fleet::run_all(&targets, &plan, |run| {
         failed |= !run.ok();
@@ -133,4 +143,90 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         let _ = written;
     });
     u8::from(failed)
+}
+
+/// `--ssh HOST…`: the same run on other hosts, with their own ispy, or a
+/// terminal session on one.
+fn over_ssh(args: &cli::Args) -> u8 {
+    if let Some(bad) = args.ssh.iter().find(|h| h.is_empty() || h.starts_with('-')) {
+        eprintln!("ispy: --ssh {bad:?} is not a host");
+        return 2;
+    }
+    let ssh = ssh::Ssh {
+        command: args.ssh_command.clone(),
+        remote_ispy: args.remote_ispy.clone(),
+    };
+    let mut remote = vec![args.config.clone()];
+    if args.list {
+        remote.push("--list".into());
+    }
+    if args.all {
+        remote.push("--all".into());
+    }
+    if let Some(pid) = args.pid {
+        remote.extend(["--pid".into(), pid.to_string()]);
+    }
+    if args.json {
+        remote.push("--json".into());
+    }
+    if args.commands.is_empty() && !args.list {
+        if args.ssh.len() > 1 || args.json || args.all || args.pid.is_some() {
+            eprintln!(
+                "ispy: a terminal session goes to one --ssh host, without --json, --all or --pid"
+            );
+            return 2;
+        }
+        return match ssh.command(&args.ssh[0], &remote, true).status() {
+            Ok(status) => match status.code() {
+                Some(0) => 0,
+                Some(255) => {
+                    eprintln!("ispy: {}: ssh failed (its message is above)", args.ssh[0]);
+                    1
+                }
+                Some(code) => u8::try_from(code).unwrap_or(1),
+                None => 1,
+            },
+            Err(err) => {
+                eprintln!(
+                    "ispy: cannot run the ssh command {:?}: {err}",
+                    args.ssh_command
+                );
+                1
+            }
+        };
+    }
+    remote.extend([
+        "--timeout".into(),
+        args.timeout.to_string(),
+        "--jobs".into(),
+        args.jobs.to_string(),
+    ]);
+    for command in &args.commands {
+        remote.extend(["-c".into(), command.clone()]);
+    }
+    let wait = std::time::Duration::from_secs_f64(args.timeout) + ssh::SSH_SLACK;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    let mut failed = false;
+    let mut refused = 0;
+    ssh.run_all(&args.ssh, &remote, wait, |run| {
+        let failure = run.failure(wait);
+        let code = run.status.and_then(|s| s.code());
+        failed |= failure.is_some() || code != Some(0);
+        refused += usize::from(code == Some(2));
+        let _ = ssh::write_stderr(run, failure.as_deref(), &mut err);
+        let written = if args.json {
+            ssh::write_json(run, failure.as_deref(), &args.commands, &mut out).map(|ok| {
+                failed |= !ok;
+            })
+        } else {
+            ssh::write_text(run, failure.as_deref(), &mut out)
+        };
+        let _ = written;
+    });
+    match (failed, refused == args.ssh.len()) {
+        (false, _) => 0,
+        // Every host refused the arguments: they are what is wrong.
+        (true, true) => 2,
+        (true, false) => 1,
+    }
 }

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::tmux::Tmux;
 use common::{Demo, Fleet, ispy_bin, ispy_piped, shared_tempdir, stderr, stdout};
 
 #[test]
@@ -124,113 +122,6 @@ fn remote_errors_go_to_stderr_and_the_script_goes_on() {
         stderr(&output)
     );
     assert_eq!(stdout(&output), format!("{}\n", fleet.demos[0].pid));
-}
-
-/// A private tmux server running `ispy` in a 100×30 terminal.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &[&str], history: &Path) -> Tmux {
-        let socket = format!("ispyd-test-{}-{}", std::process::id(), rand_suffix());
-        let mut shell = format!("ISPY_HISTORY={} exec", history.display());
-        for word in command {
-            shell.push(' ');
-            shell.push_str(word);
-        }
-        let status = Command::new("tmux")
-            .args([
-                "-L",
-                &socket,
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                "100",
-                "-y",
-                "30",
-            ])
-            .arg(&shell)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        Tmux { socket }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "t"])
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn screen(&self) -> String {
-        let output = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn last_line(&self) -> String {
-        self.screen()
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    fn wait_last_line(&self, expected: &str) {
-        self.wait_screen(
-            |_| self.last_line() == expected,
-            &format!("last line {expected:?}"),
-        );
-    }
-
-    /// Waits until `ready` holds for the screen; on failure the message
-    /// shows the screen as it was.
-    fn wait_screen(&self, ready: impl Fn(&str) -> bool, what: &str) {
-        let deadline = std::time::Instant::now() + common::PATIENCE;
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "gave up waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-
-    fn alive(&self) -> bool {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "has-session", "-t", "t"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 #[test]

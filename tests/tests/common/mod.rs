@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
