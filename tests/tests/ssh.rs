@@ -49,12 +49,12 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}_%u\n\
                  PidFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
                  LogLevel ERROR\n",
                 host_key.display(),
-                format!("{}_%u", authorized.display()),
+                authorized.display(),
                 dir.path().join("sshd.pid").display()
             ),
         )
