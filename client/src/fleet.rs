@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 
 use ispyd_core::{Address, Frame, SCHEMA_VERSION};
 use ispyd_std::stream::Stream;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::handshake::{ConnectProblem, HANDSHAKE_TIMEOUT};
 use crate::remote::{Connection, Incoming, SessionError};
-use crate::servers::{Server, Servers, Status};
+use ispyd_core::Listen;
+
+use crate::servers::{self, Server};
 
 /// A structured result larger than this is refused: a broken or hostile
 /// server must not make the client grow without bound.
@@ -74,40 +77,34 @@ pub struct SelectError {
     pub status: u8,
 }
 
-/// Picks the servers: the one with `pid`, every live one (`all`), or the
-/// only live one. Stale sockets skipped by `all` are named in `skipped`.
-pub fn select(
-    servers: &Servers,
-    pid: Option<u32>,
-    all: bool,
-    skipped: &mut Vec<String>,
-) -> Result<Vec<Target>, SelectError> {
+/// Picks the servers: the one with `pid`, every one `listen` points at
+/// (`all`), or the only live one.
+///
+/// `--pid` and `--all` take the socket files as they are, unprobed: a
+/// stale one is found out when its connect is refused ([`Run::stale`]),
+/// which spares every live server a probe's session. Only the choice of
+/// "the only live one" needs the probes.
+pub fn select(listen: &Listen, pid: Option<u32>, all: bool) -> Result<Vec<Target>, SelectError> {
     let unreachable = |message: String| SelectError { message, status: 1 };
-    if let Some(pid) = pid {
-        if let Some(server) = servers.live().iter().find(|s| s.pid == Some(pid)) {
-            return Ok(vec![Target::of(server)]);
+    let target = |(pid, address): (Option<u32>, Address)| Target { pid, address };
+    if pid.is_some() || all {
+        let found = servers::candidates(listen);
+        if let Some(pid) = pid {
+            return match found.into_iter().find(|(p, _)| *p == Some(pid)) {
+                Some(found) => Ok(vec![target(found)]),
+                None => Err(unreachable(format!(
+                    "No server with pid {pid} (see --list)."
+                ))),
+            };
         }
-        return Err(unreachable(
-            match servers.others().iter().find(|s| s.pid == Some(pid)) {
-                Some(server) => format!("pid {pid}: {} is {}", server.address, status_text(server)),
-                None => format!("No server with pid {pid} (see --list)."),
-            },
-        ));
-    }
-    if servers.live().is_empty() {
-        return Err(unreachable("No servers to connect to.".to_owned()));
-    }
-    if all {
-        for server in servers.others() {
-            skipped.push(format!(
-                "skipped {}: {}",
-                server.address,
-                status_text(server)
-            ));
+        if found.is_empty() {
+            return Err(unreachable("No servers to connect to.".to_owned()));
         }
-        return Ok(servers.live().iter().map(Target::of).collect());
+        return Ok(found.into_iter().map(target).collect());
     }
+    let servers = servers::scan(listen);
     match servers.live() {
+        [] => Err(unreachable("No servers to connect to.".to_owned())),
         [only] => Ok(vec![Target::of(only)]),
         several => {
             let pids: Vec<String> = several
@@ -126,16 +123,23 @@ pub fn select(
     }
 }
 
-fn status_text(server: &Server) -> String {
-    match &server.status {
-        Status::Live => "alive".to_owned(),
-        Status::Stale => "stale (nobody listening)".to_owned(),
-        Status::Unusable(why) => why.clone(),
-    }
+/// A structured result as the server sent it (`PROTOCOL.md`): its data
+/// is kept as the JSON text it came as, never parsed into a tree, so that
+/// passing a big result on costs a scan, not a rebuild.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Record {
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// Why it did not.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Its data; `None` for `null`.
+    #[serde(default)]
+    pub data: Option<Box<RawValue>>,
 }
 
 /// What one command got back.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Answer {
     /// The command line as given.
     pub command: String,
@@ -144,20 +148,20 @@ pub struct Answer {
     /// Its error messages (`*** …`).
     pub errors: Vec<String>,
     /// Its structured result, when asked for and sent.
-    pub record: Option<Value>,
+    pub record: Option<Record>,
 }
 
 impl Answer {
     fn ok(&self) -> bool {
         match &self.record {
-            Some(record) => record["ok"] == Value::Bool(true),
+            Some(record) => record.ok,
             None => self.errors.is_empty(),
         }
     }
 }
 
 /// Everything one server answered, and why it stopped short, if it did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Run {
     /// The server.
     pub target: Target,
@@ -167,6 +171,8 @@ pub struct Run {
     pub failure: Option<String>,
     /// The commands a failure left unsent.
     pub unsent: Vec<String>,
+    /// Nobody listens on the socket: a process that has gone left it.
+    pub stale: bool,
 }
 
 impl Run {
@@ -183,15 +189,38 @@ pub fn run_one(target: &Target, plan: &Plan) -> Run {
         answers: Vec::new(),
         failure: None,
         unsent: Vec::new(),
+        stale: false,
     };
-    if let Err(failure) = drive(target, plan, &mut run.answers) {
-        run.failure = Some(failure);
-        run.unsent = plan.commands[run.answers.len()..].to_vec();
+    match drive(target, plan, &mut run.answers) {
+        Ok(()) => {}
+        Err(Stopped::Stale) => {
+            run.stale = true;
+            run.failure = Some("stale (nobody listening)".to_owned());
+            run.unsent = plan.commands.clone();
+        }
+        Err(Stopped::Failed(failure)) => {
+            run.failure = Some(failure);
+            run.unsent = plan.commands[run.answers.len()..].to_vec();
+        }
     }
     run
 }
 
-fn drive(target: &Target, plan: &Plan, answers: &mut Vec<Answer>) -> Result<(), String> {
+/// Why a server's run stopped short.
+enum Stopped {
+    /// Its socket file is stale: nobody accepts connections on it.
+    Stale,
+    /// Anything else, said for the user.
+    Failed(String),
+}
+
+impl From<String> for Stopped {
+    fn from(message: String) -> Stopped {
+        Stopped::Failed(message)
+    }
+}
+
+fn drive(target: &Target, plan: &Plan, answers: &mut Vec<Answer>) -> Result<(), Stopped> {
     let deadline = Instant::now() + plan.timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
     let timed_out = || {
@@ -200,8 +229,16 @@ fn drive(target: &Target, plan: &Plan, answers: &mut Vec<Answer>) -> Result<(), 
             plan.timeout.as_secs_f64()
         )
     };
-    let stream = Stream::connect(&target.address, left())
-        .map_err(|err| format!("cannot connect to {}: {err}", target.address))?;
+    let stream = Stream::connect(&target.address, left()).map_err(|err| {
+        let gone = matches!(
+            err.kind(),
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+        );
+        match &target.address {
+            Address::Unix(_) if gone => Stopped::Stale,
+            _ => Stopped::Failed(format!("cannot connect to {}: {err}", target.address)),
+        }
+    })?;
     let mut conn = Connection::handshake(stream, &target.address, left().min(HANDSHAKE_TIMEOUT))
         .map_err(|err| match err.problem {
             // The deadline, not the handshake's own limit, cut it short.
@@ -210,11 +247,13 @@ fn drive(target: &Target, plan: &Plan, answers: &mut Vec<Answer>) -> Result<(), 
         })?;
     conn.set_deadline(deadline);
     let failed = |err: SessionError| match err {
-        SessionError::TimedOut => timed_out(),
-        other => other.to_string(),
+        SessionError::TimedOut => Stopped::Failed(timed_out()),
+        other => Stopped::Failed(other.to_string()),
     };
     if plan.json {
-        conn.send(&Frame::WantData).map_err(failed)?;
+        // The text of a command is not printed with --json: data only.
+        conn.send(&Frame::WantData { text: false })
+            .map_err(failed)?;
     }
     // The greeting's prompt.
     read_reply(&mut conn, None).map_err(failed)?;
@@ -298,11 +337,9 @@ pub fn run_all(targets: &[Target], plan: &Plan, mut report: impl FnMut(&Run)) {
     let next = Arc::new(AtomicUsize::new(0));
     let targets: Arc<Vec<Target>> = Arc::new(targets.to_vec());
     let (done, results) = mpsc::channel::<(usize, Run)>();
-    let workers: Vec<_> = (0..plan.jobs.clamp(1, targets.len().max(1)))
-        .map(|_| {
-            let (next, targets, done, plan) =
-                (next.clone(), targets.clone(), done.clone(), plan.clone());
-            thread::spawn(move || {
+    let work =
+        |next: Arc<AtomicUsize>, targets: Arc<Vec<Target>>, done: mpsc::Sender<_>, plan: Plan| {
+            move || {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(target) = targets.get(index) else {
@@ -312,9 +349,23 @@ pub fn run_all(targets: &[Target], plan: &Plan, mut report: impl FnMut(&Run)) {
                         break;
                     }
                 }
-            })
+            }
+        };
+    let workers: Vec<_> = (0..plan.jobs.clamp(1, targets.len().max(1)))
+        .filter_map(|_| {
+            let job = work(next.clone(), targets.clone(), done.clone(), plan.clone());
+            // A small stack: a worker keeps its connection on the heap, and
+            // a fan-out starts many.
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(job)
+                .ok()
         })
         .collect();
+    if workers.is_empty() {
+        // No thread could be started: one server after another, here.
+        work(next.clone(), targets.clone(), done.clone(), plan.clone())();
+    }
     drop(done);
     let mut waiting: Vec<Option<Run>> = vec![None; targets.len()];
     let mut printed = 0;
@@ -383,55 +434,108 @@ fn name(target: &Target, host: Option<&str>) -> String {
     }
 }
 
+/// One line of `--json`: a command's result on one server. Written with
+/// `data` (`null` when there is none) exactly when there is no `error`.
+#[derive(Debug, Deserialize)]
+pub struct Line<'a> {
+    /// The machine (or the `--ssh` host as given).
+    pub host: Option<String>,
+    /// The server's pid.
+    pub pid: Option<u32>,
+    /// Where it listens.
+    pub address: Option<String>,
+    /// The command line as given.
+    pub command: Option<String>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Its data, when it succeeded (`None` for `null`).
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The version of the data's shapes (`RESULTS.md`).
+    #[serde(default)]
+    pub schema: Option<u32>,
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("host", &self.host)?;
+        map.serialize_entry("pid", &self.pid)?;
+        map.serialize_entry("address", &self.address)?;
+        map.serialize_entry("command", &self.command)?;
+        map.serialize_entry("ok", &self.ok)?;
+        match &self.error {
+            Some(error) => map.serialize_entry("error", error)?,
+            None => map.serialize_entry("data", &self.data)?,
+        }
+        map.serialize_entry("schema", &self.schema)?;
+        map.end()
+    }
+}
+
 /// One server's answers as JSON Lines: an object per command, and for the
-/// commands a failure left unanswered, an object saying why.
-pub fn json_lines(run: &Run, host: &str) -> Vec<Value> {
-    let base = |command: &str| {
-        let mut object = Map::new();
-        object.insert("host".into(), host.into());
-        object.insert("pid".into(), run.target.pid.into());
-        object.insert("address".into(), run.target.address.to_string().into());
-        object.insert("command".into(), command.into());
-        object
-    };
+/// commands a failure left unsent, an object saying why.
+pub fn json_lines(run: &Run, host: &str) -> Vec<String> {
+    fn line<'a>(
+        run: &Run,
+        host: &str,
+        command: &str,
+        data: Option<&'a RawValue>,
+        error: Option<String>,
+    ) -> Line<'a> {
+        Line {
+            host: Some(host.to_owned()),
+            pid: run.target.pid,
+            address: Some(run.target.address.to_string()),
+            command: Some(command.to_owned()),
+            ok: error.is_none(),
+            data,
+            error,
+            schema: Some(SCHEMA_VERSION),
+        }
+    }
     let mut lines = Vec::new();
     for answer in &run.answers {
-        let mut object = base(&answer.command);
-        match &answer.record {
-            Some(record) if record["ok"] == Value::Bool(true) => {
-                object.insert("ok".into(), true.into());
-                object.insert("data".into(), record["data"].clone());
+        let line = match &answer.record {
+            Some(record) if record.ok => {
+                line(run, host, &answer.command, record.data.as_deref(), None)
             }
             Some(record) => {
-                object.insert("ok".into(), false.into());
-                object.insert("error".into(), record["error"].clone());
+                let error = record.error.clone().unwrap_or_else(|| "failed".to_owned());
+                line(run, host, &answer.command, None, Some(error))
             }
             None => {
-                object.insert("ok".into(), false.into());
                 let error = answer.errors.join("\n");
                 let error = match (error.is_empty(), &run.failure) {
                     (false, _) => error,
                     (true, Some(failure)) => failure.clone(),
                     (true, None) => "the server sent no result".to_owned(),
                 };
-                object.insert("error".into(), error.into());
+                line(run, host, &answer.command, None, Some(error))
             }
-        }
-        object.insert("schema".into(), SCHEMA_VERSION.into());
-        lines.push(Value::Object(object));
+        };
+        lines.push(line.to_json());
     }
     if let Some(failure) = &run.failure {
         // The command that was cut short already says so; the ones that
         // never ran say why.
         for command in &run.unsent {
-            let mut object = base(command);
-            object.insert("ok".into(), false.into());
-            object.insert("error".into(), failure.clone().into());
-            object.insert("schema".into(), SCHEMA_VERSION.into());
-            lines.push(Value::Object(object));
+            lines.push(line(run, host, command, None, Some(failure.clone())).to_json());
         }
     }
     lines
+}
+
+impl Line<'_> {
+    /// The line's JSON text.
+    pub fn to_json(&self) -> String {
+        // Only strings, numbers and JSON already checked: cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// This machine's name, for the `host` field.

@@ -102,17 +102,13 @@ fn list(listen: &ispyd_core::Listen, json: bool, host: Option<&str>) -> u8 {
 
 /// `-c CMD…`: the commands on the chosen servers, then exit.
 fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
-    let mut skipped = Vec::new();
-    let targets = match fleet::select(&servers::scan(listen), args.pid, args.all, &mut skipped) {
+    let targets = match fleet::select(listen, args.pid, args.all) {
         Ok(targets) => targets,
         Err(err) => {
             eprintln!("ispy: {}", err.message);
             return err.status;
         }
     };
-    for line in &skipped {
-        eprintln!("ispy: {line}");
-    }
     let plan = fleet::Plan {
         commands: args.commands.clone(),
         json: args.json,
@@ -122,6 +118,7 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
     let host = args.host_label.clone().unwrap_or_else(fleet::hostname);
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     let mut failed = false;
+    let mut answered = 0;
     let mut text = fleet::TextReport {
         out: &mut out,
         err: &mut err,
@@ -130,6 +127,15 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         host: args.host_label.as_deref(),
     };
     fleet::run_all(&targets, &plan, |run| {
+        if run.stale && args.all {
+            // A socket left by a process that has gone: not a server.
+            eprintln!(
+                "ispy: skipped {}: stale (nobody listening)",
+                run.target.address
+            );
+            return;
+        }
+        answered += 1;
         failed |= !run.ok();
         let written = if plan.json {
             fleet::json_lines(run, &host)
@@ -142,6 +148,10 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         // A closed stdout (`| head`) ends the output, not the exit status.
         let _ = written;
     });
+    if answered == 0 {
+        eprintln!("ispy: No servers to connect to.");
+        return 1;
+    }
     u8::from(failed)
 }
 

@@ -89,6 +89,9 @@ pub struct Connection {
     failed: Option<SessionError>,
     /// When to stop waiting for the server, if ever.
     deadline: Option<Instant>,
+    /// What each read fills, kept between reads; it starts small (most
+    /// replies are) and doubles, up to 256 KiB, while reads fill it.
+    chunk: Vec<u8>,
 }
 
 impl Connection {
@@ -120,6 +123,7 @@ impl Connection {
             pid,
             failed: None,
             deadline: None,
+            chunk: Vec::new(),
         })
     }
 
@@ -224,7 +228,9 @@ impl Connection {
 
     /// Reads once from the socket into the protocol state.
     fn fill(&mut self) -> Result<(), FillError> {
-        let mut chunk = [0u8; 64 * 1024];
+        if self.chunk.is_empty() {
+            self.chunk.resize(8 * 1024, 0);
+        }
         loop {
             if interrupt::take() {
                 return Err(FillError::Failed(SessionError::Interrupted));
@@ -238,13 +244,16 @@ impl Connection {
                     return Err(FillError::Failed(io_error(err)));
                 }
             }
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(&mut self.chunk) {
                 Ok(0) => {
                     self.client.handle_eof();
                     return Ok(());
                 }
                 Ok(n) => {
-                    self.client.handle_input(&chunk[..n]);
+                    self.client.handle_input(&self.chunk[..n]);
+                    if n == self.chunk.len() && n < 256 * 1024 {
+                        self.chunk.resize(n * 2, 0);
+                    }
                     return Ok(());
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

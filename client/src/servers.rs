@@ -187,23 +187,26 @@ pub fn scan(listen: &Listen) -> Servers {
     Servers::new(servers)
 }
 
-/// The addresses to probe: every socket file matching a per-process path,
-/// with the pid from its name, or the one fixed address.
-fn candidates(listen: &Listen) -> Vec<(Option<u32>, Address)> {
+/// The addresses `listen` points at, without probing them: every socket
+/// file matching a per-process path, with the pid from its name, by pid;
+/// or the one fixed address.
+pub fn candidates(listen: &Listen) -> Vec<(Option<u32>, Address)> {
     if !listen.is_per_process() {
         return vec![(None, listen.resolve(0))];
     }
     let Ok(paths) = glob::glob(&listen.pattern()) else {
         return Vec::new();
     };
-    paths
+    let mut found: Vec<(Option<u32>, Address)> = paths
         .filter_map(Result::ok)
         .filter_map(|path| {
             let path = path.to_str()?.to_owned();
             let pid = listen.pid_of(&path)?;
             Some((Some(pid), Address::Unix(path)))
         })
-        .collect()
+        .collect();
+    found.sort_by_cached_key(|(pid, address)| (*pid, address.to_string()));
+    found
 }
 
 /// Tries to connect; `None` when there is nothing there any more (a socket

@@ -36,8 +36,12 @@ pub enum Frame {
     /// Client: end of input (Ctrl-D): leaves a takeover or the current shell.
     Eof,
     /// Client: from now on, answer every command with a [`Frame::Data`]
-    /// too (structured results, for scripts and `ispy --json`).
-    WantData,
+    /// (structured results, for scripts and `ispy --json`), and with its
+    /// `Output` frames too unless `text` is false.
+    WantData {
+        /// Keep sending each command's text as well as its data.
+        text: bool,
+    },
     /// Server: text to show.
     Output(String),
     /// Server: an error message, shown apart from output.
@@ -64,6 +68,9 @@ pub enum Frame {
     /// the pieces sent before one `Prompt` concatenate to one document.
     Data(String),
 }
+
+/// The payload of a [`Frame::WantData`] that asks for data instead of text.
+const DATA_ONLY: &[u8] = b"data-only";
 
 /// Frame type bytes, as written on the wire.
 mod kind {
@@ -191,7 +198,11 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
         kind::LINE => text(ty, payload).map(Frame::Line),
         kind::COMPLETE => text(ty, payload).map(Frame::Complete),
         kind::EOF => empty(ty, payload, Frame::Eof),
-        kind::WANT_DATA => empty(ty, payload, Frame::WantData),
+        kind::WANT_DATA => match payload {
+            b"" => Ok(Frame::WantData { text: true }),
+            DATA_ONLY => Ok(Frame::WantData { text: false }),
+            _ => Err(FrameError::Malformed(ty)),
+        },
         kind::OUTPUT => text(ty, payload).map(Frame::Output),
         kind::ERROR => text(ty, payload).map(Frame::Error),
         kind::PROMPT => text(ty, payload).map(Frame::Prompt),
@@ -220,7 +231,7 @@ impl Frame {
     pub fn is_client(&self) -> bool {
         matches!(
             self,
-            Frame::Line(_) | Frame::Complete(_) | Frame::Eof | Frame::WantData
+            Frame::Line(_) | Frame::Complete(_) | Frame::Eof | Frame::WantData { .. }
         )
     }
 
@@ -233,7 +244,8 @@ impl Frame {
             Frame::Line(s) => (kind::LINE, s.as_bytes()),
             Frame::Complete(s) => (kind::COMPLETE, s.as_bytes()),
             Frame::Eof => (kind::EOF, b""),
-            Frame::WantData => (kind::WANT_DATA, b""),
+            Frame::WantData { text: true } => (kind::WANT_DATA, b""),
+            Frame::WantData { text: false } => (kind::WANT_DATA, DATA_ONLY),
             Frame::Output(s) => (kind::OUTPUT, s.as_bytes()),
             Frame::Error(s) => (kind::ERROR, s.as_bytes()),
             Frame::Prompt(s) => (kind::PROMPT, s.as_bytes()),
@@ -325,7 +337,8 @@ mod tests {
         roundtrip(Frame::Interactive("console".into()));
         roundtrip(Frame::InteractiveEnd);
         roundtrip(Frame::Close("bye".into()));
-        roundtrip(Frame::WantData);
+        roundtrip(Frame::WantData { text: true });
+        roundtrip(Frame::WantData { text: false });
         roundtrip(Frame::Data(r#"{"schema":1}"#.into()));
     }
 

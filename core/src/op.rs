@@ -89,8 +89,9 @@ pub enum Op {
     WriteLimit(u16),
     /// The host stops ispyd.
     Shutdown,
-    /// The peer asks for structured results ([`Frame::WantData`]).
-    WantData,
+    /// The peer asks for structured results ([`Frame::WantData`]), with
+    /// the text (`true`) or instead of it.
+    WantData(bool),
 }
 
 impl Op {
@@ -109,7 +110,7 @@ impl Op {
             Op::Handshake => out.extend_from_slice(CLIENT_HELLO),
             Op::FramedLine(line) => Frame::Line(line.text().to_owned()).encode(&mut out),
             Op::FramedComplete(line) => Frame::Complete(line.text().to_owned()).encode(&mut out),
-            Op::WantData => Frame::WantData.encode(&mut out),
+            Op::WantData(text) => Frame::WantData { text: *text }.encode(&mut out),
             Op::Frame(frame) => frame.encode(&mut out),
             Op::Eof
             | Op::Advance(_)

@@ -29,19 +29,42 @@ pub(crate) enum Body<'a> {
 /// The JSON envelope of one command's result:
 /// `{"schema":1,"shell":…,"command":…,"ok":…,"data"|"error":…}`.
 pub(crate) fn record(shell: &str, command: &str, body: Body<'_>) -> String {
+    envelope(shell, command, body).concat()
+}
+
+/// The envelope in pieces to write one after the other, so that a big
+/// result's data is never copied into a second string.
+fn envelope<'a>(shell: &str, command: &str, body: Body<'a>) -> [std::borrow::Cow<'a, str>; 3] {
+    use std::borrow::Cow;
     // Serialising a string cannot fail.
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let tail = match body {
-        Body::Data(data) => format!(r#""ok":true,"data":{data}"#),
-        Body::Text(text) => format!(r#""ok":true,"data":{{"text":{}}}"#, quoted(text)),
-        Body::Error(message) => format!(r#""ok":false,"error":{}"#, quoted(message)),
-        Body::Nothing => r#""ok":true,"data":null"#.to_owned(),
-    };
-    format!(
-        r#"{{"schema":{SCHEMA_VERSION},"shell":{},"command":{},{tail}}}"#,
+    let head = format!(
+        r#"{{"schema":{SCHEMA_VERSION},"shell":{},"command":{},"#,
         quoted(shell),
         quoted(command)
-    )
+    );
+    match body {
+        Body::Data(data) => [
+            Cow::Owned(head + r#""ok":true,"data":"#),
+            Cow::Borrowed(data),
+            Cow::Borrowed("}"),
+        ],
+        Body::Text(text) => [
+            Cow::Owned(head + r#""ok":true,"data":{"text":"#),
+            Cow::Owned(quoted(text)),
+            Cow::Borrowed("}}"),
+        ],
+        Body::Error(message) => [
+            Cow::Owned(head + r#""ok":false,"error":"#),
+            Cow::Owned(quoted(message)),
+            Cow::Borrowed("}"),
+        ],
+        Body::Nothing => [
+            Cow::Owned(head + r#""ok":true,"data":null}"#),
+            Cow::Borrowed(""),
+            Cow::Borrowed(""),
+        ],
+    }
 }
 
 /// Once this many bytes at the front have been sent, they are dropped from
@@ -127,14 +150,51 @@ impl Outbox {
         }
     }
 
-    /// A command's structured result (see [`record`]), in as many `Data`
-    /// frames as it needs; only framed mode carries it.
+    /// A command's structured result, made by [`record`], in as many
+    /// `Data` frames as it needs; only framed mode carries it.
     pub(crate) fn data(&mut self, json: &str) {
+        self.data_parts(&[json]);
+    }
+
+    /// A command's structured result (see [`record`]) written straight
+    /// into `Data` frames.
+    pub(crate) fn record(&mut self, shell: &str, command: &str, body: Body<'_>) {
+        if self.framed {
+            let parts = envelope(shell, command, body);
+            self.data_parts(&[&parts[0], &parts[1], &parts[2]]);
+        }
+    }
+
+    /// The concatenation of `parts` in `Data` frames of at most the frame
+    /// limit, split at character boundaries, without joining the parts.
+    fn data_parts(&mut self, parts: &[&str]) {
         if !self.framed {
             return;
         }
-        for chunk in split_at_char_boundaries(json, MAX_FRAME - 1) {
-            frame::write_text_frame(&mut self.buf, Frame::DATA_TYPE, &[chunk]);
+        let room = MAX_FRAME - 1;
+        let mut pieces: Vec<&str> = Vec::with_capacity(parts.len() + 1);
+        let mut size = 0;
+        for part in parts {
+            let mut rest = *part;
+            while size + rest.len() > room {
+                let mut end = room - size;
+                while !rest.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let (now, later) = rest.split_at(end);
+                pieces.push(now);
+                frame::write_text_frame(&mut self.buf, Frame::DATA_TYPE, &pieces);
+                pieces.clear();
+                size = 0;
+                rest = later;
+            }
+            if !rest.is_empty() {
+                pieces.push(rest);
+                size += rest.len();
+            }
+        }
+        if !pieces.is_empty() {
+            frame::write_text_frame(&mut self.buf, Frame::DATA_TYPE, &pieces);
         }
     }
 

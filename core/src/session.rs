@@ -55,6 +55,9 @@ pub struct Call {
     /// should give its data as well as its text (see
     /// [`Report`](crate::Report)).
     pub wants_data: bool,
+    /// False when the client takes the data instead of the text: a plugin
+    /// whose text costs much to make may skip it.
+    pub wants_text: bool,
 }
 
 /// A line for the running takeover; answer with [`Session::handle_result`].
@@ -175,7 +178,9 @@ enum Input {
     Line(Vec<u8>),
     Complete(String),
     Eof,
-    WantData,
+    WantData {
+        text: bool,
+    },
     /// The peer sent something unusable but the stream can go on.
     Bad(String),
     /// The peer sent something after which the stream cannot go on.
@@ -232,6 +237,8 @@ pub struct Session {
     closed: bool,
     /// The client asked for a structured result after every command.
     wants_data: bool,
+    /// The client wants the text of commands too (false: data only).
+    wants_text: bool,
 }
 
 impl Session {
@@ -255,6 +262,7 @@ impl Session {
             eof: false,
             closed: false,
             wants_data: false,
+            wants_text: true,
         };
         session.write_prompt();
         session.settle(now);
@@ -377,7 +385,7 @@ impl Session {
                 render::record(&pending.plugin, &pending.command, Body::Error(text))
             });
             let pieces = self.shell.abandon(message);
-            self.show(pieces);
+            self.show(pieces, false);
             if let Some(record) = record {
                 self.out.data(&record);
             }
@@ -419,11 +427,16 @@ impl Session {
                 UnexpectedResult::Unknown(id)
             });
         };
-        let record = (self.wants_data && pending.is_call).then(|| {
+        // The data goes out as it came, after the text; the text-only and
+        // failed cases are small and made into their record at once.
+        let (completion, data) = match completion {
+            Completion::Report { text, data } => (Completion::Output(text), Some(data)),
+            other => (other, None),
+        };
+        let record = (self.wants_data && pending.is_call && data.is_none()).then(|| {
             let takeover;
             let body = match &completion {
-                Completion::Output(text) => Body::Text(text),
-                Completion::Report { data, .. } => Body::Data(data),
+                Completion::Output(text) | Completion::Report { text, .. } => Body::Text(text),
                 Completion::Error(message) => Body::Error(message),
                 Completion::Interactive { .. } => {
                     takeover = serde_json::json!({ "takeover": pending.command }).to_string();
@@ -432,10 +445,17 @@ impl Session {
             };
             render::record(&pending.plugin, &pending.command, body)
         });
+        let data_only = self.wants_data
+            && !self.wants_text
+            && pending.is_call
+            && !matches!(completion, Completion::Interactive { .. });
         let pieces = self.shell.finish(&pending.command, completion);
-        self.show(pieces);
+        self.show(pieces, data_only);
         if let Some(record) = record {
             self.out.data(&record);
+        } else if let Some(data) = data.filter(|_| self.wants_data && pending.is_call) {
+            self.out
+                .record(&pending.plugin, &pending.command, Body::Data(&data));
         }
         self.write_prompt();
         self.idle_deadline = now + self.host.limits().idle_timeout;
@@ -598,7 +618,7 @@ impl Session {
                     Frame::Line(text) => Input::Line(text.into_bytes()),
                     Frame::Complete(text) => Input::Complete(text),
                     Frame::Eof => Input::Eof,
-                    Frame::WantData => Input::WantData,
+                    Frame::WantData { text } => Input::WantData { text },
                     other => Input::Bad(format!(
                         "*** Ignored a server-side frame sent by the client: {other:?}"
                     )),
@@ -639,8 +659,9 @@ impl Session {
                 self.out.frame(&Frame::Candidates { start, items });
                 return;
             }
-            Input::WantData => {
+            Input::WantData { text } => {
                 self.wants_data = true;
+                self.wants_text = text;
                 return;
             }
             Input::Bad(message) => {
@@ -653,7 +674,8 @@ impl Session {
                 return;
             }
         };
-        self.show(reply.pieces);
+        let data_only = reply.record.is_some() && !self.wants_text;
+        self.show(reply.pieces, data_only);
         if let Some(record) = reply.record {
             self.out.data(&record);
         }
@@ -673,6 +695,7 @@ impl Session {
                     args,
                     session: self.id,
                     wants_data: self.wants_data,
+                    wants_text: !self.wants_data || self.wants_text,
                 }));
             }
             Next::Feed(line) => {
@@ -701,9 +724,12 @@ impl Session {
         id
     }
 
-    fn show(&mut self, pieces: Vec<Piece>) {
+    /// Writes a reply's pieces; `data_only` leaves out the output (the
+    /// client takes the command's facts from its data).
+    fn show(&mut self, pieces: Vec<Piece>, data_only: bool) {
         for piece in pieces {
             match piece {
+                Piece::Output(_) if data_only => {}
                 Piece::Output(text) => {
                     // Plugins' output conventionally ends in a newline; a
                     // takeover's (an interpreter echoing a partial line)

@@ -222,7 +222,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
             "framed_structured_results",
             vec![
                 Op::Handshake,
-                Op::WantData,
+                Op::WantData(false),
                 Op::FramedLine(Plugins),
                 Op::FramedLine(ShellProcess),
                 Op::FramedLine(Pid),
@@ -234,7 +234,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
                 Op::Answer(Answer::Natural),
                 Op::FramedLine(Block),
                 Op::Answer(Answer::Fail),
-                Op::Frame(Frame::WantData),
+                Op::Frame(Frame::WantData { text: true }),
             ],
         ),
         (
@@ -425,11 +425,14 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             variant(7, OPS, out);
             let index = match frame {
                 Frame::Eof => 2,
-                Frame::WantData => 3,
+                Frame::WantData { .. } => 3,
                 Frame::InteractiveEnd => 9,
                 other => unimplemented!("seeds use frames without text, not {other:?}"),
             };
             variant(index, 12, out);
+            if let Frame::WantData { text } = frame {
+                out.push(u8::from(*text));
+            }
         }
         Op::Eof => variant(8, OPS, out),
         Op::Advance(ms) => {
@@ -456,7 +459,10 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             out.extend_from_slice(&limit.to_le_bytes());
         }
         Op::Shutdown => variant(13, OPS, out),
-        Op::WantData => variant(14, OPS, out),
+        Op::WantData(text) => {
+            variant(14, OPS, out);
+            out.push(u8::from(*text));
+        }
     }
 }
 

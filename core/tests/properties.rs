@@ -51,7 +51,7 @@ fn one_op() -> impl Strategy<Value = Op> {
         3 => any::<bool>().prop_map(Op::Reading),
         2 => prop_oneof![0u16..16, Just(u16::MAX)].prop_map(Op::WriteLimit),
         1 => Just(Op::Shutdown),
-        2 => Just(Op::WantData),
+        2 => any::<bool>().prop_map(Op::WantData),
     ]
 }
 

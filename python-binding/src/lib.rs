@@ -12,6 +12,7 @@
 //! socket is removed by its parent if the child cannot (`fork_watch`), and
 //! no ispyd thread runs Python once the interpreter starts to end (`gate`).
 
+mod data;
 mod error;
 mod fork_watch;
 mod gate;
@@ -54,6 +55,7 @@ fn fork_child() {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<manager::NativeManager>()?;
+    m.add_class::<data::NativeData>()?;
     m.add_function(wrap_pyfunction!(ispy_main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::format_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads::threads_report, m)?)?;

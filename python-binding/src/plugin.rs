@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use serde_json::value::RawValue;
 
+use crate::data::NativeData;
 use crate::error::traceback_text;
 use crate::gate;
 
@@ -74,7 +75,7 @@ impl Plugin for PyPlugin {
             return Err(PluginError::new(gate::CLOSED));
         };
         Python::attach(|py| {
-            type Ran = (String, Option<Py<PyAny>>, Option<String>, Option<String>);
+            type Ran = (String, Option<Py<PyAny>>, Option<Py<PyAny>>, Option<String>);
             let run = || -> PyResult<Ran> {
                 support(py)?
                     .call_method1(
@@ -85,6 +86,7 @@ impl Plugin for PyPlugin {
                             &call.args,
                             call.session,
                             call.wants_data,
+                            call.wants_text,
                         ),
                     )?
                     .extract()
@@ -98,13 +100,20 @@ impl Plugin for PyPlugin {
                     })))
                 }
                 Ok((output, None, Some(data), None)) => {
-                    let data = RawValue::from_string(data).map_err(|err| {
+                    let data = data.bind(py);
+                    if let Ok(native) = data.cast::<NativeData>() {
+                        return Report::new(call, output, native.get().json()).map(Outcome::Report);
+                    }
+                    let json: String = data
+                        .extract()
+                        .map_err(|err: PyErr| PluginError::new(traceback_text(py, &err)))?;
+                    let json = RawValue::from_string(json).map_err(|err| {
                         PluginError::new(format!(
                             "'{}' gave data that is not JSON: {err}",
                             call.command
                         ))
                     })?;
-                    Report::new(call, output, &data).map(Outcome::Report)
+                    Report::new(call, output, &json).map(Outcome::Report)
                 }
                 Ok((output, None, None, None)) => Ok(Outcome::Output(output)),
                 Err(err) => Err(PluginError::new(traceback_text(py, &err))),

@@ -57,6 +57,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::data::NativeData;
 
 /// Marks the thread that runs the dump.
 const SERVING: &str = "this ispyd session's thread";
@@ -116,19 +119,20 @@ impl<'py> Names<'py> {
 /// is marked and listed last. See the module documentation for the format.
 #[pyfunction]
 pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<String> {
-    threads_report(py, serving, false).map(|(text, _)| text)
+    threads_report(py, serving, false, true).map(|(text, _)| text)
 }
 
 /// `threads`: the text of [`format_threads`] and, with `wants_data`, the
 /// same stacks as JSON (`RESULTS.md`, `python threads`), made from one
 /// snapshot.
 #[pyfunction]
-#[pyo3(signature = (serving, wants_data=false))]
+#[pyo3(signature = (serving, wants_data=false, wants_text=true))]
 pub(crate) fn threads_report(
     py: Python<'_>,
     serving: u64,
     wants_data: bool,
-) -> PyResult<(String, Option<String>)> {
+    wants_text: bool,
+) -> PyResult<(String, Option<NativeData>)> {
     let sys = py.import("sys")?;
     let threading = py.import("threading")?;
     let linecache = py.import("linecache")?;
@@ -187,9 +191,14 @@ pub(crate) fn threads_report(
         .collect();
 
     // 3. Source lines, one lookup per place.
-    let rendered = places.render(&linecache, &names)?;
+    let rendered = places.render(&linecache, &names, wants_data)?;
 
-    let mut out = String::with_capacity(
+    let mut out = String::new();
+    // Data instead of text: the client reads only the data.
+    let wants_text = wants_text || !wants_data;
+    out.reserve(if !wants_text {
+        0
+    } else {
         32 + stacks
             .iter()
             .zip(&name_lines)
@@ -201,13 +210,15 @@ pub(crate) fn threads_report(
                         .map(|&place| rendered[place].text.len())
                         .sum::<usize>()
             })
-            .sum::<usize>(),
-    );
-    let _ = writeln!(out, "# Threads: {}", stacks.len());
-    for (stack, name) in stacks.iter().zip(&name_lines) {
-        let _ = write!(out, "\n# ThreadID: {}\n{name}", stack.ident);
-        for &place in &stack.places {
-            out.push_str(&rendered[place].text);
+            .sum::<usize>()
+    });
+    if wants_text {
+        let _ = writeln!(out, "# Threads: {}", stacks.len());
+        for (stack, name) in stacks.iter().zip(&name_lines) {
+            let _ = write!(out, "\n# ThreadID: {}\n{name}", stack.ident);
+            for &place in &stack.places {
+                out.push_str(&rendered[place].text);
+            }
         }
     }
     if !wants_data {
@@ -223,12 +234,22 @@ pub(crate) fn threads_report(
             daemon: about.daemon,
             threading: matches!(stack.owner, Owner::Started(_)),
             serving: stack.ident == serving,
-            frames: stack.places.iter().map(|&p| &rendered[p].frame).collect(),
+            frames: stack
+                .places
+                .iter()
+                .filter_map(|&p| rendered[p].frame.as_deref())
+                .collect(),
         })
         .collect();
-    let data = serde_json::to_string(&serde_json::json!({ "threads": threads }))
-        .map_err(|err| pyo3::exceptions::PyValueError::new_err(err.to_string()))?;
-    Ok((out, Some(data)))
+    // Straight to text: a `Value` tree of every frame would cost more than
+    // the dump itself.
+    Ok((out, Some(NativeData::of(&ThreadsData { threads })?)))
+}
+
+/// The structured result of `threads`.
+#[derive(Serialize)]
+struct ThreadsData<'a> {
+    threads: Vec<ThreadData<'a>>,
 }
 
 /// One thread in the structured result of `threads`.
@@ -240,22 +261,24 @@ struct ThreadData<'a> {
     daemon: Option<bool>,
     threading: bool,
     serving: bool,
-    frames: Vec<&'a FrameData>,
+    frames: Vec<&'a RawValue>,
 }
 
 /// One frame of a stack, as data: where it is and the source line there.
 #[derive(Serialize)]
-pub(crate) struct FrameData {
+struct FrameData {
     file: String,
     line: Option<i32>,
     function: String,
     source: Option<String>,
 }
 
-/// A place's text and its data.
+/// A place's text and its data, each made once however many frames are
+/// at that place (a thousand threads waiting in one `wait()` share it).
 pub(crate) struct PlaceText {
     text: String,
-    frame: FrameData,
+    /// Made only when data is wanted.
+    frame: Option<Box<RawValue>>,
 }
 
 /// Formats chosen stacks the way [`format_threads`] formats each thread's:
@@ -297,9 +320,11 @@ impl<'py> StackFormatter<'py> {
     }
 
     /// Each recorded place's text; runs `linecache`, Python code.
-    pub(crate) fn render(&self, py: Python<'py>) -> PyResult<Rendered> {
+    pub(crate) fn render(&self, py: Python<'py>, wants_data: bool) -> PyResult<Rendered> {
         let linecache = py.import("linecache")?;
-        self.places.render(&linecache, &self.names).map(Rendered)
+        self.places
+            .render(&linecache, &self.names, wants_data)
+            .map(Rendered)
     }
 }
 
@@ -312,8 +337,12 @@ impl Rendered {
     }
 
     /// `stack`'s frames as data, outermost first.
-    pub(crate) fn frames(&self, stack: &RecordedStack) -> Vec<&FrameData> {
-        stack.0.iter().map(|&place| &self.0[place].frame).collect()
+    pub(crate) fn frames(&self, stack: &RecordedStack) -> Vec<&RawValue> {
+        stack
+            .0
+            .iter()
+            .filter_map(|&place| self.0[place].frame.as_deref())
+            .collect()
     }
 }
 
@@ -526,11 +555,13 @@ impl<'py> Places<'py> {
         })
     }
 
-    /// Each place's text: its `File:` line and its source line, if any.
+    /// Each place's text: its `File:` line and its source line, if any;
+    /// and with `wants_data`, the same as data.
     fn render(
         &self,
         linecache: &Bound<'py, PyModule>,
         names: &Names<'py>,
+        wants_data: bool,
     ) -> PyResult<Vec<PlaceText>> {
         let mut checked = HashSet::new();
         for code in &self.codes {
@@ -561,15 +592,21 @@ impl<'py> Places<'py> {
                         source = Some(found.to_owned());
                     }
                 }
-                Ok(PlaceText {
-                    text,
-                    frame: FrameData {
-                        file: code.filename.clone(),
-                        line,
-                        function: code.function.clone(),
-                        source,
-                    },
-                })
+                let frame =
+                    if wants_data {
+                        let frame = FrameData {
+                            file: code.filename.clone(),
+                            line,
+                            function: code.function.clone(),
+                            source,
+                        };
+                        Some(serde_json::value::to_raw_value(&frame).map_err(|err| {
+                            pyo3::exceptions::PyValueError::new_err(err.to_string())
+                        })?)
+                    } else {
+                        None
+                    };
+                Ok(PlaceText { text, frame })
             })
             .collect()
     }

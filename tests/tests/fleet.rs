@@ -96,7 +96,7 @@ fn a_stopped_server_is_given_up_on_and_the_others_still_answer() {
     for pid in pids(&fleet).into_iter().filter(|&p| p != stopped) {
         assert!(text.contains(&format!("<==\n{pid}\n")), "{text}");
     }
-    let complaint = format!("ispy: pid {stopped} (");
+    let complaint = format!("ispy: pid {stopped}  ");
     assert!(text.contains(&complaint), "{text}");
     assert!(stderr(&output).contains(&complaint), "{}", stderr(&output));
     assert!(

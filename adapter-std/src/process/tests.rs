@@ -12,6 +12,7 @@ fn run(command: &str, args: &str, wants_data: bool) -> Result<Report, PluginErro
         args: args.to_owned(),
         session: 1,
         wants_data,
+        wants_text: true,
     };
     match ProcessPlugin::new().call(&call)? {
         Outcome::Report(report) => Ok(report),

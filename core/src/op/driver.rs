@@ -509,7 +509,7 @@ impl Driver {
 /// Structured results come only to a client that asked, at most one per
 /// reply, each a JSON document of the current schema.
 fn check_records(replies: &[Frame], requests: &[Frame]) {
-    let asked = requests.iter().any(|f| matches!(f, Frame::WantData));
+    let asked = requests.iter().any(|f| matches!(f, Frame::WantData { .. }));
     let mut json = String::new();
     for frame in replies {
         match frame {

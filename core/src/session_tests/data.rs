@@ -6,7 +6,7 @@ use super::*;
 /// A framed peer that has asked for structured results.
 fn wanting_data() -> Peer {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::WantData);
+    peer.send_frame(Frame::WantData { text: true });
     assert_eq!(peer.frames(), [], "WantData has no answer of its own");
     peer
 }
@@ -209,9 +209,65 @@ fn a_takeover_says_it_began_and_its_lines_have_no_result() {
 fn want_data_in_text_mode_is_just_an_unknown_line() {
     let mut peer = Peer::greeted();
     let mut bytes = Vec::new();
-    Frame::WantData.encode(&mut bytes);
+    Frame::WantData { text: true }.encode(&mut bytes);
     bytes.push(b'\n');
     peer.send(bytes);
     let text = peer.text();
     assert!(text.starts_with("*** "), "{text:?}");
+}
+
+#[test]
+fn data_only_leaves_out_the_text_of_commands_but_not_their_errors() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::WantData { text: false });
+    peer.send_frame(Frame::Line("plugins".into()));
+    let frames = peer.frames();
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Output(_))),
+        "{frames:?}"
+    );
+    assert!(record(&frames)["data"]["plugins"].is_array());
+    peer.send_frame(Frame::Line("shell process".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("pid".into()));
+    let call = peer.call();
+    let completion = Completion::Report {
+        text: "4242\n".into(),
+        data: r#"{"pid":4242}"#.into(),
+    };
+    peer.complete(call.id, completion);
+    let frames = peer.frames();
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Output(_))),
+        "{frames:?}"
+    );
+    assert_eq!(record(&frames)["data"]["pid"], 4242);
+    peer.send_frame(Frame::Line("nonsense".into()));
+    let frames = peer.frames();
+    assert!(
+        matches!(&frames[0], Frame::Error(e) if e.contains("nonsense")),
+        "{frames:?}"
+    );
+}
+
+#[test]
+fn data_only_still_shows_a_takeover() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::WantData { text: false });
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("takeover".into()));
+    let call = peer.call();
+    peer.complete(
+        call.id,
+        Completion::Interactive {
+            output: "hello\n".into(),
+            prompt: "> ".into(),
+        },
+    );
+    let frames = peer.frames();
+    assert!(
+        frames.contains(&Frame::Output("hello\n".into())),
+        "{frames:?}"
+    );
 }

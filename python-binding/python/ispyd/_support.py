@@ -15,6 +15,8 @@ import io
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
+from ispyd import _native
+
 #: Plugins that ``%(builtins)s`` stands for (besides the native ``process``).
 BUILTINS: Dict[str, str] = {
     "python": "ispyd.plugins.python:PythonPlugin",
@@ -84,11 +86,6 @@ class CommandError(Exception):
     ``"ok": false`` with the message, with no traceback."""
 
 
-class JSONText(str):
-    """A command result that is JSON already (made by native code), passed
-    on as it is rather than encoded again."""
-
-
 def render(data: Any) -> str:
     """The text of a command that returned data and printed nothing: a dict
     as ``key: value`` lines, a list one item a line, anything else as
@@ -101,8 +98,8 @@ def render(data: Any) -> str:
 
 
 def run_command(
-    plugin: Any, command: str, args: str, session: int, wants_data: bool = False
-) -> Tuple[str, Any, Optional[str], Optional[str]]:
+    plugin: Any, command: str, args: str, session: int, wants_data: bool = False, wants_text: bool = True
+) -> Tuple[str, Any, Any, Optional[str]]:
     """Runs ``do_<command>(args)`` on a copy of ``plugin`` whose ``stdout``
     collects the output.
 
@@ -116,6 +113,9 @@ def run_command(
     instance.stdout = out
     instance.session = session
     instance.wants_data = wants_data
+    # False when the client takes the data instead of the text: a command
+    # whose text costs much to make may skip it.
+    instance.wants_text = wants_text
     try:
         result = getattr(instance, "do_" + command)(args)
     except CommandError as err:
@@ -125,12 +125,14 @@ def run_command(
     text = out.getvalue()
     if result is None:
         return text, None, None, None
-    if not text and not isinstance(result, JSONText):
+    native = isinstance(result, _native.NativeData)
+    if not text and not native:
         text = render(result)
     if not wants_data:
         return text, None, None, None
-    if isinstance(result, JSONText):
-        return text, None, str(result), None
+    if native:
+        # JSON made by native code: handed back as it is.
+        return text, None, result, None
     return text, None, json.dumps(result, default=repr, ensure_ascii=False), None
 
 

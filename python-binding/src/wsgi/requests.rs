@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::{Copied, WRAPPED, copy_requests};
+use crate::data::NativeData;
 use crate::threads::{GcPaused, RecordedStack, StackFormatter};
 
 /// One request as `requests` lists it, copied out of the registry.
@@ -47,7 +48,7 @@ pub(crate) fn requests_report(
     py: Python<'_>,
     older_than: Option<f64>,
     wants_data: bool,
-) -> PyResult<(String, Option<String>)> {
+) -> PyResult<(String, Option<NativeData>)> {
     let minimum = match older_than {
         None => None,
         Some(seconds) if seconds.is_nan() || seconds < 0.0 => {
@@ -97,7 +98,7 @@ pub(crate) fn requests_report(
 
     // 2. Text.
     let wall_now = SystemTime::now();
-    let rendered = formatter.render(py)?;
+    let rendered = formatter.render(py, wants_data)?;
     let ctime = py.import("time")?.getattr("ctime")?;
     let mut out = String::new();
     if listed.is_empty() {
@@ -173,7 +174,7 @@ pub(crate) fn requests_report(
         "active": active,
         "wrapped": WRAPPED.load(Ordering::Relaxed),
     });
-    Ok((out, Some(data.to_string())))
+    Ok((out, Some(NativeData::of(&data)?)))
 }
 
 /// When a request that has run for `age` started, in seconds since the

@@ -13,7 +13,6 @@ import threading
 from typing import Any, Dict, List, Optional
 
 from ispyd import _native
-from ispyd._support import JSONText
 from ispyd.console import ConsoleSession
 
 
@@ -24,6 +23,7 @@ class PythonPlugin:
     gated_commands = {"console": "python:console"}
     stdout: Any = sys.stdout
     wants_data = False
+    wants_text = True
 
     def _print(self, *values: Any) -> None:
         print(*values, file=self.stdout)
@@ -126,15 +126,15 @@ class PythonPlugin:
             self._print(f"{entry['name']:<{width}}  {entry['file'] or '(built-in)'}")
         return {"modules": modules}
 
-    def do_threads(self, line: str) -> Optional[JSONText]:
+    def do_threads(self, line: str) -> Optional[_native.NativeData]:
         """Every Python thread's current stack, innermost call last.
 
         Threads come in the order they started (MainThread first); those
         Python's threading did not start are named by the OS. The thread
         running this command, ispyd's own, is marked and comes last."""
-        text, data = _native.threads_report(threading.get_ident(), self.wants_data)
+        text, data = _native.threads_report(threading.get_ident(), self.wants_data, self.wants_text)
         self.stdout.write(text)
-        return JSONText(data) if data is not None else None
+        return data
 
     def do_console(self, line: str) -> Optional[ConsoleSession]:
         """An interactive Python interpreter inside this process.

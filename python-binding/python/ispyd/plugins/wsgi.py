@@ -28,8 +28,9 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Optional, TypeVar
 
+from ispyd import _native
 from ispyd._native import WSGIApplicationWrapper, active_request_count, requests_report
-from ispyd._support import CommandError, JSONText
+from ispyd._support import CommandError
 
 __all__ = ["WSGIApplicationWrapper", "WSGIPlugin", "active_request_count", "wsgi_application"]
 
@@ -58,7 +59,7 @@ class WSGIPlugin:
     stdout: Any = sys.stdout
     wants_data = False
 
-    def do_requests(self, line: str) -> Optional[JSONText]:
+    def do_requests(self, line: str) -> Optional[_native.NativeData]:
         """requests [SECONDS]: the web requests being served now, oldest first.
 
         For each: its number, the thread serving it, when it started, how
@@ -82,4 +83,4 @@ class WSGIPlugin:
                 )
         text, data = requests_report(older_than, self.wants_data)
         self.stdout.write(text)
-        return JSONText(data) if data is not None else None
+        return data
