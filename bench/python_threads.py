@@ -61,6 +61,8 @@ def traceback_dump(serving: int) -> str:
         if notes:
             name = f"{name} ({'; '.join(notes)})" if name else f"({'; '.join(notes)})"
         out.append(f"\n# ThreadID: {ident}\n# Name: {name}\n")
+        if thread is not None and thread.native_id is not None:
+            out.append(f"# Native ID: {thread.native_id}\n")
         for summary in traceback.extract_stack(frame):
             out.append(f'File: "{summary.filename}", line {summary.lineno}, in {summary.name}\n')
             if summary.line:

@@ -6,6 +6,7 @@
 //!
 //! # ThreadID: 140735076232384
 //! # Name: MainThread
+//! # Native ID: 48213
 //! File: "app.py", line 25, in <module>
 //!   application.run(host='0.0.0.0', port=port)
 //! File: "/…/werkzeug/serving.py", line 617, in run_simple
@@ -187,7 +188,7 @@ pub(crate) fn threads_report(
     let name_lines: Vec<String> = stacks
         .iter()
         .zip(&described)
-        .map(|(stack, about)| name_line(stack, &about.name, serving))
+        .map(|(stack, about)| name_line(stack, about, serving))
         .collect();
 
     // 3. Source lines, one lookup per place.
@@ -422,15 +423,15 @@ struct About {
     daemon: Option<bool>,
 }
 
-/// Reads a thread's name and, for data, its native id and daemon flag:
+/// Reads a thread's name, its native id and, for data, its daemon flag:
 /// Python code (`name` is a property), so only after the snapshot.
 fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<About> {
     fn attribute<'py>(
         thread: &Bound<'py, PyAny>,
         name: &Bound<'py, PyString>,
-        wants_data: bool,
+        wanted: bool,
     ) -> Option<Bound<'py, PyAny>> {
-        wants_data
+        wanted
             .then(|| thread.getattr(name).ok())
             .flatten()
             .filter(|value| !value.is_none())
@@ -442,8 +443,7 @@ fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<
                 .str()?
                 .to_string_lossy()
                 .into_owned(),
-            native_id: attribute(thread, &names.native_id, wants_data)
-                .and_then(|id| id.extract().ok()),
+            native_id: attribute(thread, &names.native_id, true).and_then(|id| id.extract().ok()),
             daemon: attribute(thread, &names.daemon, wants_data).and_then(|d| d.extract().ok()),
         },
         Owner::Native(name) => About {
@@ -454,8 +454,11 @@ fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<
     })
 }
 
-/// The `# Name:` line of a thread, newline included.
-fn name_line(stack: &Stack<'_>, name: &str, serving: u64) -> String {
+/// The `# Name:` line of a thread and, when known, its `# Native ID:` line
+/// (the OS thread id, as `process threads` and `top -H` show it), newlines
+/// included.
+fn name_line(stack: &Stack<'_>, about: &About, serving: u64) -> String {
+    let name = &about.name;
     let mut notes = Vec::with_capacity(2);
     if let Owner::Native(_) = stack.owner {
         notes.push(NOT_THREADING);
@@ -463,11 +466,15 @@ fn name_line(stack: &Stack<'_>, name: &str, serving: u64) -> String {
     if stack.ident == serving {
         notes.push(SERVING);
     }
-    match (name.is_empty(), notes.is_empty()) {
+    let mut line = match (name.is_empty(), notes.is_empty()) {
         (_, true) => format!("# Name: {name}\n"),
         (true, false) => format!("# Name: ({})\n", notes.join("; ")),
         (false, false) => format!("# Name: {name} ({})\n", notes.join("; ")),
+    };
+    if let Some(native_id) = about.native_id {
+        let _ = writeln!(line, "# Native ID: {native_id}");
     }
+    line
 }
 
 /// A code object seen in the dump.

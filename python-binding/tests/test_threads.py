@@ -158,3 +158,19 @@ def test_threads_marks_this_sessions_thread_and_lists_it_last(dump: str) -> None
 
 def test_threads_lists_the_main_thread_first(dump: str) -> None:
     assert sections(dump)[0].splitlines()[1] == "# Name: MainThread", dump
+
+
+def test_each_threading_thread_shows_its_native_id_to_match_process_threads(threads_config: Path, dump: str) -> None:
+    """A stack can be matched with ``process threads`` (OS thread ids and
+    CPU time): the header names the native id."""
+    main = sections(dump)[0].splitlines()
+    native = int(main[2].removeprefix("# Native ID: "))
+    process_threads = ispy(threads_config, "connect\nshell process\nthreads\n")
+    tids = {int(line.split()[0]): line.split()[1] for line in process_threads.splitlines()[1:-1]}
+    assert native in tids, (native, process_threads)
+    # The main thread's OS id is the process id, which `process pid` gives.
+    assert native == int(ispy(threads_config, "connect\nshell process\npid\n").strip())
+    for section in sections(dump):
+        lines = section.splitlines()
+        if "not a threading.Thread" not in lines[1]:
+            assert lines[2].startswith("# Native ID: "), section
