@@ -521,6 +521,7 @@ fn drive(
                     }
                 }
                 Action::Forget(id) => pool.forget(conn.session.id(), id),
+                Action::Interrupt(interrupter) => interrupter.interrupt(),
                 Action::Close(_) => {}
             }
         }

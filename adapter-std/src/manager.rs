@@ -9,7 +9,6 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use ispyd_core::{Address, Config, ConfigWarning, Host, Limits, Refusal, Registry, Session, admit};
 
 use crate::peer;
-use crate::serve::{Wake, serve};
+use crate::serve::{Wake, Waker, serve, wake_channel};
 use crate::setup::{self, Builder, Error, Listener, Setup, quiet_plugin_panics};
 use crate::signals;
 use crate::socket::SocketPathGuard;
@@ -43,7 +42,7 @@ struct Shared {
     stopping: AtomicBool,
     /// A clone of every open session's stream, and its wake channel, so
     /// that shutdown can end them.
-    sessions: Mutex<HashMap<u64, (Stream, Sender<Wake>)>>,
+    sessions: Mutex<HashMap<u64, (Stream, Waker)>>,
     /// Signalled each time a session thread ends.
     ended: Condvar,
 }
@@ -213,7 +212,7 @@ impl ShellManager {
         for (stream, wake) in sessions.values() {
             let _ = stream.shutdown(Shutdown::Read);
             // A session waiting for a call hears it on its wake channel.
-            let _ = wake.send(Wake::Shutdown);
+            let _ = wake.wake(Wake::Shutdown);
         }
         let grace = Instant::now() + SHUTDOWN_GRACE;
         while !sessions.is_empty() {
@@ -264,7 +263,12 @@ fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
 fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     let peer_uid = stream.peer_uid();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let wake = mpsc::channel();
+    let Ok((waker, wakes)) = wake_channel() else {
+        let mut stream = stream;
+        let _ = stream.write_all(b"*** ispyd: cannot start a session now (no descriptors left).\n");
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    };
     {
         let mut sessions = lock(&shared.sessions);
         if let Err(refusal) = admit(peer_uid, shared.euid, sessions.len(), &shared.limits) {
@@ -272,7 +276,7 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
             return refuse(stream, &refusal);
         }
         match stream.try_clone() {
-            Ok(clone) => sessions.insert(id, (clone, wake.0.clone())),
+            Ok(clone) => sessions.insert(id, (clone, waker)),
             Err(_) => return,
         };
     }
@@ -282,7 +286,7 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     let spawned = thread::Builder::new()
         .name(format!("ispyd-session-{id}"))
         .spawn(move || {
-            serve(stream, session, registry, &owner.stopping, wake);
+            serve(stream, session, registry, &owner.stopping, wakes);
             lock(&owner.sessions).remove(&id);
             owner.ended.notify_all();
         });

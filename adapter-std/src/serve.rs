@@ -13,6 +13,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -42,19 +44,69 @@ pub(crate) enum Wake {
     Shutdown,
 }
 
+/// Sends [`Wake`]s to a session thread and rings its bell, a socket pair
+/// that the thread polls beside its connection while a job runs: it keeps
+/// reading the client then (a Ctrl-C must reach a call that does not
+/// answer), and hears the worker the moment it is done.
+#[derive(Clone)]
+pub(crate) struct Waker {
+    tx: Sender<Wake>,
+    bell: Arc<UnixStream>,
+}
+
+impl Waker {
+    /// Tells the session thread.
+    pub(crate) fn wake(&self, wake: Wake) -> bool {
+        let sent = self.tx.send(wake).is_ok();
+        // A full bell already has a ring waiting to be heard.
+        let _ = (&*self.bell).write(b"!");
+        sent
+    }
+}
+
+/// A session thread's wake channel: the [`Waker`] to hand out, and what
+/// [`serve`] takes.
+pub(crate) fn wake_channel() -> std::io::Result<(Waker, Wakes)> {
+    let (tx, rx) = mpsc::channel();
+    let (bell, heard) = UnixStream::pair()?;
+    bell.set_nonblocking(true)?;
+    heard.set_nonblocking(true)?;
+    let waker = Waker {
+        tx,
+        bell: Arc::new(bell),
+    };
+    Ok((waker.clone(), Wakes { waker, rx, heard }))
+}
+
+/// The receiving side of [`wake_channel`].
+pub(crate) struct Wakes {
+    /// Kept so the channel never disconnects, and for the workers.
+    waker: Waker,
+    rx: Receiver<Wake>,
+    heard: UnixStream,
+}
+
+impl Wakes {
+    /// Empties the bell, so that the next ring wakes the next poll.
+    fn hear(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.heard).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
 /// A thread that runs the session's slow jobs one at a time.
 struct Worker {
     jobs: Sender<Job>,
 }
 
 impl Worker {
-    fn spawn(registry: Arc<Registry>, session: u64, done: Sender<Wake>) -> std::io::Result<Worker> {
+    fn spawn(registry: Arc<Registry>, session: u64, done: Waker) -> std::io::Result<Worker> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name(format!("ispyd-call-{session}"))
             .spawn(move || {
                 for job in job_rx {
-                    if done.send(Wake::Done(job.run(&registry))).is_err() {
+                    if !done.wake(Wake::Done(job.run(&registry))) {
                         break;
                     }
                 }
@@ -73,15 +125,14 @@ pub(crate) fn serve(
     session: Session,
     registry: Arc<Registry>,
     stopping: &AtomicBool,
-    wake: (Sender<Wake>, Receiver<Wake>),
+    wake: Wakes,
 ) -> Option<CloseReason> {
     let mut driver = Driver {
         stream,
         session,
         dispatcher: Dispatcher::new(),
         registry,
-        wake_tx: wake.0,
-        wake: wake.1,
+        wake,
         worker: None,
         reason: None,
         read_timeout: None,
@@ -97,8 +148,7 @@ struct Driver {
     session: Session,
     dispatcher: Dispatcher,
     registry: Arc<Registry>,
-    wake_tx: Sender<Wake>,
-    wake: Receiver<Wake>,
+    wake: Wakes,
     worker: Option<Worker>,
     reason: Option<CloseReason>,
     /// The socket's read and write timeouts in force.
@@ -122,7 +172,7 @@ impl Driver {
             }
             let deadline = self.session.poll_timeout();
             if self.dispatcher.running().is_some() {
-                self.wait_for_job(deadline);
+                self.wait_for_job(deadline, &mut buf, stopping);
                 continue;
             }
             if !self.session.wants_input() {
@@ -140,19 +190,27 @@ impl Driver {
             {
                 self.read_timeout = Some(wait);
             }
-            match self.stream.read(&mut buf) {
-                Ok(0) if stopping.load(Ordering::SeqCst) => {
-                    self.session.handle_shutdown(Instant::now())
-                }
-                Ok(0) => self.session.handle_eof(Instant::now()),
-                Ok(n) => self.session.handle_input(&buf[..n], Instant::now()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    self.session.handle_timeout(Instant::now())
-                }
-                Err(_) => return,
+            if !self.read(&mut buf, stopping) {
+                return;
             }
         }
+    }
+
+    /// Reads once and feeds the session. False when the connection is gone.
+    fn read(&mut self, buf: &mut [u8], stopping: &AtomicBool) -> bool {
+        match self.stream.read(buf) {
+            Ok(0) if stopping.load(Ordering::SeqCst) => {
+                self.session.handle_shutdown(Instant::now())
+            }
+            Ok(0) => self.session.handle_eof(Instant::now()),
+            Ok(n) => self.session.handle_input(&buf[..n], Instant::now()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                self.session.handle_timeout(Instant::now())
+            }
+            Err(_) => return false,
+        }
+        true
     }
 
     /// Takes the dispatcher's actions until there are none.
@@ -171,6 +229,7 @@ impl Driver {
                 Action::Run(job) => self.dispatch(job),
                 // The worker is stuck in the job; leave it behind.
                 Action::Forget(_) => self.worker = None,
+                Action::Interrupt(interrupter) => interrupter.interrupt(),
                 Action::Close(reason) => self.reason = Some(reason),
             }
         }
@@ -200,7 +259,7 @@ impl Driver {
     fn dispatch(&mut self, job: Job) {
         let id = job.id();
         if self.worker.is_none() {
-            let done = self.wake_tx.clone();
+            let done = self.wake.waker.clone();
             match Worker::spawn(Arc::clone(&self.registry), self.session.id(), done) {
                 Ok(worker) => self.worker = Some(worker),
                 Err(err) => {
@@ -226,28 +285,78 @@ impl Driver {
         }
     }
 
-    /// Waits until the running job is done, the host stops ispyd, or the
-    /// session's next deadline (its call timeout) comes.
-    fn wait_for_job(&mut self, deadline: Option<Instant>) {
-        // The driver holds a sender of its own: the channel never
-        // disconnects, so an error here is only the deadline.
-        let woke = match deadline {
-            Some(deadline) => self
-                .wake
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .ok(),
-            None => self.wake.recv().ok(),
-        };
-        match woke {
-            Some(Wake::Done(done)) => {
-                let _ = self
-                    .dispatcher
-                    .handle_done(&mut self.session, done, Instant::now());
+    /// Waits until the running job is done, the host stops ispyd, the
+    /// client sends something (a Ctrl-C for the job, or lines to buffer), or
+    /// the session's next deadline (its call timeout) comes.
+    fn wait_for_job(&mut self, deadline: Option<Instant>, buf: &mut [u8], stopping: &AtomicBool) {
+        loop {
+            match self.wake.rx.try_recv() {
+                Ok(Wake::Done(done)) => {
+                    let _ = self
+                        .dispatcher
+                        .handle_done(&mut self.session, done, Instant::now());
+                    return;
+                }
+                Ok(Wake::Shutdown) => return self.session.handle_shutdown(Instant::now()),
+                // The driver holds a waker of its own: never disconnected.
+                Err(_) => {}
             }
-            Some(Wake::Shutdown) => self.session.handle_shutdown(Instant::now()),
-            None => self.session.handle_timeout(Instant::now()),
+            let wait = wait_until(deadline);
+            match self.poll(wait) {
+                Ready::Bell => self.wake.hear(),
+                Ready::Client => {
+                    if !self.read(buf, stopping) {
+                        // The client is gone: the session ends, and the
+                        // job with it.
+                        return self.session.handle_eof(Instant::now());
+                    }
+                    return;
+                }
+                Ready::Timeout => return self.session.handle_timeout(Instant::now()),
+            }
         }
     }
+
+    /// Waits up to `wait` for the bell or, while the session takes input,
+    /// the client.
+    fn poll(&self, wait: Duration) -> Ready {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.wake.heard.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.stream.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let count = if self.session.wants_input() { 2 } else { 1 };
+        let millis = libc::c_int::try_from(wait.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fds` is valid for `count` entries for the call's length.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), count as libc::nfds_t, millis) };
+        if ready <= 0 {
+            // An interrupted poll is tried again by the caller's loop.
+            return if ready == 0 {
+                Ready::Timeout
+            } else {
+                Ready::Bell
+            };
+        }
+        if fds[0].revents != 0 {
+            Ready::Bell
+        } else {
+            Ready::Client
+        }
+    }
+}
+
+/// What [`Driver::poll`] saw.
+enum Ready {
+    Bell,
+    Client,
+    Timeout,
 }
 
 /// True when the timeout in force is not within [`TIMEOUT_SLACK`] of `wanted`.

@@ -88,7 +88,8 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
             | Frame::Line(_)
             | Frame::Complete(_)
             | Frame::Eof
-            | Frame::WantData { .. } => {}
+            | Frame::WantData { .. }
+            | Frame::Interrupt => {}
         }
     }
 }

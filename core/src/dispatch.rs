@@ -14,9 +14,10 @@
 //! cannot start a job (no thread to be had) says so with
 //! [`Dispatcher::handle_lost`], and the user gets an error, not a hang.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::plugin::{Execution, Interactive, Registry};
+use crate::plugin::{Execution, Interactive, Interrupt, Registry};
 use crate::session::{
     Call, CallId, CloseReason, Completion, Event, Feed, Session, UnexpectedResult,
 };
@@ -102,7 +103,6 @@ impl JobDone {
 }
 
 /// What the driver must do next for a session.
-#[derive(Debug)]
 #[must_use]
 pub enum Action {
     /// Run this job (inline or elsewhere) and hand back its [`JobDone`].
@@ -111,6 +111,10 @@ pub enum Action {
     /// driver that gave it a thread of its own may leave that thread behind
     /// and use a new one for the next job.
     Forget(CallId),
+    /// Stop the code the running feed runs: call
+    /// [`Interrupt::interrupt`] (it does not block). Its result still
+    /// comes, unless a [`Action::Forget`] follows.
+    Interrupt(Arc<dyn Interrupt>),
     /// Write what is left ([`Session::wants_write`]), then close.
     Close(CloseReason),
 }
@@ -120,6 +124,10 @@ pub enum Action {
 pub struct Dispatcher {
     takeover: Option<Box<dyn Interactive>>,
     running: Option<CallId>,
+    /// What stops the running feed, while one runs.
+    interrupter: Option<Arc<dyn Interrupt>>,
+    /// A job to forget once its interruption has been handed out.
+    forget: Option<CallId>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -127,7 +135,19 @@ impl std::fmt::Debug for Dispatcher {
         f.debug_struct("Dispatcher")
             .field("takeover", &self.takeover.is_some())
             .field("running", &self.running)
+            .field("interruptible", &self.interrupter.is_some())
             .finish()
+    }
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Run(job) => f.debug_tuple("Run").field(job).finish(),
+            Action::Forget(id) => f.debug_tuple("Forget").field(id).finish(),
+            Action::Interrupt(_) => f.write_str("Interrupt(..)"),
+            Action::Close(reason) => f.debug_tuple("Close").field(reason).finish(),
+        }
     }
 }
 
@@ -151,9 +171,13 @@ impl Dispatcher {
         registry: &Registry,
         now: Instant,
     ) -> Option<Action> {
+        if let Some(id) = self.forget.take() {
+            return Some(Action::Forget(id));
+        }
         loop {
             match session.poll_event(now)? {
                 Event::Call(call) => {
+                    self.interrupter = None;
                     self.running = Some(call.id);
                     let inline = registry.is_inline(&call.plugin);
                     return Some(Action::Run(Job {
@@ -168,6 +192,7 @@ impl Dispatcher {
                         continue;
                     };
                     self.running = Some(feed.id);
+                    self.interrupter = takeover.interrupter();
                     return Some(Action::Run(Job {
                         work: Work::Feed(feed, takeover),
                         inline: false,
@@ -177,7 +202,21 @@ impl Dispatcher {
                     self.takeover = None;
                     if self.running == Some(id) {
                         self.running = None;
+                        // A console line given up on must not run on.
+                        if let Some(interrupter) = self.interrupter.take() {
+                            self.forget = Some(id);
+                            return Some(Action::Interrupt(interrupter));
+                        }
                         return Some(Action::Forget(id));
+                    }
+                }
+                Event::Interrupt(id) => {
+                    if let Some(interrupter) = self
+                        .interrupter
+                        .as_ref()
+                        .filter(|_| self.running == Some(id))
+                    {
+                        return Some(Action::Interrupt(Arc::clone(interrupter)));
                     }
                 }
                 Event::Close(reason) => {
@@ -199,6 +238,7 @@ impl Dispatcher {
     ) -> Result<(), UnexpectedResult> {
         if self.running == Some(done.id) {
             self.running = None;
+            self.interrupter = None;
             self.takeover = done.execution.interactive;
         }
         session.handle_result(done.id, done.execution.completion, now)

@@ -42,6 +42,10 @@ pub enum Frame {
         /// Keep sending each command's text as well as its data.
         text: bool,
     },
+    /// Client: Ctrl-C. Interrupts the code a takeover runs (as Ctrl-C at a
+    /// local Python prompt), or gives up on the plugin call in progress;
+    /// nothing when nothing runs.
+    Interrupt,
     /// Server: text to show.
     Output(String),
     /// Server: an error message, shown apart from output.
@@ -78,6 +82,7 @@ mod kind {
     pub const COMPLETE: u8 = 0x02;
     pub const EOF: u8 = 0x03;
     pub const WANT_DATA: u8 = 0x04;
+    pub const INTERRUPT: u8 = 0x05;
     pub const OUTPUT: u8 = 0x81;
     pub const ERROR: u8 = 0x82;
     pub const PROMPT: u8 = 0x83;
@@ -203,6 +208,7 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
             DATA_ONLY => Ok(Frame::WantData { text: false }),
             _ => Err(FrameError::Malformed(ty)),
         },
+        kind::INTERRUPT => empty(ty, payload, Frame::Interrupt),
         kind::OUTPUT => text(ty, payload).map(Frame::Output),
         kind::ERROR => text(ty, payload).map(Frame::Error),
         kind::PROMPT => text(ty, payload).map(Frame::Prompt),
@@ -231,7 +237,11 @@ impl Frame {
     pub fn is_client(&self) -> bool {
         matches!(
             self,
-            Frame::Line(_) | Frame::Complete(_) | Frame::Eof | Frame::WantData { .. }
+            Frame::Line(_)
+                | Frame::Complete(_)
+                | Frame::Eof
+                | Frame::WantData { .. }
+                | Frame::Interrupt
         )
     }
 
@@ -246,6 +256,7 @@ impl Frame {
             Frame::Eof => (kind::EOF, b""),
             Frame::WantData { text: true } => (kind::WANT_DATA, b""),
             Frame::WantData { text: false } => (kind::WANT_DATA, DATA_ONLY),
+            Frame::Interrupt => (kind::INTERRUPT, b""),
             Frame::Output(s) => (kind::OUTPUT, s.as_bytes()),
             Frame::Error(s) => (kind::ERROR, s.as_bytes()),
             Frame::Prompt(s) => (kind::PROMPT, s.as_bytes()),
@@ -339,6 +350,7 @@ mod tests {
         roundtrip(Frame::Close("bye".into()));
         roundtrip(Frame::WantData { text: true });
         roundtrip(Frame::WantData { text: false });
+        roundtrip(Frame::Interrupt);
         roundtrip(Frame::Data(r#"{"schema":1}"#.into()));
     }
 

@@ -79,8 +79,8 @@ pub use frame::{
     find_server_hello,
 };
 pub use plugin::{
-    CommandInfo, Execution, Interactive, Outcome, Plugin, PluginError, PluginInfo, Registry,
-    Report, Step,
+    CommandInfo, Execution, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo,
+    Registry, Report, Step,
 };
 pub use render::SCHEMA_VERSION;
 pub use session::{

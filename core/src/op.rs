@@ -92,6 +92,8 @@ pub enum Op {
     /// The peer asks for structured results ([`Frame::WantData`]), with
     /// the text (`true`) or instead of it.
     WantData(bool),
+    /// The peer presses Ctrl-C ([`Frame::Interrupt`]).
+    Interrupt,
 }
 
 impl Op {
@@ -111,6 +113,7 @@ impl Op {
             Op::FramedLine(line) => Frame::Line(line.text().to_owned()).encode(&mut out),
             Op::FramedComplete(line) => Frame::Complete(line.text().to_owned()).encode(&mut out),
             Op::WantData(text) => Frame::WantData { text: *text }.encode(&mut out),
+            Op::Interrupt => Frame::Interrupt.encode(&mut out),
             Op::Frame(frame) => frame.encode(&mut out),
             Op::Eof
             | Op::Advance(_)

@@ -274,6 +274,24 @@ pub trait Interactive: Send {
     /// Called with each line the user enters, or `None` at end of input
     /// (Ctrl-D), which should end the takeover.
     fn feed(&mut self, line: Option<&str>) -> Step;
+    /// A handle that stops the code a [`Interactive::feed`] runs, from
+    /// another thread: what Ctrl-C, `call_timeout` and a vanished client
+    /// use. `None` (the default): the takeover cannot be interrupted, and a
+    /// line given up on runs to its end.
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        None
+    }
+}
+
+/// Stops what a takeover's `feed` is running (see
+/// [`Interactive::interrupter`]), as Ctrl-C at a local prompt would: an
+/// interpreter raises `KeyboardInterrupt` in the code, and the feed returns
+/// with its output and the next prompt.
+pub trait Interrupt: Send + Sync {
+    /// Asks the running code to stop. Must not block (a driver's loop
+    /// thread calls it): start the interruption and return. Calling it
+    /// when nothing runs does no harm.
+    fn interrupt(&self);
 }
 
 /// The interface every plugin implements, whatever runs it (the std

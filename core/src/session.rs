@@ -141,9 +141,13 @@ pub enum Event {
     Call(Call),
     /// Feed a line to the session's takeover.
     Feed(Feed),
-    /// The call took longer than `call_timeout`; its result will be ignored
-    /// and its takeover, if any, should be dropped.
+    /// The call took longer than `call_timeout`, was interrupted, or the
+    /// session closed: its result will be ignored and its takeover, if
+    /// any, should be dropped, and the code a feed runs interrupted.
     Abandon(CallId),
+    /// The user pressed Ctrl-C while this feed runs: interrupt the code it
+    /// runs (its result still comes, and the takeover goes on).
+    Interrupt(CallId),
     /// Send what is left to send (while [`Session::wants_write`]), then
     /// close the connection.
     Close(CloseReason),
@@ -181,6 +185,7 @@ enum Input {
     WantData {
         text: bool,
     },
+    Interrupt,
     /// The peer sent something unusable but the stream can go on.
     Bad(String),
     /// The peer sent something after which the stream cannot go on.
@@ -379,18 +384,7 @@ impl Session {
             .take_if(|p| p.deadline.is_some_and(|deadline| now >= deadline))
         {
             let message = self.gave_up_message(&pending);
-            self.events.push_back(Event::Abandon(pending.id));
-            let record = (self.wants_data && pending.is_call).then(|| {
-                let text = message.strip_prefix("*** ").unwrap_or(&message);
-                render::record(&pending.plugin, &pending.command, Body::Error(text))
-            });
-            let pieces = self.shell.abandon(message);
-            self.show(pieces, false);
-            if let Some(record) = record {
-                self.out.data(&record);
-            }
-            self.write_prompt();
-            self.idle_deadline = now + self.host.limits().idle_timeout;
+            self.give_up(pending, message, now);
         } else if self.idle_applies() && now >= self.idle_deadline {
             let seconds = self.host.limits().idle_timeout.as_secs_f64();
             self.close(
@@ -519,6 +513,7 @@ impl Session {
     /// Processes buffered input until it runs out, a call is pending, or
     /// enough output is waiting; then brings the deadlines up to date.
     fn advance(&mut self, now: Instant) {
+        self.take_interrupts(now);
         while !self.closed && self.pending.is_none() && self.out.len() < OUTPUT_HIGH_WATER {
             if self.framed.is_none() && !self.decide_mode() {
                 break;
@@ -533,6 +528,49 @@ impl Session {
             self.close(CloseReason::EndOfInput, String::new());
         }
         self.settle(now);
+    }
+
+    /// While a call or feed runs, an `Interrupt` at the front of the input
+    /// is acted on at once, ahead of the result: it is what the user does
+    /// when the result does not come.
+    fn take_interrupts(&mut self, now: Instant) {
+        while self.pending.is_some() && !self.closed && self.framed == Some(true) {
+            let limit = self.host.limits().max_line + 1;
+            let Decoded::Frame(Frame::Interrupt, used) = frame::decode(&self.input, limit) else {
+                return;
+            };
+            self.input.drain(..used);
+            let Some(pending) = self.pending.take() else {
+                return;
+            };
+            if !pending.is_call {
+                self.events.push_back(Event::Interrupt(pending.id));
+                self.pending = Some(pending);
+                continue;
+            }
+            let message = format!(
+                "*** Interrupted: gave up on '{}' ({} plugin); it may still be running, and its \
+                 output will be discarded.",
+                pending.command, pending.plugin
+            );
+            self.give_up(pending, message, now);
+        }
+    }
+
+    /// Stops waiting for `pending`: the user gets `message` and the shell.
+    fn give_up(&mut self, pending: Pending, message: String, now: Instant) {
+        self.events.push_back(Event::Abandon(pending.id));
+        let record = (self.wants_data && pending.is_call).then(|| {
+            let text = message.strip_prefix("*** ").unwrap_or(&message);
+            render::record(&pending.plugin, &pending.command, Body::Error(text))
+        });
+        let pieces = self.shell.abandon(message);
+        self.show(pieces, false);
+        if let Some(record) = record {
+            self.out.data(&record);
+        }
+        self.write_prompt();
+        self.idle_deadline = now + self.host.limits().idle_timeout;
     }
 
     /// Starts the send timeout when output appears, ends it when none is
@@ -619,6 +657,7 @@ impl Session {
                     Frame::Complete(text) => Input::Complete(text),
                     Frame::Eof => Input::Eof,
                     Frame::WantData { text } => Input::WantData { text },
+                    Frame::Interrupt => Input::Interrupt,
                     other => Input::Bad(format!(
                         "*** Ignored a server-side frame sent by the client: {other:?}"
                     )),
@@ -664,6 +703,8 @@ impl Session {
                 self.wants_text = text;
                 return;
             }
+            // Nothing runs: a Ctrl-C between commands means nothing.
+            Input::Interrupt => return,
             Input::Bad(message) => {
                 self.out.error(&message);
                 return;

@@ -829,3 +829,6 @@ fn no_output_after_close() {
 
 #[path = "session_tests/data.rs"]
 mod data;
+
+#[path = "session_tests/interrupt.rs"]
+mod interrupt;

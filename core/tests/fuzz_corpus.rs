@@ -238,6 +238,23 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
             ],
         ),
         (
+            "framed_interrupts",
+            vec![
+                Op::Handshake,
+                Op::FramedLine(ShellEcho),
+                Op::FramedLine(Slow),
+                Op::Interrupt,
+                Op::FramedLine(Takeover),
+                Op::Answer(Answer::Natural),
+                Op::FramedLine(Block),
+                Op::Interrupt,
+                Op::Answer(Answer::Continue),
+                Op::Interrupt,
+                Op::Advance(6000),
+                Op::Frame(Frame::Eof),
+            ],
+        ),
+        (
             "framed_takeover",
             vec![
                 Op::Handshake,
@@ -392,7 +409,7 @@ fn variant(index: usize, count: usize, out: &mut Vec<u8>) {
 }
 
 fn encode_op(op: &Op, out: &mut Vec<u8>) {
-    const OPS: usize = 15;
+    const OPS: usize = 16;
     match op {
         Op::Input(bytes) => {
             variant(0, OPS, out);
@@ -426,10 +443,11 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             let index = match frame {
                 Frame::Eof => 2,
                 Frame::WantData { .. } => 3,
-                Frame::InteractiveEnd => 9,
+                Frame::Interrupt => 4,
+                Frame::InteractiveEnd => 10,
                 other => unimplemented!("seeds use frames without text, not {other:?}"),
             };
-            variant(index, 12, out);
+            variant(index, 13, out);
             if let Frame::WantData { text } = frame {
                 out.push(u8::from(*text));
             }
@@ -463,6 +481,7 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             variant(14, OPS, out);
             out.push(u8::from(*text));
         }
+        Op::Interrupt => variant(15, OPS, out),
     }
 }
 

@@ -159,6 +159,7 @@ impl Pair {
                 Action::Run(job) => self.jobs.push_back(job),
                 // As a stuck worker would, the job stays and may finish late.
                 Action::Forget(_) => {}
+                Action::Interrupt(interrupter) => interrupter.interrupt(),
                 Action::Close(reason) => self.closed = Some(reason),
             }
         }

@@ -52,6 +52,7 @@ fn one_op() -> impl Strategy<Value = Op> {
         2 => prop_oneof![0u16..16, Just(u16::MAX)].prop_map(Op::WriteLimit),
         1 => Just(Op::Shutdown),
         2 => any::<bool>().prop_map(Op::WantData),
+        2 => Just(Op::Interrupt),
     ]
 }
 

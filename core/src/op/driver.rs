@@ -345,8 +345,13 @@ impl Driver {
                 match self.running.take() {
                     Some(running) if running.request.id() == *id => {
                         let waited = self.now - running.started;
+                        let interrupted = client_frames(&self.fed)
+                            .iter()
+                            .any(|f| matches!(f, Frame::Interrupt));
                         assert!(
-                            waited >= DRIVE_LIMITS.call_timeout || self.session.is_closing(),
+                            waited >= DRIVE_LIMITS.call_timeout
+                                || self.session.is_closing()
+                                || interrupted,
                             "{id:?} abandoned after {waited:?}, before call_timeout"
                         );
                     }
@@ -356,6 +361,20 @@ impl Driver {
                 }
                 assert!(!self.abandoned.contains(id), "{id:?} abandoned twice");
                 self.abandoned.push(*id);
+            }
+            Event::Interrupt(id) => {
+                let running = self.running.as_ref().map(|r| r.request.id());
+                assert!(
+                    running == Some(*id) || self.answered.contains(id),
+                    "interrupted {id:?}, but the running request is {running:?}"
+                );
+                assert!(
+                    matches!(
+                        self.running.as_ref().map(|r| &r.request),
+                        Some(Request::Feed { .. }) | None
+                    ),
+                    "a call was interrupted instead of given up on"
+                );
             }
             Event::Close(_) => {
                 self.transcript.closed = true;

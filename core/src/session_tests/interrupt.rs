@@ -1,0 +1,97 @@
+//! Ctrl-C from a framed client (`Interrupt`): what it does to a call, a
+//! takeover's line, and nothing at all.
+
+use super::*;
+
+#[test]
+fn an_interrupt_during_a_call_gives_up_on_it_and_gives_the_shell_back() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("slow".into()));
+    let call = peer.call();
+    peer.send_frame(Frame::Interrupt);
+    assert_eq!(peer.events(), [Event::Abandon(call.id)]);
+    let frames = peer.frames();
+    assert!(
+        matches!(&frames[0], Frame::Error(e) if e.starts_with("*** Interrupted: gave up on 'slow'")),
+        "{frames:?}"
+    );
+    assert_eq!(frames.last(), Some(&Frame::Prompt(ECHO.into())));
+    peer.complete(call.id, Completion::Output("too late\n".into()));
+    assert_eq!(peer.frames(), [], "the late result is dropped");
+}
+
+#[test]
+fn an_interrupt_during_a_takeover_line_asks_for_the_code_to_be_stopped() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("takeover".into()));
+    let call = peer.call();
+    peer.complete(
+        call.id,
+        Completion::Interactive {
+            output: String::new(),
+            prompt: ">>> ".into(),
+        },
+    );
+    peer.frames();
+    peer.send_frame(Frame::Line("while True: pass".into()));
+    let feed = peer.feed();
+    peer.send_frame(Frame::Interrupt);
+    assert_eq!(peer.events(), [Event::Interrupt(feed.id)]);
+    assert_eq!(peer.frames(), [], "the interpreter answers, not the shell");
+    peer.complete(
+        feed.id,
+        Completion::Interactive {
+            output: "KeyboardInterrupt\n".into(),
+            prompt: ">>> ".into(),
+        },
+    );
+    assert_eq!(
+        peer.frames(),
+        [
+            Frame::Output("KeyboardInterrupt\n".into()),
+            Frame::Prompt(">>> ".into())
+        ]
+    );
+}
+
+#[test]
+fn an_interrupt_with_nothing_running_does_nothing() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Interrupt);
+    assert_eq!(peer.frames(), []);
+    assert!(peer.events().is_empty());
+    peer.send_frame(Frame::Line("prompt".into()));
+    assert!(
+        matches!(&peer.frames()[0], Frame::Output(text) if text.contains("prompt is on")),
+        "the session goes on"
+    );
+}
+
+#[test]
+fn an_interrupt_behind_a_line_waits_for_its_turn() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    let mut bytes = Vec::new();
+    Frame::Line("slow".into()).encode(&mut bytes);
+    Frame::Line("echo next".into()).encode(&mut bytes);
+    Frame::Interrupt.encode(&mut bytes);
+    peer.send(bytes);
+    let call = peer.call();
+    assert_eq!(call.command, "slow", "the interrupt is for a later command");
+    peer.complete(call.id, Completion::Output("done\n".into()));
+    match peer.events().as_slice() {
+        [Event::Call(next), Event::Abandon(id)] => {
+            assert_eq!(next.command, "echo");
+            assert_eq!(
+                *id, next.id,
+                "the interrupt reaches the line sent before it"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
