@@ -9,7 +9,9 @@ cargo build --quiet --bin ispy --example demo
 config=adapter-std/examples/demo.ini
 log=$(mktemp -t ispyd-demo.XXXXXX.log)
 
-target/debug/examples/demo "$config" >"$log" 2>&1 &
+# A session of its own: Ctrl-C in ispy (the terminal's foreground) must
+# not reach the demo.
+setsid target/debug/examples/demo "$config" >"$log" 2>&1 &
 demo=$!
 trap 'kill "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; rm -f "$log"' EXIT
 

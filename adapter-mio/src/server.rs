@@ -252,6 +252,13 @@ impl Server {
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
                     conn.writable = true;
                 }
+                // Hung up (closed both ways) while a job runs: nobody will
+                // read its answer.
+                if (event.is_write_closed() || event.is_error())
+                    && conn.dispatcher.running().is_some()
+                {
+                    conn.session.handle_hangup(now);
+                }
                 self.pump(slot, now);
             }
         }

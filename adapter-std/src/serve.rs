@@ -304,6 +304,8 @@ impl Driver {
             let wait = wait_until(deadline);
             match self.poll(wait) {
                 Ready::Bell => self.wake.hear(),
+                // Nobody will read the answer: give up on the job now.
+                Ready::HungUp => return self.session.handle_hangup(Instant::now()),
                 Ready::Client => {
                     if !self.read(buf, stopping) {
                         // The client is gone: the session ends, and the
@@ -317,8 +319,8 @@ impl Driver {
         }
     }
 
-    /// Waits up to `wait` for the bell or, while the session takes input,
-    /// the client.
+    /// Waits up to `wait` for the bell, the client hanging up, or, while
+    /// the session takes input, the client's bytes.
     fn poll(&self, wait: Duration) -> Ready {
         let mut fds = [
             libc::pollfd {
@@ -328,14 +330,18 @@ impl Driver {
             },
             libc::pollfd {
                 fd: self.stream.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
+                // A hang-up is reported whatever is asked for.
+                events: if self.session.wants_input() {
+                    libc::POLLIN
+                } else {
+                    0
+                },
                 revents: 0,
             },
         ];
-        let count = if self.session.wants_input() { 2 } else { 1 };
         let millis = libc::c_int::try_from(wait.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `fds` is valid for `count` entries for the call's length.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), count as libc::nfds_t, millis) };
+        // SAFETY: `fds` is valid for its two entries for the call's length.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
         if ready <= 0 {
             // An interrupted poll is tried again by the caller's loop.
             return if ready == 0 {
@@ -344,7 +350,9 @@ impl Driver {
                 Ready::Bell
             };
         }
-        if fds[0].revents != 0 {
+        if fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            Ready::HungUp
+        } else if fds[0].revents != 0 {
             Ready::Bell
         } else {
             Ready::Client
@@ -356,6 +364,7 @@ impl Driver {
 enum Ready {
     Bell,
     Client,
+    HungUp,
     Timeout,
 }
 

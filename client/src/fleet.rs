@@ -279,6 +279,8 @@ fn read_reply(conn: &mut Connection, mut answer: Option<&mut Answer>) -> Result<
     loop {
         let frame = match conn.next()? {
             Incoming::Frame(frame) => frame,
+            // One-shot runs do not catch Ctrl-C: it stops ispy.
+            Incoming::InterruptSent => continue,
             Incoming::Skipped(err) => {
                 if let Some(answer) = answer.as_deref_mut() {
                     answer

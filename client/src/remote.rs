@@ -38,7 +38,8 @@ pub enum SessionError {
     Io(String),
     /// The server sent a frame the stream cannot go on after.
     Fatal(FrameError),
-    /// The user pressed Ctrl-C while waiting for the server.
+    /// The user pressed Ctrl-C twice while waiting for the server (once
+    /// sends an interrupt; see [`Incoming::InterruptSent`]).
     Interrupted,
     /// The server did not answer before the deadline
     /// ([`Connection::set_deadline`]).
@@ -55,7 +56,7 @@ impl fmt::Display for SessionError {
             SessionError::Fatal(err) => {
                 write!(f, "The server sent a bad frame ({err}); connection closed.")
             }
-            SessionError::Interrupted => f.write_str("Interrupted; connection closed."),
+            SessionError::Interrupted => f.write_str("Interrupted twice; connection closed."),
             SessionError::TimedOut => f.write_str("No answer in time; gave up on the server."),
         }
     }
@@ -72,6 +73,10 @@ pub enum Incoming {
     /// Unknown frame types are skipped silently, as the protocol asks, and
     /// never show up here.
     Skipped(FrameError),
+    /// Ctrl-C while waiting: an interrupt went to the server (which stops
+    /// the running line or gives up on the call). Another Ctrl-C before the
+    /// server says anything closes the connection.
+    InterruptSent,
 }
 
 /// A framed-mode session with one server: the core's [`Client`] protocol
@@ -89,6 +94,8 @@ pub struct Connection {
     failed: Option<SessionError>,
     /// When to stop waiting for the server, if ever.
     deadline: Option<Instant>,
+    /// When an interrupt was sent, while the server has said nothing since.
+    interrupted: Option<Instant>,
     /// What each read fills, kept between reads; it starts small (most
     /// replies are) and doubles, up to 256 KiB, while reads fill it.
     chunk: Vec<u8>,
@@ -123,6 +130,7 @@ impl Connection {
             pid,
             failed: None,
             deadline: None,
+            interrupted: None,
             chunk: Vec::new(),
         })
     }
@@ -172,13 +180,26 @@ impl Connection {
                 return Err(err.clone());
             }
             match self.client.poll_event() {
-                Some(ClientEvent::Frame(frame)) => return Ok(Incoming::Frame(frame)),
+                Some(ClientEvent::Frame(frame)) => {
+                    self.interrupted = None;
+                    return Ok(Incoming::Frame(frame));
+                }
                 Some(ClientEvent::Skipped(err)) => return Ok(Incoming::Skipped(err)),
                 Some(ClientEvent::Failed(err)) => return Err(self.fail(session_error(err))),
                 // Stray answers (nothing asked): nothing to show.
                 Some(ClientEvent::Candidates(_) | ClientEvent::Greeted { .. }) => {}
                 None => match self.fill() {
                     Ok(()) => {}
+                    Err(FillError::CtrlC) => {
+                        // The server has said nothing since the last one.
+                        if self.interrupted.is_some() {
+                            return Err(self.fail(SessionError::Interrupted));
+                        }
+                        self.interrupted = Some(Instant::now());
+                        self.client.send(&Frame::Interrupt);
+                        self.flush()?;
+                        return Ok(Incoming::InterruptSent);
+                    }
                     Err(FillError::Failed(err)) => return Err(self.fail(err)),
                     // Completion reads handle their own timeout; this is the
                     // deadline.
@@ -209,7 +230,7 @@ impl Connection {
             }
             match self.fill() {
                 Ok(()) => {}
-                Err(FillError::Timeout) => {
+                Err(FillError::Timeout | FillError::CtrlC) => {
                     self.client.abandon_completion();
                     break None;
                 }
@@ -233,7 +254,7 @@ impl Connection {
         }
         loop {
             if interrupt::take() {
-                return Err(FillError::Failed(SessionError::Interrupted));
+                return Err(FillError::CtrlC);
             }
             if let Some(deadline) = self.deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -271,6 +292,8 @@ impl Connection {
 
 enum FillError {
     Timeout,
+    /// The user pressed Ctrl-C.
+    CtrlC,
     Failed(SessionError),
 }
 

@@ -49,6 +49,12 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
                 console.err_line(&format!("ispy: ignored a bad frame from the server: {err}"));
                 continue;
             }
+            Ok(Incoming::InterruptSent) => {
+                console.err_line(
+                    "^C Interrupting… (Ctrl-C again, before the server answers, closes the connection)",
+                );
+                continue;
+            }
             Err(err) => {
                 console.err_line(&err.to_string());
                 // Ctrl-C is the user's choice, not a failure.
@@ -159,6 +165,7 @@ fn drain(conn: &Shared, console: &mut Console) -> Result<String, SessionError> {
             Incoming::Skipped(err) => {
                 console.err_line(&format!("ispy: ignored a bad frame from the server: {err}"));
             }
+            Incoming::InterruptSent => {}
         }
     }
 }

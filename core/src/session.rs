@@ -117,6 +117,9 @@ pub enum CloseReason {
     Refused(Refusal),
     /// The host stopped ispyd.
     Shutdown,
+    /// The peer went away altogether (it closed both directions), while
+    /// a call or a takeover's line was running.
+    PeerGone,
 }
 
 impl fmt::Display for CloseReason {
@@ -130,6 +133,7 @@ impl fmt::Display for CloseReason {
             CloseReason::BadFrame => f.write_str("bad frame"),
             CloseReason::Refused(refusal) => write!(f, "refused: {refusal}"),
             CloseReason::Shutdown => f.write_str("shutdown"),
+            CloseReason::PeerGone => f.write_str("the client went away"),
         }
     }
 }
@@ -393,6 +397,20 @@ impl Session {
             );
         }
         self.advance(now);
+    }
+
+    /// The peer is gone altogether (the driver saw a hang-up: it closed
+    /// both directions), not merely done sending: nobody will read an
+    /// answer, so a call in progress is abandoned (a takeover's line is
+    /// interrupted) and what was not sent is dropped. After a mere end of
+    /// input ([`Session::handle_eof`]) the session still answers.
+    pub fn handle_hangup(&mut self, now: Instant) {
+        if self.pending.is_none() && self.closed {
+            return;
+        }
+        self.close(CloseReason::PeerGone, String::new());
+        self.out.discard();
+        self.settle(now);
     }
 
     /// The host is stopping ispyd: the session says so and closes. A call

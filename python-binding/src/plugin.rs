@@ -5,8 +5,11 @@
 //! `ispyd/_support.py` describes it and runs its commands; this file only
 //! carries the calls across, holding the GIL for no longer than each call.
 
+use std::sync::Arc;
+
 use ispyd_core::{
-    Call, CommandInfo, Interactive, Outcome, Plugin, PluginError, PluginInfo, Report, Step,
+    Call, CommandInfo, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo, Report,
+    Step,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -94,9 +97,19 @@ impl Plugin for PyPlugin {
             match run() {
                 Ok((_, _, _, Some(message))) => Err(PluginError::new(message)),
                 Ok((preamble, Some(interactive), _, None)) => {
+                    let interrupter = interactive
+                        .bind(py)
+                        .hasattr("interrupt")
+                        .unwrap_or(false)
+                        .then(|| {
+                            Arc::new(PyInterrupt {
+                                object: Arc::new(interactive.clone_ref(py)),
+                            }) as Arc<dyn Interrupt>
+                        });
                     Ok(Outcome::Interactive(Box::new(PyInteractive {
                         object: Some(interactive),
                         preamble,
+                        interrupter,
                     })))
                 }
                 Ok((output, None, Some(data), None)) => {
@@ -129,6 +142,35 @@ struct PyInteractive {
     object: Option<Py<PyAny>>,
     /// What the command printed before it returned the object.
     preamble: String,
+    /// Its `interrupt()`, when it has one.
+    interrupter: Option<Arc<dyn Interrupt>>,
+}
+
+/// Calls a Python takeover's `interrupt()` (the console's raises
+/// KeyboardInterrupt in the line it runs). That needs the GIL, which the
+/// running line may hold for a while, and a driver's loop must never wait
+/// for it: the call is made from a short-lived thread of its own.
+struct PyInterrupt {
+    /// Shared, so that handing it to the thread needs no GIL.
+    object: Arc<Py<PyAny>>,
+}
+
+impl Interrupt for PyInterrupt {
+    fn interrupt(&self) {
+        let object = Arc::clone(&self.object);
+        let _ = std::thread::Builder::new()
+            .name("ispyd-interrupt".into())
+            .spawn(move || {
+                let Some(_entry) = gate::enter() else {
+                    return;
+                };
+                Python::attach(|py| {
+                    if let Err(err) = object.call_method0(py, "interrupt") {
+                        err.write_unraisable(py, None);
+                    }
+                });
+            });
+    }
 }
 
 impl PyInteractive {
@@ -161,6 +203,10 @@ impl PyInteractive {
 }
 
 impl Interactive for PyInteractive {
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        self.interrupter.clone()
+    }
+
     fn start(&mut self) -> Step {
         let preamble = std::mem::take(&mut self.preamble);
         match self.step("start", None) {

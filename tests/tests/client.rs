@@ -185,3 +185,106 @@ fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
         "{saved}"
     );
 }
+
+#[test]
+fn ctrl_c_during_a_slow_call_gives_the_prompt_back_and_keeps_the_session() {
+    let fleet = Fleet::start(1, false);
+    let pid = fleet.demos[0].pid;
+    let history = fleet.dir.path().join("history");
+    let ispy = ispy_bin();
+    let tmux = Tmux::start(&[ispy.to_str().unwrap(), fleet.config()], &history);
+    tmux.wait_last_line("(ispyd)");
+    tmux.keys(&["connect", "Enter"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    tmux.keys(&["shell demo", "Enter"]);
+    tmux.wait_last_line(&format!("(demo:{pid})"));
+    tmux.keys(&["slow 30", "Enter"]);
+    tmux.wait_last_line(&format!("(demo:{pid}) slow 30"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_last_line(&format!("(demo:{pid})"));
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("Interrupted: gave up on 'slow' (demo plugin)"),
+        "{screen}"
+    );
+    assert!(!screen.contains("connection closed"), "{screen}");
+    // Still connected, in the same shell.
+    tmux.keys(&["help slow", "Enter"]);
+    tmux.wait_screen(
+        |screen| screen.contains("slow SECONDS"),
+        "the plugin's help, on the same connection",
+    );
+}
+
+#[test]
+fn ctrl_c_twice_while_nothing_answers_closes_the_connection_and_says_so() {
+    let fleet = Fleet::start(1, false);
+    let pid = fleet.demos[0].pid;
+    let history = fleet.dir.path().join("history");
+    let ispy = ispy_bin();
+    let tmux = Tmux::start(&[ispy.to_str().unwrap(), fleet.config()], &history);
+    tmux.wait_last_line("(ispyd)");
+    tmux.keys(&["connect", "Enter"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    tmux.keys(&["shell demo", "Enter"]);
+    tmux.wait_last_line(&format!("(demo:{pid})"));
+    // The demo stops answering altogether.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    tmux.keys(&["slow 1", "Enter"]);
+    tmux.wait_last_line(&format!("(demo:{pid}) slow 1"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_screen(
+        |screen| screen.contains("Ctrl-C again, before the server answers, closes the connection"),
+        "the note on what a second Ctrl-C does",
+    );
+    tmux.keys(&["C-c"]);
+    tmux.wait_last_line("(ispyd)");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert!(
+        tmux.screen()
+            .contains("Interrupted twice; connection closed."),
+        "{}",
+        tmux.screen()
+    );
+}
+
+#[test]
+fn the_demo_script_survives_ctrl_c_in_ispy() {
+    let root = common::workspace_root();
+    let history = shared_tempdir();
+    let tmux = Tmux::start(
+        &[root.join("demo.sh").to_str().unwrap()],
+        &history.path().join("history"),
+    );
+    tmux.wait_last_line("(ispyd)");
+    let screen = tmux.screen();
+    let pid: u32 = screen
+        .split("The demo runs as pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid on the screen:\n{screen}"));
+    tmux.keys(&["connect", "Enter"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    tmux.keys(&["shell demo", "Enter"]);
+    tmux.wait_last_line(&format!("(demo:{pid})"));
+    tmux.keys(&["slow 5", "Enter"]);
+    tmux.wait_last_line(&format!("(demo:{pid}) slow 5"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_last_line(&format!("(demo:{pid})"));
+    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+    assert_eq!(unsafe { libc::kill(pid as i32, 0) }, 0, "the demo died");
+    tmux.keys(&["exit", "Enter"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    tmux.keys(&["exit", "Enter"]);
+    tmux.wait_last_line("(ispyd)");
+    tmux.keys(&["exit", "Enter"]);
+    common::wait_for(|| !tmux.alive(), "demo.sh to end");
+    common::wait_for(
+        // SAFETY: as above.
+        || unsafe { libc::kill(pid as i32, 0) } != 0,
+        "demo.sh to stop the demo when ispy exits",
+    );
+}

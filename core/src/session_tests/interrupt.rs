@@ -95,3 +95,36 @@ fn an_interrupt_behind_a_line_waits_for_its_turn() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_hang_up_during_a_call_abandons_it_and_closes() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("slow".into()));
+    let call = peer.call();
+    peer.session.handle_hangup(peer.now);
+    peer.drain();
+    assert_eq!(
+        peer.events(),
+        [Event::Abandon(call.id), Event::Close(CloseReason::PeerGone)]
+    );
+    assert_eq!(peer.frames(), [], "nobody is there to read a goodbye");
+    assert!(peer.session.is_closed());
+}
+
+#[test]
+fn end_of_input_during_a_call_still_answers_it() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("slow".into()));
+    let call = peer.call();
+    peer.eof();
+    assert!(
+        peer.events().is_empty(),
+        "a half-close waits for the answer"
+    );
+    peer.complete(call.id, Completion::Output("finally\n".into()));
+    assert!(peer.frames().contains(&Frame::Output("finally\n".into())));
+}

@@ -16,6 +16,8 @@ import sys
 import threading
 from typing import Any, Dict, Optional, TextIO, Tuple
 
+from ispyd import _interrupt
+
 _routes: Dict[int, io.StringIO] = {}
 _install_lock = threading.Lock()
 
@@ -78,8 +80,9 @@ class _Console(code.InteractiveConsole):
         self._out = out
 
     def write(self, data: str) -> None:
-        # Tracebacks and syntax errors.
-        self._out.write(data)
+        # Tracebacks and syntax errors, to the buffer of the line that
+        # raised them.
+        _routes.get(threading.get_ident(), self._out).write(data)
 
 
 def banner() -> str:
@@ -91,10 +94,22 @@ def banner() -> str:
     )
 
 
+#: How long an interrupted line gets to stop before the prompt comes back
+#: without it (it is blocked in C code, e.g. ``time.sleep``, and stops when
+#: that call returns).
+GRACE = 0.5
+
+
 class ConsoleSession:
     """An interpreter session driven line by line over an ispyd connection.
 
     Leave it with ``exit()``, ``quit()`` or end of input (Ctrl-D).
+
+    Each line runs on a thread of its own, so that an interrupt (Ctrl-C in
+    ``ispy``, ``call_timeout``, the client leaving) gives the prompt back
+    even when the line is blocked in C code, where ``KeyboardInterrupt``
+    cannot reach it until the call returns; such a line finishes on its own,
+    its output dropped.
     """
 
     def __init__(self, namespace: Optional[Dict[str, Any]] = None) -> None:
@@ -105,12 +120,19 @@ class ConsoleSession:
         for name in ("exit", "quit"):
             namespace.setdefault(name, _Leave(name))
         self._console = _Console(namespace, self._out)
+        #: The thread running a line now, for interrupt().
+        self._running: Optional[int] = None
+        self._interrupted = threading.Event()
+        self._lock = threading.Lock()
 
-    def _take(self) -> str:
-        text = self._out.getvalue()
-        self._out.seek(0)
-        self._out.truncate()
-        return text
+    def interrupt(self) -> None:
+        """Ctrl-C from the client, a line past its time limit, or a client
+        that went: raises KeyboardInterrupt in the code the current line
+        runs, as Ctrl-C does at a local prompt. Nothing when no line runs."""
+        with self._lock:
+            if self._running is not None:
+                _interrupt.interrupt(self._running)
+                self._interrupted.set()
 
     def start(self) -> Tuple[str, Optional[str]]:
         return banner(), ">>> "
@@ -118,12 +140,46 @@ class ConsoleSession:
     def feed(self, line: Optional[str]) -> Tuple[str, Optional[str]]:
         if line is None:
             return "\n", None
-        ident = threading.get_ident()
-        _routes[ident] = self._out
-        try:
-            more = self._console.push(line)
-        except SystemExit:
-            return self._take(), None
-        finally:
-            _routes.pop(ident, None)
-        return self._take(), ("... " if more else ">>> ")
+        out = io.StringIO()
+        outcome: Dict[str, bool] = {}
+        done = threading.Event()
+        self._interrupted.clear()
+
+        def run() -> None:
+            ident = threading.get_ident()
+            _routes[ident] = out
+            with self._lock:
+                self._running = ident
+            try:
+                try:
+                    outcome["more"] = self._console.push(line)
+                except SystemExit:
+                    outcome["exit"] = True
+                except KeyboardInterrupt:
+                    # It landed outside the user's code, in the console's.
+                    self._console.resetbuffer()
+                    out.write("\nKeyboardInterrupt\n")
+                finally:
+                    with self._lock:
+                        self._running = None
+                    # One asked for as the line ended must not hit what
+                    # comes next.
+                    _interrupt.cancel(ident)
+                    _routes.pop(ident, None)
+                    done.set()
+            except KeyboardInterrupt:
+                done.set()
+
+        threading.Thread(target=run, name="ispyd-console-line", daemon=True).start()
+        while not done.wait(0.05):
+            if self._interrupted.is_set() and not done.wait(GRACE):
+                # Blocked in C code: give the prompt back without it.
+                self._console.resetbuffer()
+                return (
+                    out.getvalue() + "\nKeyboardInterrupt (the line is blocked outside Python code; "
+                    "it stops when that call returns, and its output is dropped)\n",
+                    ">>> ",
+                )
+        if outcome.get("exit"):
+            return out.getvalue(), None
+        return out.getvalue(), ("... " if outcome.get("more") else ">>> ")

@@ -26,7 +26,6 @@ see :func:`_define_post_mortem`.
 from __future__ import annotations
 
 import collections
-import ctypes
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ import types
 from typing import Any, List, Optional, Tuple
 
 from ispyd import console
+from ispyd._interrupt import cancel, interrupt
 
 #: How long an interrupted pdb command gets to stop before the user is given
 #: the shell back without it.
@@ -52,18 +52,8 @@ _SLICE = 0.25
 
 _EOF = object()
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.restype = ctypes.c_int
-
-
-def _interrupt(thread_id: int) -> None:
-    """Raises KeyboardInterrupt in the thread ``thread_id`` at its next
-    Python instruction, as Ctrl-C does in pdb's own thread."""
-    _set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt))
-
-
-def _cancel_interrupt(thread_id: int) -> None:
-    _set_async_exc(ctypes.c_ulong(thread_id), None)
+_interrupt = interrupt
+_cancel_interrupt = cancel
 
 
 class _Channel:
@@ -288,6 +278,15 @@ class DebugSession:
             channel.thread_id = thread.ident
             before = channel.asks
         return self._wait(before)
+
+    def interrupt(self) -> None:
+        """Ctrl-C from the client: interrupts the pdb command running now
+        (pdb says so and asks for the next one); nothing while pdb waits
+        for a line."""
+        channel = self._channel
+        with channel.cond:
+            if not channel.waiting and not channel.finished and channel.thread_id is not None:
+                _interrupt(channel.thread_id)
 
     def feed(self, line: Optional[str]) -> Tuple[str, Optional[str]]:
         channel = self._channel

@@ -1,0 +1,118 @@
+"""Ctrl-C in ``ispy`` interrupts what runs, as at a local prompt, and a
+console line never outlives the time it is given or the client that typed
+it. Driven as a person drives it: the installed ``ispy`` on a terminal
+(tmux), against a real process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from conftest import WAIT, ispy_command, wait_until
+from test_debugger import T, debugger_config, debugger_shell, failed_function, pid_of, shells, start_host  # noqa: F401
+
+
+def cpu_ticks(pid: int) -> int:
+    """User plus system clock ticks the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def stops_burning(pid: int) -> bool:
+    """True once the process uses (almost) no CPU over a quarter second:
+    polled with a bound, never timed."""
+    before = cpu_ticks(pid)
+    time.sleep(0.25)
+    return cpu_ticks(pid) - before <= 2
+
+
+def python_console(term, pid: int) -> None:
+    term.wait_last_line("(ispyd)")
+    term.keys("connect", "Enter")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys("shell python", "Enter")
+    term.wait_last_line(f"(python:{pid})")
+    term.keys("console", "Enter")
+    term.wait_last_line(">>>")
+
+
+def test_ctrl_c_in_the_console_raises_keyboard_interrupt_and_the_session_goes_on(
+    write_config, start_app, workdir, terminal
+):
+    app = start_app(write_config(console=True))
+    pid = pid_of(app)
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {app.address}")
+    python_console(term, pid)
+    term.keys("import time; time.sleep(30)", "Enter")
+    wait_until(lambda: "Interrupting" not in term.screen() and term.last_line() == ">>> import time; time.sleep(30)", "the sleep to run")
+    term.keys("C-c")
+    term.wait_last_line(">>>")
+    screen = term.screen()
+    assert "KeyboardInterrupt" in screen, screen
+    assert "connection closed" not in screen, screen
+    term.keys("6 * 7", "Enter")
+    term.wait_last_line(">>>")
+    assert "\n42\n>>>" in term.screen(), term.screen()
+
+
+def test_ctrl_c_in_pdb_interrupts_the_command_and_pdb_asks_again(write_config, start_host, shells, terminal, workdir):
+    host = start_host(debugger_config(write_config, command_timeout=60))
+    failed_function(host, debugger_shell(shells, host.address))
+    pid = pid_of(host)
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
+    term.wait_last_line("(ispyd)")
+    term.keys("connect", "Enter")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys("shell debugger", "Enter")
+    term.wait_last_line(f"(debugger:{pid})")
+    term.keys(f"debug {T}:function", "Enter")
+    term.wait_last_line("(Pdb)")
+    term.keys("!while True: pass", "Enter")
+    wait_until(lambda: not stops_burning(host.pid), "the loop to run")
+    term.keys("C-c")
+    term.wait_last_line("(Pdb)")
+    assert "KeyboardInterrupt" in term.screen(), term.screen()
+    wait_until(lambda: stops_burning(host.pid), "the loop to stop")
+    term.keys("p 6 * 7", "Enter")
+    term.wait_last_line("(Pdb)")
+    assert "\n42\n(Pdb)" in term.screen(), term.screen()
+
+
+def framed_console(address: str, *lines: str) -> socket.socket:
+    """A framed session in the console that has sent ``lines`` and keeps
+    the connection open (the caller closes it)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(WAIT)
+    sock.connect(address)
+    sock.sendall(b"\0ISPY/1\n")
+    for line in ("shell python", "console", *lines):
+        data = line.encode()
+        sock.sendall(len(data + b" ").to_bytes(4, "big") + b"\x01" + data)
+    return sock
+
+
+def test_a_console_line_given_up_on_at_call_timeout_is_interrupted(write_config, start_app):
+    app = start_app(write_config(console=True, call_timeout=1))
+    # A compound statement: the empty line ends it, as at Python's prompt.
+    sock = framed_console(app.address, "while True: pass", "")
+    try:
+        wait_until(lambda: not stops_burning(app.pid), "the loop to run")
+        # The shell gives up on the line after call_timeout and interrupts it.
+        wait_until(lambda: stops_burning(app.pid), "the loop to be interrupted after call_timeout")
+    finally:
+        sock.close()
+    assert "Traceback" not in app.stderr.text(), app.output()
+
+
+def test_a_console_line_left_by_its_client_is_interrupted(write_config, start_app):
+    app = start_app(write_config(console=True, call_timeout=3600))
+    # A compound statement: the empty line ends it, as at Python's prompt.
+    sock = framed_console(app.address, "while True: pass", "")
+    wait_until(lambda: not stops_burning(app.pid), "the loop to run")
+    sock.close()
+    wait_until(lambda: stops_burning(app.pid), "the loop to be interrupted when its client left")
+    # The process and its shell are fine.
+    assert app.proc.poll() is None
+    assert os.path.exists(app.address)
