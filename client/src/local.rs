@@ -110,11 +110,15 @@ pub fn complete(text: &str) -> (usize, Vec<String>) {
         "help" | "?" => &COMMANDS,
         _ => &[],
     };
-    let items = names
+    let mut items: Vec<String> = names
         .iter()
         .filter(|name| name.starts_with(word))
         .map(|name| (*name).to_owned())
         .collect();
+    // A word completed for certain is followed by a space, as in a shell.
+    if let [only] = items.as_mut_slice() {
+        only.push(' ');
+    }
     (word_start, items)
 }
 
@@ -286,10 +290,12 @@ mod tests {
 
     #[test]
     fn completion_offers_commands_then_help_topics() {
-        assert_eq!(complete("co"), (0, vec!["connect".to_owned()]));
-        assert_eq!(complete("e").1, vec!["exit".to_owned()]);
-        assert_eq!(complete("help se"), (5, vec!["servers".to_owned()]));
-        assert_eq!(complete("?h"), (1, vec!["help".to_owned()]));
+        // A word completed for certain comes with its space.
+        assert_eq!(complete("co"), (0, vec!["connect ".to_owned()]));
+        assert_eq!(complete("e").1, vec!["exit ".to_owned()]);
+        assert_eq!(complete("help se"), (5, vec!["servers ".to_owned()]));
+        assert_eq!(complete("?h"), (1, vec!["help ".to_owned()]));
+        assert_eq!(complete("").1.len(), 5, "no space among several");
         assert_eq!(complete("connect 1"), (8, vec![]));
     }
 

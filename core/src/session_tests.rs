@@ -439,7 +439,8 @@ fn framed_completion_returns_candidates() {
         peer.frames(),
         [Frame::Candidates {
             start: 6,
-            items: vec!["echo".into()]
+            // The one candidate ends in a space: `shell echo ` is typed.
+            items: vec!["echo ".into()]
         }]
     );
 }

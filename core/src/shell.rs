@@ -474,6 +474,11 @@ impl Shell {
         let mut items: Vec<String> = pool.into_iter().filter(|c| c.starts_with(word)).collect();
         items.sort();
         items.dedup();
+        // A word completed for certain is followed by a space, as in a
+        // shell: the next word can be typed at once.
+        if let [only] = items.as_mut_slice() {
+            only.push(' ');
+        }
         (start, items)
     }
 }
@@ -876,6 +881,7 @@ mod tests {
             (7, vec!["off".into(), "on".into()])
         );
         shell.run_line("shell process", &host, false);
-        assert_eq!(shell.completions("help c", &host), (5, vec!["cwd".into()]));
+        // The only candidate comes with the space that ends the word.
+        assert_eq!(shell.completions("help c", &host), (5, vec!["cwd ".into()]));
     }
 }

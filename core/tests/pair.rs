@@ -269,7 +269,7 @@ fn completion_answers_the_request_with_candidates_inside_the_text() {
     pair.drive();
     assert_eq!(
         pair.take(),
-        [ClientEvent::Candidates(Some((0, vec!["shell".into()])))]
+        [ClientEvent::Candidates(Some((0, vec!["shell ".into()])))]
     );
 }
 
@@ -284,7 +284,7 @@ fn an_answer_to_an_abandoned_completion_is_dropped() {
     pair.drive();
     assert_eq!(
         pair.take(),
-        [ClientEvent::Candidates(Some((0, vec!["exit".into()])))]
+        [ClientEvent::Candidates(Some((0, vec!["exit ".into()])))]
     );
 }
 
@@ -307,7 +307,7 @@ fn frames_that_arrive_while_a_completion_waits_are_kept_in_order() {
     }
     assert_eq!(
         pair.client.poll_candidates(),
-        Some(Some((0, vec!["shell".into()])))
+        Some(Some((0, vec!["shell ".into()])))
     );
     pair.drive();
     let frames = pair.frames();
