@@ -288,3 +288,20 @@ fn the_demo_script_survives_ctrl_c_in_ispy() {
         "demo.sh to stop the demo when ispy exits",
     );
 }
+
+#[test]
+fn a_unique_completion_leaves_room_for_the_next_word() {
+    let fleet = Fleet::start(1, false);
+    let pid = fleet.demos[0].pid;
+    let history = fleet.dir.path().join("history");
+    let ispy = ispy_bin();
+    let tmux = Tmux::start(&[ispy.to_str().unwrap(), fleet.config()], &history);
+    tmux.wait_last_line("(ispyd)");
+    tmux.keys(&["co", "Tab", "Enter"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    tmux.keys(&["sh", "Tab"]);
+    tmux.keys(&["pr", "Tab"]);
+    tmux.wait_last_line(&format!("(ispyd:{pid}) shell process"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_last_line(&format!("(process:{pid})"));
+}
