@@ -41,7 +41,9 @@ pub struct Args {
     /// The ispyd.ini of the program to inspect (its [ispyd] listen setting
     /// says where the processes listen). Instead of a file, a listen value
     /// may be given directly: an existing socket's absolute path, a path
-    /// containing %(pid)s (e.g. '/tmp/ispyd-%(pid)s.sock'), or host:port.
+    /// containing %(pid)s (e.g. '/tmp/ispyd-%(pid)s.sock'), or host:port;
+    /// or a process id, whose socket is found from its descriptors. On a
+    /// terminal, a socket, host:port or pid is connected to at once.
     #[arg(value_name = "CONFIG")]
     pub config: String,
 
@@ -142,6 +144,46 @@ fn history_path(
             home.filter(|v| !v.is_empty())
                 .map(|home| Path::new(&home).join(".ispy_history"))
         })
+}
+
+/// What the CONFIG argument points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where the servers listen.
+    pub listen: Listen,
+    /// True when the argument names one server itself (a socket, a
+    /// `host:port`, a pid): ispy connects to it at once.
+    pub direct: bool,
+}
+
+/// Reads the CONFIG argument: a process id (the UNIX socket that process
+/// listens on), or what [`load_listen`] takes.
+pub fn load_target(config: &str) -> Result<Target, String> {
+    if !config.is_empty()
+        && config.bytes().all(|b| b.is_ascii_digit())
+        && !Path::new(config).exists()
+    {
+        let pid: u32 = config
+            .parse()
+            .map_err(|_| format!("{config}: not a process id"))?;
+        let path = crate::servers::socket_of(pid)?;
+        return Ok(Target {
+            listen: Listen::Unix(path),
+            direct: true,
+        });
+    }
+    let path = Path::new(config);
+    let named_socket = config.ends_with(".sock") || config.ends_with(".socket");
+    if named_socket && !path.exists() && !config.contains("%(pid)s") {
+        return Err(format!("{config}: no such socket"));
+    }
+    let listen = load_listen(config).map_err(|err| err.to_string())?;
+    let direct = !path.is_file()
+        && match &listen {
+            Listen::Tcp { .. } => true,
+            listen => !listen.is_per_process(),
+        };
+    Ok(Target { listen, direct })
 }
 
 /// Reads the listen setting from the CONFIG argument.

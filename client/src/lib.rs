@@ -50,13 +50,14 @@ where
     if !args.ssh.is_empty() {
         return over_ssh(&args);
     }
-    let listen = match cli::load_listen(&args.config) {
-        Ok(listen) => listen,
+    let target = match cli::load_target(&args.config) {
+        Ok(target) => target,
         Err(err) => {
             eprintln!("ispy: {err}");
             return 2;
         }
     };
+    let listen = target.listen;
     if args.list {
         return list(&listen, args.json, args.host_label.as_deref());
     }
@@ -78,7 +79,16 @@ where
     } else {
         piped()
     };
-    local::Shell::new(listen, input, conn, Console::stdio()).run()
+    // On a terminal, a server named directly is connected to at once;
+    // piped input keeps starting at the local shell (scripts say
+    // `connect`, or use -c).
+    let direct = target.direct && input.is_interactive();
+    let shell = local::Shell::new(listen, input, conn, Console::stdio());
+    if direct {
+        shell.run_connected()
+    } else {
+        shell.run()
+    }
 }
 
 /// `--list`: the servers, for a person or as JSON Lines.

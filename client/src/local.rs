@@ -151,6 +151,16 @@ impl Shell {
         }
     }
 
+    /// Connects at once (the server was named directly), then goes on as
+    /// [`Shell::run`] once the session ends.
+    pub fn run_connected(mut self) -> u8 {
+        if self.connect(None) == Flow::Exit {
+            self.input.save_history();
+            return u8::from(self.failed);
+        }
+        self.run()
+    }
+
     /// Reads and runs commands until `exit` or the end of input; returns the
     /// exit status: 1 when a `connect` (or a session) failed, else 0.
     pub fn run(mut self) -> u8 {

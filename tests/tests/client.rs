@@ -305,3 +305,51 @@ fn a_unique_completion_leaves_room_for_the_next_word() {
     tmux.keys(&["Enter"]);
     tmux.wait_last_line(&format!("(process:{pid})"));
 }
+
+#[test]
+fn a_socket_or_a_pid_named_on_a_terminal_is_connected_to_at_once() {
+    let fleet = Fleet::start(1, false);
+    let demo = &fleet.demos[0];
+    let pid = demo.pid;
+    let socket = fleet.socket(demo);
+    let history = fleet.dir.path().join("history");
+    let ispy = ispy_bin();
+    for target in [socket.to_str().unwrap().to_owned(), pid.to_string()] {
+        let tmux = Tmux::start(&[ispy.to_str().unwrap(), &target], &history);
+        tmux.wait_last_line(&format!("(ispyd:{pid})"));
+        tmux.keys(&["shell process", "Enter"]);
+        tmux.keys(&["pid", "Enter"]);
+        tmux.wait_screen(
+            |screen| screen.contains(&format!("\n{pid}\n(process:{pid})")),
+            &format!("the pid, after ispy {target}"),
+        );
+        assert!(
+            !tmux.screen().contains("Unknown syntax"),
+            "{}",
+            tmux.screen()
+        );
+    }
+}
+
+#[test]
+fn a_missing_socket_is_named_as_such() {
+    let dir = shared_tempdir();
+    let missing = dir.path().join("app.sock");
+    let output = ispy_piped(missing.to_str().unwrap(), "servers\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!("ispy: {}: no such socket\n", missing.display())
+    );
+}
+
+#[test]
+fn a_pid_without_a_socket_is_explained() {
+    let output = ispy_piped(&std::process::id().to_string(), "servers\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("listens on no UNIX socket"),
+        "{}",
+        stderr(&output)
+    );
+}
