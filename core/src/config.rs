@@ -269,8 +269,13 @@ pub enum ConfigProblem {
     },
     /// A required section is absent.
     MissingSection,
-    /// A required key is absent.
-    MissingKey,
+    /// A required key is absent. `unknown` are the section's keys this
+    /// version does not know, each with the known key it may be a typo of:
+    /// the likeliest reason the required one is missing.
+    MissingKey {
+        /// Unknown keys of the section, with a suggestion when one is near.
+        unknown: Vec<(String, Option<&'static str>)>,
+    },
     /// A value does not have the form the key needs.
     InvalidValue(String),
     /// A key appears twice in one section.
@@ -327,7 +332,21 @@ impl fmt::Display for ConfigError {
             ConfigProblem::Unreadable(reason) => write!(f, ": cannot read it: {reason}"),
             ConfigProblem::Syntax { message, .. } => write!(f, ": not valid ini: {message}"),
             ConfigProblem::MissingSection => f.write_str(": this section is required"),
-            ConfigProblem::MissingKey => f.write_str(": this key is required"),
+            ConfigProblem::MissingKey { unknown } => {
+                f.write_str(": this key is required")?;
+                for (i, (key, near)) in unknown.iter().enumerate() {
+                    let lead = if i == 0 {
+                        "; unknown keys here: "
+                    } else {
+                        ", "
+                    };
+                    write!(f, "{lead}'{key}'")?;
+                    if let Some(near) = near {
+                        write!(f, " (did you mean '{near}'?)")?;
+                    }
+                }
+                Ok(())
+            }
             ConfigProblem::InvalidValue(what) => write!(f, ": {what}"),
             ConfigProblem::Duplicate => f.write_str(": given more than once"),
         }
@@ -335,6 +354,44 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The known name `typed` is most likely a typo of: at most two edits away
+/// (a letter left out, added, changed or two swapped), and nearer than any
+/// other.
+fn nearest(typed: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|name| (edits(typed, name), *name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// The optimal string alignment distance: insertions, deletions,
+/// substitutions and swaps of neighbours. (A dozen lines: not worth a
+/// dependency.)
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
 
 /// Something in a configuration that is probably a mistake but does not stop
 /// the program: an unknown key or section.
@@ -493,11 +550,16 @@ impl Config {
             )
         };
         let listen = main.get("listen").ok_or_else(|| {
+            let unknown = main
+                .keys()
+                .filter(|key| !MAIN_KEYS.contains(&key.as_str()))
+                .map(|key| (key.clone(), nearest(key, MAIN_KEYS)))
+                .collect();
             ConfigError::at(
                 file,
                 MAIN_SECTION,
                 Some("listen"),
-                ConfigProblem::MissingKey,
+                ConfigProblem::MissingKey { unknown },
             )
         })?;
         let listen = Listen::parse(listen).map_err(|what| invalid("listen", what))?;
@@ -586,7 +648,10 @@ impl Config {
                     file: file.to_owned(),
                     section: MAIN_SECTION.to_owned(),
                     key: Some(key.clone()),
-                    message: format!("unknown key, ignored (known: {})", MAIN_KEYS.join(", ")),
+                    message: match nearest(key, MAIN_KEYS) {
+                        Some(near) => format!("unknown key, ignored (did you mean '{near}'?)"),
+                        None => format!("unknown key, ignored (known: {})", MAIN_KEYS.join(", ")),
+                    },
                 });
             }
         }
@@ -808,6 +873,37 @@ mod tests {
             let err = parse(&format!("[ispyd]\nlisten = {value}\n")).unwrap_err();
             assert_eq!(err.key.as_deref(), Some("listen"), "{value}");
         }
+    }
+
+    #[test]
+    fn a_typo_of_listen_is_named_beside_the_missing_key() {
+        let err =
+            Config::parse("ispyd.ini", "[ispyd]\nlisen = /tmp/x.sock\nfoo = 1\n", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ispyd.ini: [ispyd] listen: this key is required; unknown keys here: 'foo', \
+             'lisen' (did you mean 'listen'?)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_near_a_known_one_is_suggested() {
+        let config = Config::parse(
+            "ispyd.ini",
+            "[ispyd]\nlisten = /tmp/x.sock\nmax_sesions = 3\n",
+            &[],
+        )
+        .unwrap();
+        let warnings = config.warnings(&[]);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.to_string().contains("did you mean 'max_sessions'?")),
+            "{warnings:?}"
+        );
+        assert_eq!(edits("lisen", "listen"), 1);
+        assert_eq!(edits("lsiten", "listen"), 1, "a swap is one edit");
+        assert_eq!(nearest("zzzzzz", MAIN_KEYS), None);
     }
 
     #[test]
