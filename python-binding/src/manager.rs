@@ -80,6 +80,8 @@ pub(crate) struct NativeManager {
     plugins: Vec<Py<PyAny>>,
     address: String,
     warnings: Vec<String>,
+    /// `listen` has `%(pid)s`: each forked child can listen on its own.
+    per_process: bool,
 }
 
 #[pymethods]
@@ -123,6 +125,7 @@ impl NativeManager {
             }
         }
         config.plugins = names;
+        let per_process = config.listen.is_per_process();
         let manager = py
             .detach(|| EngineManager::start(config, available))
             .map_err(|err| start_error(&err))?;
@@ -131,6 +134,7 @@ impl NativeManager {
             warnings: manager.warnings().iter().map(ToString::to_string).collect(),
             inner: Mutex::new(Some(manager)),
             plugins,
+            per_process,
         })
     }
 
@@ -138,6 +142,13 @@ impl NativeManager {
     #[getter]
     fn address(&self) -> &str {
         &self.address
+    }
+
+    /// True when `listen` has `%(pid)s`, so that forked children listen on
+    /// sockets of their own.
+    #[getter]
+    fn per_process(&self) -> bool {
+        self.per_process
     }
 
     /// Unknown keys and sections found in the configuration.

@@ -61,3 +61,10 @@ def test_bad_configuration_leaves_no_socket(write_config, workdir):
     path = write_config(max_sessions="0")
     start_with(path)
     assert list(workdir.glob("*.sock")) == []
+
+
+def test_a_typo_of_listen_is_pointed_out(write_config):
+    path = write_config("[ispyd]\nlisen = /tmp/ispyd-%(pid)s.sock\n")
+    message = start_with(path)
+    assert "[ispyd] listen: this key is required" in message, message
+    assert "'lisen' (did you mean 'listen'?)" in message, message

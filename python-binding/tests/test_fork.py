@@ -73,6 +73,9 @@ def test_child_of_a_fixed_address_does_not_listen(write_config, start_app, workd
     app = start_app(config)
     child = app.command("mpchild", r"^MPCHILD (\d+) ?(.*)$")
     assert child.group(2) == ""
+    # The parent says, once, that its children cannot listen there.
+    warning = app.stderr.wait_for(r"listen is a fixed path", "the fixed-path warning")
+    assert "put %(pid)s in the path" in warning.string, warning.string
     # The parent alone keeps serving the fixed address.
     result = run_ispy(address, ["connect", "shell process", "pid"])
     assert result.stdout == f"{app.pid}\n", result

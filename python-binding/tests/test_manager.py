@@ -35,6 +35,8 @@ def test_address_held_by_a_live_process_raises_listen_error(write_config, start_
     assert second.returncode == 1
     assert "ispyd.ListenError" in second.stderr, second.stderr
     assert f"{address} is in use by a live process" in second.stderr, second.stderr
+    # What a fixed path under a prefork server needs instead.
+    assert "put %(pid)s in the path" in second.stderr, second.stderr
     # The first keeps its socket.
     assert run_ispy(address, ["connect", "shell process", "pid"]).stdout == f"{first.pid}\n"
 

@@ -138,7 +138,9 @@ impl fmt::Display for BindError {
         match self {
             BindError::InUse(path) => write!(
                 f,
-                "{} is in use by a live process; choose another listen path or stop that process",
+                "{} is in use by a live process; choose another listen path or stop that process \
+                 (several processes of one program, such as gunicorn or uWSGI workers, each need \
+                 their own: put %(pid)s in the path, e.g. /run/app/ispyd-%(pid)s.sock)",
                 path.display()
             ),
             BindError::NotASocket(path) => write!(

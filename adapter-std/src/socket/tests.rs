@@ -112,7 +112,9 @@ fn live_socket_is_not_stolen() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} is in use by a live process; choose another listen path or stop that process",
+            "{} is in use by a live process; choose another listen path or stop that process \
+             (several processes of one program, such as gunicorn or uWSGI workers, each need \
+             their own: put %(pid)s in the path, e.g. /run/app/ispyd-%(pid)s.sock)",
             path.display()
         )
     );

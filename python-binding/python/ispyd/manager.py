@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from typing import Optional, Set, Union
 
@@ -24,6 +25,10 @@ def _before_fork() -> None:
 
 def _after_fork_in_parent() -> None:
     _native.fork_parent()
+    for manager in list(_managers):
+        native = manager._native
+        if native is not None and native.running and not native.per_process:
+            _warn_fixed_path_once(native.address)
 
 
 def _after_fork_in_child() -> None:
@@ -62,6 +67,25 @@ def _install_hooks() -> None:
         # Remove the socket at interpreter exit, connected clients or not.
         atexit.register(_at_exit)
         _hooks_installed = True
+
+
+_warned_fixed_path = False
+
+
+def _warn_fixed_path_once(address: str) -> None:
+    """Forked children (gunicorn --preload workers) cannot listen on the
+    parent's fixed path: the parent says so at its first fork."""
+    global _warned_fixed_path
+    if _warned_fixed_path:
+        return
+    _warned_fixed_path = True
+    print(
+        f"ispyd: [ispyd] listen is a fixed path ({address}): only the process that created the "
+        "ShellManager listens, not the processes forked from it (gunicorn --preload workers); "
+        "put %(pid)s in the path for one socket per process",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class ShellManager:
