@@ -13,8 +13,7 @@ def test_console_prompts_and_history_in_the_line_editor(write_config, start_app,
     pid = os.path.basename(app.address).split("-")[-1].split(".")[0]
     history = workdir / "history"
     term = terminal(f"ISPY_HISTORY={history} exec {ispy_command()} {app.address}")
-    term.wait_last_line("(ispyd)")
-    term.keys("connect", "Enter")
+    # A socket named on a terminal is connected to at once.
     term.wait_last_line(f"(ispyd:{pid})")
     term.keys("shell python", "Enter")
     term.wait_last_line(f"(python:{pid})")

@@ -534,9 +534,8 @@ def test_pdb_prompt_reaches_ispys_line_editor_and_ctrl_d_leaves(write_config, st
     host = start_host(debugger_config(write_config))
     failed_function(host, debugger_shell(shells, host.address))
     pid = pid_of(host)
+    # A socket named on a terminal is connected to at once.
     term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
-    term.wait_last_line("(ispyd)")
-    term.keys("connect", "Enter")
     term.wait_last_line(f"(ispyd:{pid})")
     term.keys("shell debugger", "Enter")
     term.wait_last_line(f"(debugger:{pid})")
@@ -560,7 +559,7 @@ def test_two_sessions_in_pdb_each_get_their_own_output(write_config, start_host,
     assert first.pdb("u").startswith("> ")
     assert first.pdb("!print('first sees', doubled)") == "first sees 4\n"
     assert second.pdb("!import sys; print('second sees', error, file=sys.stderr)") == "second sees function failed on 4\n"
-    assert first.ask("c") == ""
+    assert "nothing to continue" in first.ask("c")
     assert second.ask("q") == ""
     # Nothing reached the application's own streams, which still work.
     host.exec("print('app output')")
@@ -623,3 +622,18 @@ def test_pdb_of_a_client_that_left_ends(write_config, start_host, shells):
         return host.pdb_threads() == "[]"
 
     wait_until(ended, "the pdb of the client that left to end")
+
+
+def test_stepping_post_mortem_says_why_it_cannot_and_pdb_goes_on(write_config, start_host, shells):
+    host = start_host(debugger_config(write_config))
+    shell = debugger_shell(shells, host.address)
+    failed_function(host, shell)
+    shell.pdb(f"debug {T}:function")
+    for command in ("n", "s", "next", "until", "r", "j 3"):
+        out = shell.pdb(command)
+        assert "cannot run here: this is a post-mortem" in out, (command, out)
+    assert shell.pdb("p 6 * 7") == "42\n", "still in pdb"
+    help_text = shell.pdb("help")
+    assert "next, step, until, return and jump have nothing to step" in help_text, help_text
+    # continue leaves, and says so.
+    assert "nothing to continue" in shell.ask("c")

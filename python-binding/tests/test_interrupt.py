@@ -29,8 +29,7 @@ def stops_burning(pid: int) -> bool:
 
 
 def python_console(term, pid: int) -> None:
-    term.wait_last_line("(ispyd)")
-    term.keys("connect", "Enter")
+    # A socket named on a terminal is connected to at once.
     term.wait_last_line(f"(ispyd:{pid})")
     term.keys("shell python", "Enter")
     term.wait_last_line(f"(python:{pid})")
@@ -62,8 +61,6 @@ def test_ctrl_c_in_pdb_interrupts_the_command_and_pdb_asks_again(write_config, s
     failed_function(host, debugger_shell(shells, host.address))
     pid = pid_of(host)
     term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
-    term.wait_last_line("(ispyd)")
-    term.keys("connect", "Enter")
     term.wait_last_line(f"(ispyd:{pid})")
     term.keys("shell debugger", "Enter")
     term.wait_last_line(f"(debugger:{pid})")

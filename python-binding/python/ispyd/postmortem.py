@@ -231,6 +231,54 @@ def _define_post_mortem() -> type:
         def help_pdb(self) -> None:
             self.message(pdb.__doc__ or "")
 
+        def _cannot_step(self, name: str) -> None:
+            self.error(
+                f"'{name}' cannot run here: this is a post-mortem, the traceback has finished and "
+                "there is nothing to step through. 'u' and 'd' move between its frames, 'p' and "
+                "'!' look at them; 'q' or Ctrl-D leaves."
+            )
+
+        def do_next(self, arg: str) -> None:
+            """next / step / until / return / jump
+            Not available over ispyd: a post-mortem has nothing to step."""
+            self._cannot_step("next")
+
+        def do_step(self, arg: str) -> None:
+            self._cannot_step("step")
+
+        def do_until(self, arg: str) -> None:
+            self._cannot_step("until")
+
+        def do_return(self, arg: str) -> None:
+            self._cannot_step("return")
+
+        def do_jump(self, arg: str) -> None:
+            self._cannot_step("jump")
+
+        do_n = do_next
+        do_s = do_step
+        do_unt = do_until
+        do_r = do_return
+        do_j = do_jump
+        do_step.__doc__ = do_until.__doc__ = do_return.__doc__ = do_jump.__doc__ = do_next.__doc__
+
+        def do_continue(self, arg: str) -> bool:
+            """continue
+            Leaves pdb: post-mortem there is nothing to continue."""
+            self.message("Post-mortem: nothing to continue (the traceback has finished); left pdb.")
+            return super().do_continue(arg)
+
+        do_c = do_cont = do_continue
+
+        def do_help(self, arg: str) -> None:
+            super().do_help(arg)
+            if not arg:
+                self.message(
+                    "Over ispyd, post-mortem in a live process: next, step, until, return and jump "
+                    "have nothing to step; run, restart, debug and interact are not available; "
+                    "continue and quit leave pdb.\n"
+                )
+
     return PostMortem
 
 
