@@ -637,3 +637,18 @@ def test_stepping_post_mortem_says_why_it_cannot_and_pdb_goes_on(write_config, s
     assert "next, step, until, return and jump have nothing to step" in help_text, help_text
     # continue leaves, and says so.
     assert "nothing to continue" in shell.ask("c")
+
+
+def test_a_flask_view_is_probed_in_its_app_too(write_config, start_host, shells):
+    host = start_host(debugger_config(write_config))
+    shell = debugger_shell(shells, host.address)
+    reply = shell.ask("insert flask_views:fail")
+    assert "Probe inserted on flask_views:fail (function)." in reply, reply
+    assert "Also probed in Flask app 'flask_views' view 'fail'" in reply, reply
+    # A request through Flask reaches the probe.
+    assert host.exec("import flask_views") == "done"
+    assert host.eval("flask_views.app.test_client().get('/fail').status_code") == "500"
+    assert "flask_views:fail" in shell.ask("tracebacks")
+    # remove puts the original back in the app too.
+    shell.ask("remove flask_views:fail")
+    assert host.eval("flask_views.app.view_functions['fail'] is flask_views.fail") == "True"

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import importlib
 import inspect
+import sys
 import threading
 import time
 import traceback
@@ -90,6 +92,9 @@ class Probe:
         self.kind = kind
         self.installed: Any = None
         self.caught = 0
+        #: Framework tables that held their own reference to the original
+        #: (a Flask app's ``view_functions``), probed too: (table, key, what).
+        self.tables: List[Tuple[Dict[Any, Any], Any, str]] = []
 
 
 _lock = threading.Lock()
@@ -345,6 +350,9 @@ def _restore(probe: Probe) -> str:
         setattr(probe.owner, probe.attribute, probe.original)
     except Exception as err:  # noqa: BLE001 - reported to the user
         return f"Could not put the original back on '{probe.name}': {type(err).__name__}: {err}"
+    for table, key, _ in probe.tables:
+        if table.get(key) is probe.installed:
+            table[key] = probe.original
     return f"Probe removed from {probe.name}; the original {probe.kind} is back."
 
 
@@ -383,7 +391,27 @@ def insert(target: str) -> Probe:
             if _probes.get(probe.name) is probe:
                 del _probes[probe.name]
         raise ProbeError(problem)
+    _probe_tables(probe)
     return probe
+
+
+def _probe_tables(probe: Probe) -> None:
+    """Puts the probe in the framework tables that keep their own reference
+    to the original too, or the probe would never fire for the calls they
+    make: Flask's ``app.view_functions`` (a route's view)."""
+    flask = sys.modules.get("flask")
+    app_class = getattr(flask, "Flask", None)
+    if app_class is None:
+        return
+    # A walk of the heap, once per insert: every Flask app there is.
+    for app in [obj for obj in gc.get_objects() if isinstance(obj, app_class)]:
+        views = getattr(app, "view_functions", None)
+        if not isinstance(views, dict):
+            continue
+        for key, value in list(views.items()):
+            if value is probe.original:
+                views[key] = probe.installed
+                probe.tables.append((views, key, f"Flask app '{app.name}' view '{key}'"))
 
 
 def remove(name: str) -> str:

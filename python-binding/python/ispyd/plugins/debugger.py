@@ -115,9 +115,10 @@ class DebuggerPlugin:
 
         Only calls that look the name up after the probe is inserted reach
         it: code that took its own reference before ('from mod import
-        function', a framework's table of views or callbacks, a bound method
-        stored away) still calls the original, and its exceptions are not
-        caught. Probe a function such code calls by name instead.
+        function', a framework's table of callbacks, a bound method stored
+        away) still calls the original, and its exceptions are not caught;
+        probe a function such code calls by name instead. A Flask view is
+        probed in its app's view_functions too, and said so.
 
         Exceptions (Exception and its subclasses) are caught; SystemExit,
         KeyboardInterrupt and GeneratorExit pass untouched. The module is
@@ -132,6 +133,8 @@ class DebuggerPlugin:
             self._error(str(err))
             return
         self._print(f"Probe inserted on {probe.name} ({probe.kind}).")
+        for _, _, what in probe.tables:
+            self._print(f"Also probed in {what}, which keeps its own reference to it.")
 
     def do_remove(self, line: str) -> None:
         """remove NAME: remove the probe NAME, putting the original back.
