@@ -248,10 +248,25 @@ impl Shell {
     }
 }
 
+/// The terminal's width in columns: standard output's, `$COLUMNS`, or 80.
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; the result is checked.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        return usize::from(size.ws_col);
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c > 0)
+        .unwrap_or(80)
+}
+
 fn list(servers: &Servers) -> String {
     let mut text = Vec::new();
     // Writing to memory cannot fail.
-    let _ = servers.write_list(&mut text);
+    let _ = servers.write_list(&mut text, terminal_width());
     String::from_utf8_lossy(&text).into_owned()
 }
 

@@ -12,14 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use ispyd_core::{Address, Listen};
+use ispyd_std::process::human_duration;
 use ispyd_std::socket::{self, Probe};
 use ispyd_std::stream::Stream;
 
 /// How long a TCP probe waits for the connection to be accepted.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Longest command line shown in the list, in characters.
-const COMMAND_WIDTH: usize = 60;
 
 /// What a probe found at an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +42,9 @@ pub struct Server {
     pub command: Option<String>,
     /// How long the process has run, when it can be read.
     pub uptime: Option<Duration>,
+    /// Its parent process, when it can be read: a server whose parent is a
+    /// server too is a worker of it (gunicorn, uWSGI).
+    pub parent: Option<u32>,
     /// What the probe found.
     pub status: Status,
 }
@@ -132,37 +133,108 @@ impl Servers {
     }
 
     /// Writes the list: numbered live servers, then the others indented as
-    /// far as the widest number. Writes nothing when there are no servers.
-    pub fn write_list(&self, out: &mut dyn Write) -> io::Result<()> {
-        let width = format!("{}: ", self.live.len().max(1)).len();
+    /// far as the widest number. Each live server's line gives its pid,
+    /// address, uptime and role (a master, or a worker of its parent, when
+    /// its parent or child is also listed); its whole command line follows,
+    /// wrapped at `width` columns. Writes nothing when there are no servers.
+    pub fn write_list(&self, out: &mut dyn Write, width: usize) -> io::Result<()> {
+        let indent = format!("{}: ", self.live.len().max(1)).len();
         for (i, server) in self.live.iter().enumerate() {
             // No padding after the number: every live row starts `N: `, as
             // the seed's did, which scripts may match.
-            writeln!(out, "{}: {}", i + 1, row(server))?;
+            writeln!(out, "{}: {}", i + 1, self.row(server))?;
+            if let Some(command) = &server.command {
+                for line in wrap(command, width.saturating_sub(indent).max(20)) {
+                    writeln!(out, "{:indent$}{line}", "")?;
+                }
+            }
         }
         for server in &self.others {
-            writeln!(out, "{:width$}{}", "", row(server))?;
+            writeln!(out, "{:indent$}{}", "", self.row(server))?;
         }
         Ok(())
     }
+
+    fn row(&self, server: &Server) -> String {
+        let pid = server
+            .pid
+            .map_or_else(|| "?".to_owned(), |pid| pid.to_string());
+        let mut row = format!("pid {pid}  {}", server.address);
+        match &server.status {
+            Status::Live => {
+                if let Some(up) = server.uptime {
+                    row.push_str(&format!("  up {}", human_duration(up.as_secs_f64())));
+                }
+                if let Some(role) = self.role(server) {
+                    row.push_str("  ");
+                    row.push_str(&role);
+                }
+            }
+            Status::Stale => row.push_str("  stale (nobody listening)"),
+            Status::Unusable(why) => {
+                row.push_str("  ");
+                row.push_str(why);
+            }
+        }
+        row
+    }
+
+    /// "worker of PID" when the server's parent is listed, "master of N
+    /// workers" when it is the parent of listed ones.
+    fn role(&self, server: &Server) -> Option<String> {
+        let pid = server.pid?;
+        if let Some(parent) = server
+            .parent
+            .filter(|p| self.live.iter().any(|s| s.pid == Some(*p)))
+        {
+            return Some(format!("worker of {parent}"));
+        }
+        let workers = self.live.iter().filter(|s| s.parent == Some(pid)).count();
+        (workers > 0).then(|| {
+            format!(
+                "master of {workers} worker{}",
+                if workers == 1 { "" } else { "s" }
+            )
+        })
+    }
 }
 
-fn row(server: &Server) -> String {
-    let pid = server
-        .pid
-        .map_or_else(|| "?".to_owned(), |pid| pid.to_string());
-    let mut row = format!("pid {pid}  {}", server.address);
-    let command = server.command.as_deref().map(shorten).unwrap_or_default();
-    let note = match &server.status {
-        Status::Live => &command,
-        Status::Stale => "stale (nobody listening)",
-        Status::Unusable(why) => why,
-    };
-    if !note.is_empty() {
-        row.push_str("  ");
-        row.push_str(note);
+/// Splits `text` into lines of at most `width` characters, at spaces
+/// where it can.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word;
+        loop {
+            let used = line.chars().count();
+            let room = if used == 0 {
+                width
+            } else {
+                width.saturating_sub(used + 1)
+            };
+            let len = word.chars().count();
+            if len <= room {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than a line: cut it.
+            let cut: String = word.chars().take(width).collect();
+            word = &word[cut.len()..];
+            lines.push(cut);
+        }
     }
-    row
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// Finds and probes every address `listen` points at.
@@ -171,15 +243,16 @@ pub fn scan(listen: &Listen) -> Servers {
         .into_iter()
         .filter_map(|(pid, address)| {
             let status = probe(&address)?;
-            let (command, uptime) = match (&status, pid) {
-                (Status::Live, Some(pid)) => (command_line(pid), uptime(pid)),
-                _ => (None, None),
+            let (command, uptime, parent) = match (&status, pid) {
+                (Status::Live, Some(pid)) => (command_line(pid), uptime(pid), parent_of(pid)),
+                _ => (None, None, None),
             };
             Some(Server {
                 pid,
                 address,
                 command,
                 uptime,
+                parent,
                 status,
             })
         })
@@ -340,6 +413,16 @@ fn listening_paths(table: &str, inodes: &std::collections::HashSet<u64>) -> Vec<
         .collect()
 }
 
+/// The parent of process `pid` (field 4 of its `stat`).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// How long process `pid` has run: its start (field 22 of its `stat`, in
 /// clock ticks after boot) against the machine's uptime.
 pub fn uptime(pid: u32) -> Option<Duration> {
@@ -375,16 +458,6 @@ fn join_arguments(raw: &[u8]) -> String {
         .collect()
 }
 
-/// A command line cut to [`COMMAND_WIDTH`] characters for the list.
-fn shorten(joined: &str) -> String {
-    if joined.chars().count() > COMMAND_WIDTH {
-        let cut: String = joined.chars().take(COMMAND_WIDTH - 3).collect();
-        format!("{cut}...")
-    } else {
-        joined.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,7 +477,7 @@ mod tests {
 
     fn list(servers: &Servers) -> String {
         let mut out = Vec::new();
-        servers.write_list(&mut out).unwrap();
+        servers.write_list(&mut out, 200).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -432,13 +505,15 @@ mod tests {
 
         let text = list(&servers);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
         assert!(
-            lines[0].starts_with(&format!("1: pid {me}  {}  ", live_path.display())),
+            lines[0].starts_with(&format!("1: pid {me}  {}  up ", live_path.display())),
             "{text}"
         );
+        // The whole command line, under its server.
+        assert_eq!(lines[1].trim_start(), live.command.as_deref().unwrap());
         assert_eq!(
-            lines[1],
+            lines[2],
             format!(
                 "   pid 1  {}  stale (nobody listening)",
                 stale_path.display()
@@ -510,6 +585,7 @@ mod tests {
             address: Address::Unix(format!("/tmp/ispyd-{pid}.sock")),
             command: None,
             uptime: None,
+            parent: None,
             status: Status::Live,
         }
     }
@@ -585,7 +661,54 @@ mod tests {
     }
 
     #[test]
-    fn command_line_is_joined_and_shortened() {
+    fn a_server_whose_parent_is_listed_is_its_worker() {
+        let with_parent = |pid, parent| Server {
+            parent,
+            command: Some(format!("gunicorn: {pid}")),
+            ..live(pid)
+        };
+        let servers = Servers::new(vec![
+            with_parent(12, Some(10)),
+            with_parent(10, Some(1)),
+            with_parent(11, Some(10)),
+            with_parent(99, Some(1)),
+        ]);
+        let mut out = Vec::new();
+        servers.write_list(&mut out, 100).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<&str> = text.lines().filter(|l| l.contains(": pid ")).collect();
+        assert!(
+            rows[0].starts_with("1: pid 10 ") && rows[0].ends_with("master of 2 workers"),
+            "{text}"
+        );
+        assert!(
+            rows[1].starts_with("2: pid 11 ") && rows[1].ends_with("worker of 10"),
+            "{text}"
+        );
+        assert!(rows[2].ends_with("worker of 10"), "{text}");
+        assert!(
+            rows[3].starts_with("4: pid 99 ") && rows[3].ends_with("/tmp/ispyd-99.sock"),
+            "{text}"
+        );
+        assert!(text.contains("\n   gunicorn: 10\n"), "{text}");
+    }
+
+    #[test]
+    fn long_command_lines_wrap_at_spaces_and_cut_long_words() {
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(
+            wrap("gunicorn: worker [app:app]", 80),
+            ["gunicorn: worker [app:app]"]
+        );
+        let line = "x".repeat(30) + " " + &"y".repeat(30);
+        for part in wrap(&line, 25) {
+            assert!(part.chars().count() <= 25, "{part}");
+        }
+    }
+
+    #[test]
+    fn command_line_is_joined() {
         assert_eq!(
             join_arguments(b"gunicorn: worker [app:app]\0\0\0"),
             "gunicorn: worker [app:app]"
@@ -595,8 +718,5 @@ mod tests {
             "python app.py --x"
         );
         assert_eq!(join_arguments(b"a\x1bb"), "a?b");
-        let long = shorten(&"x".repeat(100));
-        assert_eq!(long.chars().count(), 60);
-        assert!(long.ends_with("..."));
     }
 }

@@ -141,6 +141,16 @@ def test_preloaded_master_shell_is_the_master(start_gunicorn):
     assert "gunicorn/workers/" not in out, out
 
 
+def test_servers_says_which_is_the_master_and_whose_worker_each_is(start_gunicorn):
+    gunicorn = start_gunicorn(preload=True)
+    listing = run_ispy(gunicorn.config, ["servers"]).stdout
+    assert re.search(rf"^\s*\d+: pid {gunicorn.master}\s.*  master of {WORKERS} workers$", listing, re.M), listing
+    for worker in gunicorn.workers:
+        assert re.search(rf"^\s*\d+: pid {worker}\s.*  worker of {gunicorn.master}$", listing, re.M), listing
+    # Each server's whole command line follows it.
+    assert listing.count("gunicorn") >= WORKERS + 1, listing
+
+
 def test_second_client_works_while_first_is_in_console(gunicorn, workdir, processes):
     worker = gunicorn.workers[0]
     sock = workdir / f"ispyd-{worker}.sock"

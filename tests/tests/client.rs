@@ -22,19 +22,21 @@ fn servers_lists_live_processes_numbered_and_stale_sockets_apart() {
     let mut pids: Vec<u32> = fleet.demos.iter().map(|d| d.pid).collect();
     pids.sort_unstable();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    // Each live server: its line, then its whole command line.
+    assert_eq!(lines.len(), 5, "{text}");
     for (i, pid) in pids.iter().enumerate() {
         let socket = fleet.dir.path().join(format!("ispyd-{pid}.sock"));
-        let prefix = format!("{}: pid {pid}  {}  ", i + 1, socket.display());
+        let prefix = format!("{}: pid {pid}  {}  up ", i + 1, socket.display());
         assert!(
-            lines[i].starts_with(&prefix),
+            lines[2 * i].starts_with(&prefix),
             "{:?} vs {prefix:?}",
-            lines[i]
+            lines[2 * i]
         );
-        assert!(lines[i].contains("examples/demo"), "{}", lines[i]);
+        assert!(lines[2 * i + 1].contains("examples/demo"), "{text}");
+        assert!(lines[2 * i + 1].ends_with(".ini"), "not cut short: {text}");
     }
-    assert!(lines[2].contains("pid 999999") && lines[2].ends_with("stale (nobody listening)"));
-    assert!(!lines[2].trim_start().starts_with("3:"));
+    assert!(lines[4].contains("pid 999999") && lines[4].ends_with("stale (nobody listening)"));
+    assert!(!lines[4].trim_start().starts_with("3:"));
 }
 
 #[test]
