@@ -85,7 +85,13 @@ pub struct SelectError {
 /// which spares every live server a probe's session. Only the choice of
 /// "the only live one" needs the probes.
 pub fn select(listen: &Listen, pid: Option<u32>, all: bool) -> Result<Vec<Target>, SelectError> {
-    let unreachable = |message: String| SelectError { message, status: 1 };
+    let unreachable = |message: String| SelectError {
+        message: match servers::unreadable(listen) {
+            Some(why) => format!("{message} ({why})"),
+            None => message,
+        },
+        status: 1,
+    };
     let target = |(pid, address): (Option<u32>, Address)| Target { pid, address };
     if pid.is_some() || all {
         let found = servers::candidates(listen);

@@ -105,7 +105,10 @@ fn list(listen: &ispyd_core::Listen, json: bool, host: Option<&str>) -> u8 {
         listing::write_table(&servers, &mut out)
     };
     if servers.live().is_empty() && servers.others().is_empty() {
-        eprintln!("ispy: no servers found at {}", listen.pattern());
+        match servers::unreadable(listen) {
+            Some(why) => eprintln!("ispy: no servers found at {}: {why}", listen.pattern()),
+            None => eprintln!("ispy: no servers found at {}", listen.pattern()),
+        }
     }
     u8::from(written.is_err())
 }

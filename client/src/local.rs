@@ -189,6 +189,9 @@ impl Shell {
                 let servers = servers::scan(&self.listen);
                 if servers.live().is_empty() {
                     self.console.out(&format!("{}\n", ChooseError::NoServers));
+                    if let Some(why) = servers::unreadable(&self.listen) {
+                        self.console.err_line(&format!("*** {why}"));
+                    }
                 }
                 self.console.out(&list(&servers));
             }
@@ -213,6 +216,11 @@ impl Shell {
             Err(err) => {
                 self.failed = true;
                 self.console.err_line(&err.to_string());
+                if err == ChooseError::NoServers {
+                    if let Some(why) = servers::unreadable(&self.listen) {
+                        self.console.err_line(&format!("*** {why}"));
+                    }
+                }
                 let listing = list(&servers);
                 if !matches!(err, ChooseError::BadNumber { .. }) && !listing.is_empty() {
                     self.console.err_line(&listing);

@@ -237,6 +237,42 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// Why nothing can be found where `listen` points, when it is not that
+/// nothing is there: the directory of the sockets cannot be read (ispyd's
+/// sockets often sit in a 0700 folder of the program's user).
+pub fn unreadable(listen: &Listen) -> Option<String> {
+    let Listen::Unix(path) = listen else {
+        return None;
+    };
+    let dir = Path::new(path).parent()?;
+    let err = match std::fs::read_dir(dir) {
+        Ok(_) if listen.is_per_process() => return None,
+        Ok(_) => match std::fs::symlink_metadata(path) {
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => err,
+            _ => return None,
+        },
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Some(format!("{} does not exist", dir.display()));
+        }
+        Err(err) => err,
+    };
+    let owner = std::fs::metadata(dir).ok().map(|meta| {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        format!(
+            " (owner uid {}, mode {:04o})",
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        )
+    });
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    Some(format!(
+        "cannot read {}{}: {err}; this ispy runs as uid {me}: run it as the program's user, or root",
+        dir.display(),
+        owner.unwrap_or_default()
+    ))
+}
+
 /// Finds and probes every address `listen` points at.
 pub fn scan(listen: &Listen) -> Servers {
     let servers = candidates(listen)

@@ -150,3 +150,43 @@ fn unknown_key_is_reported_at_start_up() {
         "{message}"
     );
 }
+
+#[test]
+fn another_user_is_told_the_socket_folder_cannot_be_read_and_why() {
+    // The sockets in a 0700 folder of the program's user, the client
+    // configuration where anyone can read it.
+    let shared = shared_tempdir();
+    let private = shared.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    let listen = format!("listen = {}/ispyd-%(pid)s.sock", private.display());
+    let demo = Demo::start_with(&private, &listen);
+    wait_for(
+        || private.join(format!("ispyd-{}.sock", demo.pid)).exists(),
+        "the demo's socket",
+    );
+    set_mode(&private, 0o700);
+    let config = shared.path().join("client.ini");
+    std::fs::write(&config, format!("[ispyd]\n{listen}\n")).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(common::ispy_bin())
+        .arg(&config);
+    let output = run_with_input(command, b"servers\n");
+    assert!(
+        stdout(&output).contains("No servers to connect to."),
+        "{}",
+        stdout(&output)
+    );
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!(
+            "cannot read {} (owner uid {}, mode 0700)",
+            private.display(),
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() }
+        )),
+        "{said}"
+    );
+    assert!(said.contains("Permission denied"), "{said}");
+}
