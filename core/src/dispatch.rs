@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::plugin::{Execution, Interactive, Interrupt, Registry};
 use crate::session::{
-    Call, CallId, CloseReason, Completion, Event, Feed, Session, UnexpectedResult,
+    Call, CallId, CloseReason, Completing, Completion, Event, Feed, Session, UnexpectedResult,
 };
 
 /// Work for a plugin: a command, or a line for a running takeover.
@@ -32,6 +32,7 @@ pub struct Job {
 enum Work {
     Call(Call),
     Feed(Feed, Box<dyn Interactive>),
+    Complete(Completing, Box<dyn Interactive>),
 }
 
 impl std::fmt::Debug for Job {
@@ -39,6 +40,9 @@ impl std::fmt::Debug for Job {
         match &self.work {
             Work::Call(call) => f.debug_tuple("Job::Call").field(call).finish(),
             Work::Feed(feed, _) => f.debug_tuple("Job::Feed").field(feed).finish(),
+            Work::Complete(completing, _) => {
+                f.debug_tuple("Job::Complete").field(completing).finish()
+            }
         }
     }
 }
@@ -49,6 +53,7 @@ impl Job {
         match &self.work {
             Work::Call(call) => call.id,
             Work::Feed(feed, _) => feed.id,
+            Work::Complete(completing, _) => completing.id,
         }
     }
 
@@ -57,6 +62,7 @@ impl Job {
         match &self.work {
             Work::Call(call) => call.session,
             Work::Feed(feed, _) => feed.session,
+            Work::Complete(completing, _) => completing.session,
         }
     }
 
@@ -73,6 +79,9 @@ impl Job {
         let (id, execution) = match self.work {
             Work::Call(call) => (call.id, registry.execute(&call)),
             Work::Feed(feed, interactive) => (feed.id, Registry::feed(interactive, &feed)),
+            Work::Complete(completing, interactive) => {
+                (completing.id, Registry::complete(interactive, &completing))
+            }
         };
         JobDone {
             session,
@@ -209,6 +218,22 @@ impl Dispatcher {
                         }
                         return Some(Action::Forget(id));
                     }
+                }
+                Event::Complete(completing) => {
+                    let Some(takeover) = self.takeover.take() else {
+                        let none = Completion::Candidates {
+                            start: completing.text.len(),
+                            items: Vec::new(),
+                        };
+                        let _ = session.handle_result(completing.id, none, now);
+                        continue;
+                    };
+                    self.running = Some(completing.id);
+                    self.interrupter = None;
+                    return Some(Action::Run(Job {
+                        work: Work::Complete(completing, takeover),
+                        inline: false,
+                    }));
                 }
                 Event::Interrupt(id) => {
                     if let Some(interrupter) = self

@@ -84,7 +84,7 @@ pub use plugin::{
 };
 pub use render::SCHEMA_VERSION;
 pub use session::{
-    Call, CallId, CloseReason, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,
+    Call, CallId, CloseReason, Completing, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,
     UnexpectedResult,
 };
 pub use shell::Host;

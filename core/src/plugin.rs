@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, ConfigProblem, MAIN_SECTION};
-use crate::session::{Call, Completion, Feed};
+use crate::session::{Call, Completing, Completion, Feed};
 
 /// What a plugin tells the core about itself: its name, its commands and
 /// their help texts, and which configuration section (if any) gates it.
@@ -281,6 +281,14 @@ pub trait Interactive: Send {
     fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
         None
     }
+
+    /// Completion candidates for `text`, the line typed so far (Tab): the
+    /// byte offset where the completed word starts, and full replacements
+    /// for it (an interpreter's names and attributes). The default offers
+    /// nothing.
+    fn complete(&mut self, text: &str) -> (usize, Vec<String>) {
+        (text.len(), Vec::new())
+    }
 }
 
 /// Stops what a takeover's `feed` is running (see
@@ -414,6 +422,18 @@ impl Registry {
             }
             Ok(Err(err)) => Execution::fail(err.message),
             Err(panic) => Execution::fail(panicked(&call.command, &*panic)),
+        }
+    }
+
+    /// Asks a running takeover to complete a line; the takeover goes on
+    /// whatever happens (a panic only means no candidates).
+    pub fn complete(mut interactive: Box<dyn Interactive>, completing: &Completing) -> Execution {
+        let text = completing.text.as_str();
+        let (start, items) = catch_unwind(AssertUnwindSafe(|| interactive.complete(text)))
+            .unwrap_or_else(|_| (text.len(), Vec::new()));
+        Execution {
+            completion: Completion::Candidates { start, items },
+            interactive: Some(interactive),
         }
     }
 

@@ -71,6 +71,19 @@ pub struct Feed {
     pub session: u64,
 }
 
+/// A completion request for the running takeover (Tab in a console or
+/// pdb); answer with [`Session::handle_result`] and
+/// [`Completion::Candidates`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completing {
+    /// Give it back with the result.
+    pub id: CallId,
+    /// The line up to the cursor.
+    pub text: String,
+    /// The session's number, as given to [`Session::new`].
+    pub session: u64,
+}
+
 /// The result of a call or a feed, handed back to the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
@@ -87,6 +100,14 @@ pub enum Completion {
     /// Failed with this message (the shell adds `*** `). After a feed: the
     /// takeover is over.
     Error(String),
+    /// The answer to a [`Completing`]: each candidate replaces the text from
+    /// byte `start` to its end.
+    Candidates {
+        /// Where the completed word starts in the text.
+        start: usize,
+        /// Full replacements for the word.
+        items: Vec<String>,
+    },
     /// A takeover runs: show `output`, then read a line at `prompt`.
     Interactive {
         /// Text to show.
@@ -152,6 +173,8 @@ pub enum Event {
     /// The user pressed Ctrl-C while this feed runs: interrupt the code it
     /// runs (its result still comes, and the takeover goes on).
     Interrupt(CallId),
+    /// Ask the running takeover for completion candidates.
+    Complete(Completing),
     /// Send what is left to send (while [`Session::wants_write`]), then
     /// close the connection.
     Close(CloseReason),
@@ -203,6 +226,9 @@ struct Pending {
     plugin: String,
     /// A call (answered with a structured result when asked), not a feed.
     is_call: bool,
+    /// A takeover's completion request: answered with `Candidates`, never
+    /// a prompt.
+    completing: bool,
     /// When to give up on it: `call_timeout` after the driver polled its
     /// event; `None` while the event waits in the queue.
     deadline: Option<Instant>,
@@ -439,6 +465,17 @@ impl Session {
                 UnexpectedResult::Unknown(id)
             });
         };
+        if pending.completing {
+            let (start, items) = match completion {
+                Completion::Candidates { start, items } => (start, items),
+                // A takeover that cannot complete: nothing to offer.
+                _ => (0, Vec::new()),
+            };
+            let start = u32::try_from(start).unwrap_or(u32::MAX);
+            self.out.frame(&Frame::Candidates { start, items });
+            self.advance(now);
+            return Ok(());
+        }
         // The data goes out as it came, after the text; the text-only and
         // failed cases are small and made into their record at once.
         let (completion, data) = match completion {
@@ -454,6 +491,8 @@ impl Session {
                     takeover = serde_json::json!({ "takeover": pending.command }).to_string();
                     Body::Data(&takeover)
                 }
+                // Only a completion request gets candidates.
+                Completion::Candidates { .. } => Body::Nothing,
             };
             render::record(&pending.plugin, &pending.command, body)
         });
@@ -578,6 +617,13 @@ impl Session {
     /// Stops waiting for `pending`: the user gets `message` and the shell.
     fn give_up(&mut self, pending: Pending, message: String, now: Instant) {
         self.events.push_back(Event::Abandon(pending.id));
+        if pending.completing {
+            // Every completion request gets its one answer.
+            self.out.frame(&Frame::Candidates {
+                start: 0,
+                items: Vec::new(),
+            });
+        }
         let record = (self.wants_data && pending.is_call).then(|| {
             let text = message.strip_prefix("*** ").unwrap_or(&message);
             render::record(&pending.plugin, &pending.command, Body::Error(text))
@@ -710,6 +756,21 @@ impl Session {
                 }
             },
             Input::Eof => self.shell.end_of_input(),
+            Input::Complete(text) if self.shell.in_takeover() => {
+                // The interpreter knows its names: ask it.
+                let command = self.shell.takeover_name().unwrap_or_default().to_owned();
+                let plugin = self.shell.plugin_name(&self.host).to_owned();
+                let id = self.start_pending(command, plugin, false);
+                if let Some(pending) = self.pending.as_mut() {
+                    pending.completing = true;
+                }
+                self.events.push_back(Event::Complete(Completing {
+                    id,
+                    text,
+                    session: self.id,
+                }));
+                return;
+            }
             Input::Complete(text) => {
                 let (start, items) = self.shell.completions(&text, &self.host);
                 let start = u32::try_from(start).unwrap_or(u32::MAX);
@@ -778,6 +839,7 @@ impl Session {
             command,
             plugin,
             is_call,
+            completing: false,
             deadline: None,
         });
         id

@@ -425,6 +425,9 @@ impl Shell {
                 }
                 pieces.push(Piece::Output(output));
             }
+            Completion::Candidates { .. } => {
+                // Answered by the session itself; nothing to show.
+            }
             Completion::Output(output) | Completion::Report { text: output, .. } => {
                 pieces.push(Piece::Output(output));
                 self.end_takeover(&mut pieces);

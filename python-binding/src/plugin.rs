@@ -207,6 +207,27 @@ impl Interactive for PyInteractive {
         self.interrupter.clone()
     }
 
+    fn complete(&mut self, text: &str) -> (usize, Vec<String>) {
+        let nothing = (text.len(), Vec::new());
+        let Some(object) = &self.object else {
+            return nothing;
+        };
+        let Some(_entry) = gate::enter() else {
+            return nothing;
+        };
+        Python::attach(|py| {
+            support(py)
+                .and_then(|support| {
+                    support
+                        .call_method1("complete_interactive", (object.bind(py), text))?
+                        .extract::<(usize, Vec<String>)>()
+                })
+                .ok()
+                .filter(|(start, _)| *start <= text.len() && text.is_char_boundary(*start))
+                .unwrap_or(nothing)
+        })
+    }
+
     fn start(&mut self) -> Step {
         let preamble = std::mem::take(&mut self.preamble);
         match self.step("start", None) {

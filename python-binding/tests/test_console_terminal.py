@@ -5,7 +5,9 @@ history, and ``exit()`` or Ctrl-D return to the python plugin's shell."""
 from __future__ import annotations
 
 import os
-from conftest import ispy_command
+import time
+
+from conftest import WAIT, ispy_command
 
 
 def test_console_prompts_and_history_in_the_line_editor(write_config, start_app, workdir, terminal):
@@ -47,3 +49,27 @@ def test_console_prompts_and_history_in_the_line_editor(write_config, start_app,
     term.wait_last_line(f"(python:{pid})")
     term.keys("Up")
     term.wait_last_line(f"(python:{pid}) console")
+
+
+def test_tab_in_the_console_completes_names_and_attributes(write_config, start_app, workdir, terminal):
+    app = start_app(write_config(console=True))
+    pid = os.path.basename(app.address).split("-")[-1].split(".")[0]
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {app.address}")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys("shell python", "Enter")
+    term.wait_last_line(f"(python:{pid})")
+    term.keys("console", "Enter")
+    term.wait_last_line(">>>")
+    term.keys("import os", "Enter")
+    term.wait_last_line(">>>")
+    # Two candidates: the first Tab completes what they share, the second lists them.
+    term.keys("os.pa", "Tab", "Tab")
+    deadline = time.monotonic() + WAIT
+    while not ("os.pardir" in term.screen() and "os.path" in term.screen()):
+        assert time.monotonic() < deadline, term.screen()
+        time.sleep(0.02)
+    term.keys("C-u")
+    term.wait_last_line(">>>")
+    # One candidate is put in place.
+    term.keys("os.getpi", "Tab")
+    term.wait_last_line(">>> os.getpid(")

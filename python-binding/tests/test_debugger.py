@@ -652,3 +652,24 @@ def test_a_flask_view_is_probed_in_its_app_too(write_config, start_host, shells)
     # remove puts the original back in the app too.
     shell.ask("remove flask_views:fail")
     assert host.eval("flask_views.app.view_functions['fail'] is flask_views.fail") == "True"
+
+
+def test_tab_in_pdb_completes_commands_and_the_frames_names(write_config, start_host, shells, terminal, workdir):
+    host = start_host(debugger_config(write_config))
+    failed_function(host, debugger_shell(shells, host.address))
+    pid = pid_of(host)
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys("shell debugger", "Enter")
+    term.wait_last_line(f"(debugger:{pid})")
+    term.keys(f"debug {T}:function", "Enter")
+    term.wait_last_line("(Pdb)")
+    term.keys("u", "Enter")
+    term.wait_last_line("(Pdb)")
+    term.keys("p doub", "Tab")
+    term.wait_last_line("(Pdb) p doubled")
+    term.keys("Enter")
+    term.wait_last_line("(Pdb)")
+    assert "\n4\n(Pdb)" in term.screen(), term.screen()
+    term.keys("wher", "Tab")
+    term.wait_last_line("(Pdb) where")

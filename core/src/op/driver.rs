@@ -58,12 +58,18 @@ enum Request {
         id: CallId,
         line: Option<String>,
     },
+    Complete {
+        id: CallId,
+        text: String,
+    },
 }
 
 impl Request {
     fn id(&self) -> CallId {
         match self {
-            Request::Call { id, .. } | Request::Feed { id, .. } => *id,
+            Request::Call { id, .. } | Request::Feed { id, .. } | Request::Complete { id, .. } => {
+                *id
+            }
         }
     }
 
@@ -91,6 +97,15 @@ impl Request {
                     prompt: ">>> ".to_owned(),
                 },
                 _ => Completion::Error(format!("the fixture has no {plugin} {command}")),
+            },
+            // The fake console completes `quit()` from any prefix of it.
+            Request::Complete { text, .. } => Completion::Candidates {
+                start: 0,
+                items: "quit()"
+                    .starts_with(text.as_str())
+                    .then(|| "quit()".to_owned())
+                    .into_iter()
+                    .collect(),
             },
             Request::Feed { line: None, .. } => Completion::Output(String::new()),
             Request::Feed {
@@ -362,6 +377,16 @@ impl Driver {
                 assert!(!self.abandoned.contains(id), "{id:?} abandoned twice");
                 self.abandoned.push(*id);
             }
+            Event::Complete(completing) => {
+                assert_eq!(
+                    completing.session, SESSION_ID,
+                    "completion for another session"
+                );
+                self.start(Request::Complete {
+                    id: completing.id,
+                    text: completing.text.clone(),
+                });
+            }
             Event::Interrupt(id) => {
                 let running = self.running.as_ref().map(|r| r.request.id());
                 assert!(
@@ -371,7 +396,7 @@ impl Driver {
                 assert!(
                     matches!(
                         self.running.as_ref().map(|r| &r.request),
-                        Some(Request::Feed { .. }) | None
+                        Some(Request::Feed { .. } | Request::Complete { .. }) | None
                     ),
                     "a call was interrupted instead of given up on"
                 );

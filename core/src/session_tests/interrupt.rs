@@ -128,3 +128,44 @@ fn end_of_input_during_a_call_still_answers_it() {
     peer.complete(call.id, Completion::Output("finally\n".into()));
     assert!(peer.frames().contains(&Frame::Output("finally\n".into())));
 }
+
+#[test]
+fn tab_in_a_takeover_asks_the_interpreter_and_the_takeover_goes_on() {
+    let mut peer = Peer::framed();
+    peer.send_frame(Frame::Line("shell echo".into()));
+    peer.frames();
+    peer.send_frame(Frame::Line("takeover".into()));
+    let call = peer.call();
+    peer.complete(
+        call.id,
+        Completion::Interactive {
+            output: String::new(),
+            prompt: ">>> ".into(),
+        },
+    );
+    peer.frames();
+    peer.send_frame(Frame::Complete("os.pa".into()));
+    let completing = match peer.events().as_slice() {
+        [Event::Complete(completing)] => completing.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(completing.text, "os.pa");
+    peer.complete(
+        completing.id,
+        Completion::Candidates {
+            start: 0,
+            items: vec!["os.pardir".into(), "os.path".into()],
+        },
+    );
+    assert_eq!(
+        peer.frames(),
+        [Frame::Candidates {
+            start: 0,
+            items: vec!["os.pardir".into(), "os.path".into()]
+        }],
+        "candidates only: no prompt, no output"
+    );
+    assert_eq!(peer.session.depth(), 3, "still in the takeover");
+    peer.send_frame(Frame::Line("1".into()));
+    assert!(matches!(peer.events().as_slice(), [Event::Feed(_)]));
+}

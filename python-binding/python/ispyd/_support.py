@@ -136,6 +136,44 @@ def run_command(
     return text, None, json.dumps(result, default=repr, ensure_ascii=False), None
 
 
+#: The most completion candidates passed on: a namespace with thousands of
+#: names must not flood the line editor.
+MAX_CANDIDATES = 500
+
+
+def complete_interactive(obj: Any, text: str) -> Tuple[int, List[str]]:
+    """A takeover's completion of ``text`` (the line up to the cursor): its
+    ``complete(text)``, returning ``(start, candidates)``, if it has one."""
+    complete = getattr(obj, "complete", None)
+    if not callable(complete):
+        return len(text), []
+    start, items = complete(text)
+    return int(start), [str(item) for item in list(items)[:MAX_CANDIDATES]]
+
+
+def python_completions(text: str, namespace: Dict[str, Any]) -> Tuple[int, List[str]]:
+    """What Python's own prompt offers on Tab (``rlcompleter``): names, and
+    after a dot, attributes. The word starts after the last character that
+    cannot be part of a dotted name."""
+    import rlcompleter
+
+    start = len(text)
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_."):
+        start -= 1
+    word = text[start:]
+    completer = rlcompleter.Completer(namespace)
+    found: List[str] = []
+    for state in range(MAX_CANDIDATES):
+        try:
+            candidate = completer.complete(word, state)
+        except Exception:  # noqa: BLE001 - a property that raises: stop there
+            break
+        if candidate is None:
+            break
+        found.append(candidate)
+    return start, sorted(set(found))
+
+
 def step_interactive(obj: Any, method: str, line: Optional[str]) -> Tuple[str, Optional[str]]:
     """One step of a takeover: ``start()`` or ``feed(line)``, each returning
     ``(output, prompt)``; a ``None`` prompt ends the takeover."""

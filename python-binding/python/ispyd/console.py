@@ -14,7 +14,7 @@ import code
 import io
 import sys
 import threading
-from typing import Any, Dict, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from ispyd import _interrupt
 
@@ -136,6 +136,13 @@ class ConsoleSession:
 
     def start(self) -> Tuple[str, Optional[str]]:
         return banner(), ">>> "
+
+    def complete(self, text: str) -> Tuple[int, List[str]]:
+        """Tab: the names and attributes of the console's namespace, as
+        Python's own prompt offers them."""
+        from ispyd._support import python_completions
+
+        return python_completions(text, self._console.locals)
 
     def feed(self, line: Optional[str]) -> Tuple[str, Optional[str]]:
         if line is None:

@@ -327,6 +327,27 @@ class DebugSession:
             before = channel.asks
         return self._wait(before)
 
+    def complete(self, text: str) -> Tuple[int, List[str]]:
+        """Tab: pdb's commands for the first word, then the names and
+        attributes of the selected frame, as in an expression after ``p``
+        or ``!``."""
+        from ispyd._support import python_completions
+
+        debugger = self._channel.debugger
+        if debugger is None or self._channel.finished:
+            return len(text), []
+        stripped = text.lstrip()
+        if " " not in stripped and not stripped.startswith("!"):
+            start = len(text) - len(stripped)
+            names = sorted({name[3:] for name in dir(debugger) if name.startswith("do_") and name[3:].startswith(stripped)})
+            return start, names
+        frame = getattr(debugger, "curframe", None)
+        if frame is None:
+            return len(text), []
+        namespace = dict(frame.f_globals)
+        namespace.update(getattr(debugger, "curframe_locals", None) or frame.f_locals)
+        return python_completions(text, namespace)
+
     def interrupt(self) -> None:
         """Ctrl-C from the client: interrupts the pdb command running now
         (pdb says so and asks for the next one); nothing while pdb waits
