@@ -72,4 +72,4 @@ def test_tab_in_the_console_completes_names_and_attributes(write_config, start_a
     term.wait_last_line(">>>")
     # One candidate is put in place.
     term.keys("os.getpi", "Tab")
-    term.wait_last_line(">>> os.getpid(")
+    term.wait_last_line(">>> os.getpid()")  # no arguments: rlcompleter closes it
