@@ -33,6 +33,7 @@ enum Work {
     Call(Call),
     Feed(Feed, Box<dyn Interactive>),
     Complete(Completing, Box<dyn Interactive>),
+    CompleteArguments(Completing),
 }
 
 impl std::fmt::Debug for Job {
@@ -40,7 +41,7 @@ impl std::fmt::Debug for Job {
         match &self.work {
             Work::Call(call) => f.debug_tuple("Job::Call").field(call).finish(),
             Work::Feed(feed, _) => f.debug_tuple("Job::Feed").field(feed).finish(),
-            Work::Complete(completing, _) => {
+            Work::Complete(completing, _) | Work::CompleteArguments(completing) => {
                 f.debug_tuple("Job::Complete").field(completing).finish()
             }
         }
@@ -53,7 +54,7 @@ impl Job {
         match &self.work {
             Work::Call(call) => call.id,
             Work::Feed(feed, _) => feed.id,
-            Work::Complete(completing, _) => completing.id,
+            Work::Complete(completing, _) | Work::CompleteArguments(completing) => completing.id,
         }
     }
 
@@ -62,7 +63,9 @@ impl Job {
         match &self.work {
             Work::Call(call) => call.session,
             Work::Feed(feed, _) => feed.session,
-            Work::Complete(completing, _) => completing.session,
+            Work::Complete(completing, _) | Work::CompleteArguments(completing) => {
+                completing.session
+            }
         }
     }
 
@@ -81,6 +84,11 @@ impl Job {
             Work::Feed(feed, interactive) => (feed.id, Registry::feed(interactive, &feed)),
             Work::Complete(completing, interactive) => {
                 (completing.id, Registry::complete(interactive, &completing))
+            }
+            Work::CompleteArguments(completing) => {
+                let (plugin, command) = completing.command.clone().unwrap_or_default();
+                let execution = registry.complete_arguments(&plugin, &command, &completing.text);
+                (completing.id, execution)
             }
         };
         JobDone {
@@ -218,6 +226,16 @@ impl Dispatcher {
                         }
                         return Some(Action::Forget(id));
                     }
+                }
+                Event::Complete(completing) if completing.command.is_some() => {
+                    self.running = Some(completing.id);
+                    self.interrupter = None;
+                    let plugin = completing.command.as_ref().map(|(p, _)| p.as_str());
+                    let inline = plugin.is_some_and(|p| registry.is_inline(p));
+                    return Some(Action::Run(Job {
+                        work: Work::CompleteArguments(completing),
+                        inline,
+                    }));
                 }
                 Event::Complete(completing) => {
                     let Some(takeover) = self.takeover.take() else {

@@ -313,6 +313,15 @@ pub trait Plugin: Send + Sync {
     fn describe(&self) -> PluginInfo;
     /// Runs `call.command` with `call.args` (the rest of the line, trimmed).
     fn call(&self, call: &Call) -> Result<Outcome, PluginError>;
+
+    /// Completion of `command`'s arguments (Tab): `text` is what follows
+    /// the command's name; the answer is the byte offset in `text` where
+    /// the completed word starts, and full replacements for it. The
+    /// default offers nothing.
+    fn complete(&self, command: &str, text: &str) -> (usize, Vec<String>) {
+        let _ = command;
+        (text.len(), Vec::new())
+    }
 }
 
 /// A set of plugins, looked up by name, executing calls with panics caught.
@@ -422,6 +431,22 @@ impl Registry {
             }
             Ok(Err(err)) => Execution::fail(err.message),
             Err(panic) => Execution::fail(panicked(&call.command, &*panic)),
+        }
+    }
+
+    /// Asks plugin `plugin` to complete the arguments of `command`; a panic
+    /// only means no candidates.
+    pub fn complete_arguments(&self, plugin: &str, command: &str, text: &str) -> Execution {
+        let (start, items) = self
+            .get(plugin)
+            .and_then(|(_, plugin)| {
+                catch_unwind(AssertUnwindSafe(|| plugin.complete(command, text))).ok()
+            })
+            .filter(|(start, _)| *start <= text.len() && text.is_char_boundary(*start))
+            .unwrap_or_else(|| (text.len(), Vec::new()));
+        Execution {
+            completion: Completion::Candidates { start, items },
+            interactive: None,
         }
     }
 

@@ -82,6 +82,10 @@ pub struct Completing {
     pub text: String,
     /// The session's number, as given to [`Session::new`].
     pub session: u64,
+    /// `None`: the running takeover completes `text`. Otherwise the plugin
+    /// (`.0`) completes the arguments of its command (`.1`): `text` is
+    /// then what follows the command's name.
+    pub command: Option<(String, String)>,
 }
 
 /// The result of a call or a feed, handed back to the session.
@@ -229,6 +233,8 @@ struct Pending {
     /// A takeover's completion request: answered with `Candidates`, never
     /// a prompt.
     completing: bool,
+    /// Where in the line the text a plugin completes begins.
+    offset: usize,
     /// When to give up on it: `call_timeout` after the driver polled its
     /// event; `None` while the event waits in the queue.
     deadline: Option<Instant>,
@@ -471,7 +477,7 @@ impl Session {
                 // A takeover that cannot complete: nothing to offer.
                 _ => (0, Vec::new()),
             };
-            let start = u32::try_from(start).unwrap_or(u32::MAX);
+            let start = u32::try_from(start + pending.offset).unwrap_or(u32::MAX);
             self.out.frame(&Frame::Candidates { start, items });
             self.advance(now);
             return Ok(());
@@ -768,6 +774,26 @@ impl Session {
                     id,
                     text,
                     session: self.id,
+                    command: None,
+                }));
+                return;
+            }
+            Input::Complete(text) if self.shell.argument_of(&text, &self.host).is_some() => {
+                // A command's arguments: its plugin knows them.
+                let Some((plugin, command, offset)) = self.shell.argument_of(&text, &self.host)
+                else {
+                    return;
+                };
+                let id = self.start_pending(command.clone(), plugin.clone(), false);
+                if let Some(pending) = self.pending.as_mut() {
+                    pending.completing = true;
+                    pending.offset = offset;
+                }
+                self.events.push_back(Event::Complete(Completing {
+                    id,
+                    text: text[offset..].to_owned(),
+                    session: self.id,
+                    command: Some((plugin, command)),
                 }));
                 return;
             }
@@ -840,6 +866,7 @@ impl Session {
             plugin,
             is_call,
             completing: false,
+            offset: 0,
             deadline: None,
         });
         id

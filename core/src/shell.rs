@@ -453,6 +453,25 @@ impl Shell {
         }
     }
 
+    /// When `text` (the line up to the cursor) is typing the arguments of a
+    /// plugin command, in its plugin's shell: the plugin, the command, and
+    /// the byte offset where the arguments begin.
+    pub(crate) fn argument_of(&self, text: &str, host: &Host) -> Option<(String, String, usize)> {
+        if self.takeover.is_some() {
+            return None;
+        }
+        let plugin = &host.plugins[self.plugin?];
+        let trimmed = text.trim_start();
+        let name_end = trimmed.find([' ', '\t'])?;
+        let name = &trimmed[..name_end];
+        let info = plugin.find(name)?;
+        if !host.is_open(info.gate.as_ref()) {
+            return None;
+        }
+        let offset = text.len() - trimmed.len() + name_end + 1;
+        Some((plugin.name.clone(), name.to_owned(), offset))
+    }
+
     /// Completion candidates for `text` (the line up to the cursor): the
     /// byte offset where the completed word starts, and the candidates.
     pub(crate) fn completions(&self, text: &str, host: &Host) -> (usize, Vec<String>) {

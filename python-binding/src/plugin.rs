@@ -73,6 +73,22 @@ impl Plugin for PyPlugin {
         self.info.clone()
     }
 
+    fn complete(&self, command: &str, text: &str) -> (usize, Vec<String>) {
+        let nothing = (text.len(), Vec::new());
+        let Some(_entry) = gate::enter() else {
+            return nothing;
+        };
+        Python::attach(|py| {
+            support(py)
+                .and_then(|support| {
+                    support
+                        .call_method1("complete_command", (self.instance.bind(py), command, text))?
+                        .extract::<(usize, Vec<String>)>()
+                })
+                .unwrap_or(nothing)
+        })
+    }
+
     fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
         let Some(_entry) = gate::enter() else {
             return Err(PluginError::new(gate::CLOSED));

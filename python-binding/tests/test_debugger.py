@@ -673,3 +673,22 @@ def test_tab_in_pdb_completes_commands_and_the_frames_names(write_config, start_
     assert "\n4\n(Pdb)" in term.screen(), term.screen()
     term.keys("wher", "Tab")
     term.wait_last_line("(Pdb) where")
+
+
+def test_tab_after_insert_completes_module_and_function(write_config, start_host, shells, terminal, workdir):
+    host = start_host(debugger_config(write_config))
+    assert host.exec(f"import {T}") == "done"
+    pid = pid_of(host)
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys("shell debugger", "Enter")
+    term.wait_last_line(f"(debugger:{pid})")
+    term.keys(f"insert {T[:-2]}", "Tab")
+    term.wait_last_line(f"(debugger:{pid}) insert {T}:")
+    term.keys("functi", "Tab")
+    term.wait_last_line(f"(debugger:{pid}) insert {T}:function")
+    term.keys("Enter")
+    term.wait_last_line(f"(debugger:{pid})")
+    assert f"Probe inserted on {T}:function (function)." in term.screen(), term.screen()
+    term.keys(f"remove {T[:3]}", "Tab")
+    term.wait_last_line(f"(debugger:{pid}) remove {T}:function")

@@ -151,6 +151,18 @@ def complete_interactive(obj: Any, text: str) -> Tuple[int, List[str]]:
     return int(start), [str(item) for item in list(items)[:MAX_CANDIDATES]]
 
 
+def complete_command(plugin: Any, command: str, text: str) -> Tuple[int, List[str]]:
+    """Tab in a plugin's shell, after a command's name: its
+    ``complete_<command>(word)`` (as Python's ``cmd`` names them) gives
+    the candidates for the word being typed, the last of ``text``."""
+    method = getattr(plugin, "complete_" + command, None)
+    start = text.rfind(" ") + 1
+    if not callable(method):
+        return len(text), []
+    items = sorted({str(item) for item in method(text[start:])})
+    return start, items[:MAX_CANDIDATES]
+
+
 def python_completions(text: str, namespace: Dict[str, Any]) -> Tuple[int, List[str]]:
     """What Python's own prompt offers on Tab (``rlcompleter``): names, and
     after a dot, attributes. The word starts after the last character that

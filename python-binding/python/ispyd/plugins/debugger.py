@@ -136,6 +136,38 @@ class DebuggerPlugin:
         for _, _, what in probe.tables:
             self._print(f"Also probed in {what}, which keeps its own reference to it.")
 
+    def complete_insert(self, word: str) -> List[str]:
+        """Tab after ``insert``: loaded modules, then after the ``:`` their
+        functions and classes, and after a class's ``.`` its methods."""
+        module_name, colon, path = word.partition(":")
+        if not colon:
+            return [f"{name}:" for name in list(sys.modules) if name.startswith(module_name)]
+        module = sys.modules.get(module_name)
+        if module is None:
+            return []
+        *owners, last = path.split(".")
+        target: Any = module
+        for owner in owners:
+            target = getattr(target, owner, None)
+            if not isinstance(target, type):
+                return []
+        prefix = f"{module_name}:" + "".join(f"{owner}." for owner in owners)
+        found = []
+        for name, value in list(vars(target).items()):
+            if not name.startswith(last) or (name.startswith("_") and not last.startswith("_")):
+                continue
+            if isinstance(value, type):
+                found.append(f"{prefix}{name}.")
+            elif callable(value) or isinstance(value, (staticmethod, classmethod)):
+                found.append(f"{prefix}{name}")
+        return found
+
+    def complete_remove(self, word: str) -> List[str]:
+        """Tab after ``remove``: the probes."""
+        return [name for name, _, _, _ in probes.probes() if name.startswith(word)]
+
+    complete_print = complete_debug = complete_discard = complete_remove
+
     def do_remove(self, line: str) -> None:
         """remove NAME: remove the probe NAME, putting the original back.
 
