@@ -524,7 +524,10 @@ impl Session {
     /// its `call_timeout`, so poll when the call can start, with the time.
     pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
         let event = self.events.pop_front()?;
-        if let Event::Call(Call { id, .. }) | Event::Feed(Feed { id, .. }) = &event {
+        if let Event::Call(Call { id, .. })
+        | Event::Feed(Feed { id, .. })
+        | Event::Complete(Completing { id, .. }) = &event
+        {
             let call_timeout = self.host.limits().call_timeout;
             if let Some(pending) = self.pending.as_mut().filter(|p| p.id == *id) {
                 pending.deadline = Some(now + call_timeout);
