@@ -579,7 +579,18 @@ impl Session {
     /// Processes buffered input until it runs out, a call is pending, or
     /// enough output is waiting; then brings the deadlines up to date.
     fn advance(&mut self, now: Instant) {
-        self.take_interrupts(now);
+        // However the input was split: an interrupt right behind the line
+        // that started a call is taken as soon as that call starts.
+        while self.take_interrupts(now) | self.run_buffered(now) {}
+        if self.eof && !self.closed && self.pending.is_none() && self.input.is_empty() {
+            self.close(CloseReason::EndOfInput, String::new());
+        }
+        self.settle(now);
+    }
+
+    /// Runs buffered inputs until none is left, a call starts, or enough
+    /// output waits. True if a call started (an interrupt may be behind it).
+    fn run_buffered(&mut self, now: Instant) -> bool {
         while !self.closed && self.pending.is_none() && self.out.len() < OUTPUT_HIGH_WATER {
             if self.framed.is_none() && !self.decide_mode() {
                 break;
@@ -589,25 +600,27 @@ impl Session {
             };
             self.idle_deadline = now + self.host.limits().idle_timeout;
             self.run(input);
+            if self.pending.is_some() {
+                return true;
+            }
         }
-        if self.eof && !self.closed && self.pending.is_none() && self.input.is_empty() {
-            self.close(CloseReason::EndOfInput, String::new());
-        }
-        self.settle(now);
+        false
     }
 
     /// While a call or feed runs, an `Interrupt` at the front of the input
     /// is acted on at once, ahead of the result: it is what the user does
-    /// when the result does not come.
-    fn take_interrupts(&mut self, now: Instant) {
+    /// when the result does not come. True if it gave up on a call (and
+    /// the shell can go on with the input).
+    fn take_interrupts(&mut self, now: Instant) -> bool {
+        let mut gave_up = false;
         while self.pending.is_some() && !self.closed && self.framed == Some(true) {
             let limit = self.host.limits().max_line + 1;
             let Decoded::Frame(Frame::Interrupt, used) = frame::decode(&self.input, limit) else {
-                return;
+                break;
             };
             self.input.drain(..used);
             let Some(pending) = self.pending.take() else {
-                return;
+                break;
             };
             if !pending.is_call {
                 self.events.push_back(Event::Interrupt(pending.id));
@@ -620,7 +633,9 @@ impl Session {
                 pending.command, pending.plugin
             );
             self.give_up(pending, message, now);
+            gave_up = true;
         }
+        gave_up
     }
 
     /// Stops waiting for `pending`: the user gets `message` and the shell.
