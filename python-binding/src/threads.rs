@@ -54,6 +54,7 @@ use std::collections::HashSet;
 use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -181,9 +182,10 @@ pub(crate) fn threads_report(
         };
         (stack.ident == serving, kind, key)
     });
+    let main = threading.call_method0("main_thread")?;
     let described = stacks
         .iter()
-        .map(|stack| describe(stack, &names, wants_data))
+        .map(|stack| describe(stack, &names, wants_data, &main))
         .collect::<PyResult<Vec<_>>>()?;
     let name_lines: Vec<String> = stacks
         .iter()
@@ -425,7 +427,12 @@ struct About {
 
 /// Reads a thread's name, its native id and, for data, its daemon flag:
 /// Python code (`name` is a property), so only after the snapshot.
-fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<About> {
+fn describe(
+    stack: &Stack<'_>,
+    names: &Names<'_>,
+    wants_data: bool,
+    main: &Bound<'_, PyAny>,
+) -> PyResult<About> {
     fn attribute<'py>(
         thread: &Bound<'py, PyAny>,
         name: &Bound<'py, PyString>,
@@ -443,7 +450,9 @@ fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<
                 .str()?
                 .to_string_lossy()
                 .into_owned(),
-            native_id: attribute(thread, &names.native_id, true).and_then(|id| id.extract().ok()),
+            native_id: attribute(thread, &names.native_id, true)
+                .and_then(|id| id.extract().ok())
+                .map(|id| fresh_native_id(id, thread.is(main))),
             daemon: attribute(thread, &names.daemon, wants_data).and_then(|d| d.extract().ok()),
         },
         Owner::Native(name) => About {
@@ -452,6 +461,18 @@ fn describe(stack: &Stack<'_>, names: &Names<'_>, wants_data: bool) -> PyResult<
             daemon: None,
         },
     })
+}
+
+/// A thread's native id as `threading` has it, made right after a fork:
+/// Python (3.11) keeps the main thread's id from before the fork, the
+/// parent's, while the thread that forked, now the child's main thread,
+/// has the child's pid as its id.
+fn fresh_native_id(id: u64, is_main: bool) -> u64 {
+    if is_main && !Path::new(&format!("/proc/self/task/{id}")).exists() {
+        u64::from(std::process::id())
+    } else {
+        id
+    }
 }
 
 /// The `# Name:` line of a thread and, when known, its `# Native ID:` line

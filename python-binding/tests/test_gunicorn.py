@@ -37,14 +37,14 @@ WORKERS = 3
 class Gunicorn:
     """A running gunicorn: its master, its workers and the app's port."""
 
-    def __init__(self, process: Process, preload: bool, config: Path, workdir: Path) -> None:
+    def __init__(self, process: Process, preload: bool, config: Path, workdir: Path, workers: int = WORKERS) -> None:
         self.process = process
         self.preload = preload
         self.config = config
         self.master = process.pid
         port = process.stderr.wait_for(r"Listening at: http://127\.0\.0\.1:(\d+)", "gunicorn to listen")
         self.url = f"http://127.0.0.1:{port.group(1)}"
-        wait_until(lambda: len(self.booted()) >= WORKERS, f"{WORKERS} gunicorn workers to boot")
+        wait_until(lambda: len(self.booted()) >= workers, f"{workers} gunicorn workers to boot")
         self.workers: List[int] = self.booted()
         for pid in self.shell_pids():
             wait_for_socket(workdir / f"ispyd-{pid}.sock")
@@ -68,13 +68,13 @@ def start_gunicorn(write_config, spawn, workdir):
     """Starts gunicorn with 3 workers serving flask_app, and waits until the
     app is served and every process that should have a shell listens."""
 
-    def start(preload: bool) -> Gunicorn:
+    def start(preload: bool, workers: int = WORKERS) -> Gunicorn:
         config = write_config(console=True)
-        argv = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", "127.0.0.1:0"]
+        argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", "127.0.0.1:0"]
         if preload:
             argv.append("--preload")
         process = spawn([*argv, "flask_app:app"], ISPYD_CONFIG=str(config))
-        return Gunicorn(process, preload, config, workdir)
+        return Gunicorn(process, preload, config, workdir, workers)
 
     return start
 
