@@ -256,19 +256,18 @@ impl Shell {
     }
 }
 
-/// The terminal's width in columns: standard output's, `$COLUMNS`, or 80.
+/// The width to wrap the list at: the terminal's, in columns; unbounded
+/// when standard output is not a terminal (a script reads one line per
+/// command line).
 fn terminal_width() -> usize {
     // SAFETY: TIOCGWINSZ fills the winsize it is given; the result is checked.
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
     if ok && size.ws_col > 0 {
-        return usize::from(size.ws_col);
+        usize::from(size.ws_col)
+    } else {
+        usize::MAX
     }
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .filter(|&c: &usize| c > 0)
-        .unwrap_or(80)
 }
 
 fn list(servers: &Servers) -> String {
