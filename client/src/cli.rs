@@ -166,7 +166,7 @@ pub fn load_target(config: &str) -> Result<Target, String> {
         let pid: u32 = config
             .parse()
             .map_err(|_| format!("{config}: not a process id"))?;
-        let path = crate::servers::socket_of(pid)?;
+        let path = crate::procinfo::socket_of(pid)?;
         return Ok(Target {
             listen: Listen::Unix(path),
             direct: true,

@@ -13,6 +13,7 @@ mod input;
 mod interrupt;
 mod listing;
 mod local;
+mod procinfo;
 mod remote;
 mod servers;
 mod session;
