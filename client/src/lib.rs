@@ -15,6 +15,7 @@ mod listing;
 mod local;
 mod procinfo;
 mod remote;
+mod report;
 mod servers;
 mod session;
 mod ssh;
@@ -97,7 +98,7 @@ fn list(listen: &ispyd_core::Listen, json: bool, host: Option<&str>) -> u8 {
     let servers = servers::scan(listen);
     let mut out = std::io::stdout().lock();
     let written = if json {
-        let host = host.map_or_else(fleet::hostname, str::to_owned);
+        let host = host.map_or_else(report::hostname, str::to_owned);
         listing::write_json(&servers, &host, &mut out)
     } else {
         if let Some(host) = host {
@@ -129,11 +130,11 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         timeout: std::time::Duration::from_secs_f64(args.timeout),
         jobs: usize::from(args.jobs),
     };
-    let host = args.host_label.clone().unwrap_or_else(fleet::hostname);
+    let host = args.host_label.clone().unwrap_or_else(report::hostname);
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     let mut failed = false;
     let mut answered = 0;
-    let mut text = fleet::TextReport {
+    let mut text = report::TextReport {
         out: &mut out,
         err: &mut err,
         // A run over ssh is always a block naming its host.
@@ -152,7 +153,7 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         answered += 1;
         failed |= !run.ok();
         let written = if plan.json {
-            fleet::json_lines(run, &host)
+            report::json_lines(run, &host)
                 .iter()
                 .try_for_each(|line| writeln!(text.out, "{line}"))
                 .and_then(|()| text.out.flush())

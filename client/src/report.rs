@@ -1,0 +1,172 @@
+//! How `ispy -c` shows what the servers answered: text blocks per server,
+//! or JSON Lines (`--json`), each line built around the result's data as
+//! it came, never parsed into a tree.
+
+use std::io::{self, Write};
+
+use ispyd_core::SCHEMA_VERSION;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::fleet::Run;
+
+/// Where the text of a run goes.
+pub struct TextReport<'a> {
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Standard error.
+    pub err: &'a mut dyn Write,
+    /// With several servers, each run is a block under a header naming it,
+    /// errors included; with one, output goes to `out` and errors to `err`.
+    pub grouped: bool,
+    /// The host to name in headers and messages (`--ssh` runs).
+    pub host: Option<&'a str>,
+}
+
+impl TextReport<'_> {
+    /// Writes one server's answers.
+    pub fn write(&mut self, run: &Run) -> io::Result<()> {
+        if self.grouped {
+            writeln!(self.out, "{}", run.target.header(self.host))?;
+        }
+        for answer in &run.answers {
+            self.out.write_all(answer.text.as_bytes())?;
+            let errors: &mut dyn Write = if self.grouped {
+                &mut *self.out
+            } else {
+                &mut *self.err
+            };
+            for error in &answer.errors {
+                writeln!(errors, "{error}")?;
+            }
+        }
+        if let Some(failure) = &run.failure {
+            let line = format!("ispy: {}: {failure}", run.target.name(self.host));
+            if self.grouped {
+                writeln!(self.out, "{line}")?;
+            }
+            writeln!(self.err, "{line}")?;
+        }
+        if self.grouped {
+            writeln!(self.out)?;
+        }
+        self.out.flush()
+    }
+}
+
+/// One line of `--json`: a command's result on one server. Written with
+/// `data` (`null` when there is none) exactly when there is no `error`.
+#[derive(Debug, Deserialize)]
+pub struct Line<'a> {
+    /// The machine (or the `--ssh` host as given).
+    pub host: Option<String>,
+    /// The server's pid.
+    pub pid: Option<u32>,
+    /// Where it listens.
+    pub address: Option<String>,
+    /// The command line as given.
+    pub command: Option<String>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Its data, when it succeeded (`None` for `null`).
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The version of the data's shapes (`RESULTS.md`).
+    #[serde(default)]
+    pub schema: Option<u32>,
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("host", &self.host)?;
+        map.serialize_entry("pid", &self.pid)?;
+        map.serialize_entry("address", &self.address)?;
+        map.serialize_entry("command", &self.command)?;
+        map.serialize_entry("ok", &self.ok)?;
+        match &self.error {
+            Some(error) => map.serialize_entry("error", error)?,
+            None => map.serialize_entry("data", &self.data)?,
+        }
+        map.serialize_entry("schema", &self.schema)?;
+        map.end()
+    }
+}
+
+/// One server's answers as JSON Lines: an object per command, and for the
+/// commands a failure left unsent, an object saying why.
+pub fn json_lines(run: &Run, host: &str) -> Vec<String> {
+    fn line<'a>(
+        run: &Run,
+        host: &str,
+        command: &str,
+        data: Option<&'a RawValue>,
+        error: Option<String>,
+    ) -> Line<'a> {
+        Line {
+            host: Some(host.to_owned()),
+            pid: run.target.pid,
+            address: Some(run.target.address.to_string()),
+            command: Some(command.to_owned()),
+            ok: error.is_none(),
+            data,
+            error,
+            schema: Some(SCHEMA_VERSION),
+        }
+    }
+    let mut lines = Vec::new();
+    for answer in &run.answers {
+        let line = match &answer.record {
+            Some(record) if record.ok => {
+                line(run, host, &answer.command, record.data.as_deref(), None)
+            }
+            Some(record) => {
+                let error = record.error.clone().unwrap_or_else(|| "failed".to_owned());
+                line(run, host, &answer.command, None, Some(error))
+            }
+            None => {
+                let error = answer.errors.join("\n");
+                let error = match (error.is_empty(), &run.failure) {
+                    (false, _) => error,
+                    (true, Some(failure)) => failure.clone(),
+                    (true, None) => "the server sent no result".to_owned(),
+                };
+                line(run, host, &answer.command, None, Some(error))
+            }
+        };
+        lines.push(line.to_json());
+    }
+    if let Some(failure) = &run.failure {
+        // The command that was cut short already says so; the ones that
+        // never ran say why.
+        for command in &run.unsent {
+            lines.push(line(run, host, command, None, Some(failure.clone())).to_json());
+        }
+    }
+    lines
+}
+
+impl Line<'_> {
+    /// The line's JSON text.
+    pub fn to_json(&self) -> String {
+        // Only strings, numbers and JSON already checked: cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// This machine's name, for the `host` field.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let status = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if status != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
