@@ -74,6 +74,10 @@ struct Conn {
     /// The socket may have bytes to read (no `WouldBlock` since the last
     /// readable event).
     readable: bool,
+    /// The peer's end of input has been announced (`EPOLLRDHUP`): it comes
+    /// after the bytes already there, with no new edge of its own, so a
+    /// short read does not mean the socket is empty.
+    read_closed: bool,
     /// The socket may take bytes.
     writable: bool,
     interest: Option<Interest>,
@@ -249,6 +253,9 @@ impl Server {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     conn.readable = true;
                 }
+                if event.is_read_closed() || event.is_error() {
+                    conn.read_closed = true;
+                }
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
                     conn.writable = true;
                 }
@@ -395,6 +402,7 @@ impl Server {
             session: Session::new(Arc::clone(&self.host), id, now),
             dispatcher: Dispatcher::new(),
             readable: true,
+            read_closed: false,
             writable: true,
             interest: None,
             queued: false,
@@ -559,8 +567,10 @@ fn drive(
                 Ok(n) => {
                     // A short read emptied the socket: what arrives later
                     // is a new edge, with an event of its own. Saves a read
-                    // that would only say WouldBlock, and a turn.
-                    if n < buf.len() {
+                    // that would only say WouldBlock, and a turn. Not so for
+                    // an end of input already announced: it has no edge
+                    // left, and the next read returns it.
+                    if n < buf.len() && !conn.read_closed {
                         conn.readable = false;
                     }
                     conn.session.handle_input(&buf[..n], now);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 
@@ -260,5 +261,30 @@ fn five_thousand_pipelined_commands_are_answered_in_order() {
             uid.clone()
         };
         assert_eq!(reply.trim(), want, "answer {n}");
+    }
+}
+
+#[test]
+fn everything_sent_at_once_then_half_closed_is_answered_every_time() {
+    // The bytes and the end of input can reach the server together, in one
+    // readable event: the end of input must not be missed. Many rounds,
+    // since it depends on how the two arrive.
+    let demo = Demo::start("");
+    for round in 0..60 {
+        let mut stream = UnixStream::connect(demo.socket()).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"prompt off\nshell process\npid").unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|err| panic!("round {round}: no end of the answer: {err}"));
+        assert_eq!(
+            answer,
+            format!("(ispyd:{}) {}\n", demo.pid, demo.pid),
+            "round {round}"
+        );
     }
 }
