@@ -51,7 +51,7 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
             }
             Ok(Incoming::InterruptSent) => {
                 console.err_line(
-                    "^C Interrupting… (Ctrl-C again, before the server answers, closes the connection)",
+                    " Interrupting… (Ctrl-C again, before the server answers, closes the connection)",
                 );
                 continue;
             }
