@@ -165,8 +165,9 @@ impl From<std::io::Error> for PluginError {
 /// The text is what a person reads, in the same layout as without data;
 /// the data, a JSON document, is made only when the session asked for
 /// structured results ([`Call::wants_data`]), so a person at a terminal
-/// pays nothing for it. Both are made where the command runs (a worker
-/// thread), never on a driver's loop thread.
+/// pays nothing for it. Both are made where the command runs, by the
+/// plugin: for any but an inline plugin that is a worker thread, never a
+/// driver's loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     text: String,
