@@ -13,9 +13,6 @@
 //! (server, command) becomes one JSON line.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use ispyd_core::{Address, Frame};
@@ -27,6 +24,7 @@ use crate::handshake::{ConnectProblem, HANDSHAKE_TIMEOUT};
 use crate::remote::{Connection, Incoming, SessionError};
 use ispyd_core::Listen;
 
+use crate::ordered;
 use crate::servers::{self, Server};
 
 /// A structured result larger than this is refused: a broken or hostile
@@ -352,49 +350,12 @@ fn closed(reason: &str) -> String {
 /// server's [`Run`] to `report` in target order as soon as it and those
 /// before it are done.
 pub fn run_all(targets: &[Target], plan: &Plan, mut report: impl FnMut(&Run)) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let targets: Arc<Vec<Target>> = Arc::new(targets.to_vec());
-    let (done, results) = mpsc::channel::<(usize, Run)>();
-    let work =
-        |next: Arc<AtomicUsize>, targets: Arc<Vec<Target>>, done: mpsc::Sender<_>, plan: Plan| {
-            move || {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(target) = targets.get(index) else {
-                        break;
-                    };
-                    if done.send((index, run_one(target, &plan))).is_err() {
-                        break;
-                    }
-                }
-            }
-        };
-    let workers: Vec<_> = (0..plan.jobs.clamp(1, targets.len().max(1)))
-        .filter_map(|_| {
-            let job = work(next.clone(), targets.clone(), done.clone(), plan.clone());
-            // A small stack: a worker keeps its connection on the heap, and
-            // a fan-out starts many.
-            thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn(job)
-                .ok()
-        })
-        .collect();
-    if workers.is_empty() {
-        // No thread could be started: one server after another, here.
-        work(next.clone(), targets.clone(), done.clone(), plan.clone())();
-    }
-    drop(done);
-    let mut waiting: Vec<Option<Run>> = vec![None; targets.len()];
-    let mut printed = 0;
-    for (index, run) in results {
-        waiting[index] = Some(run);
-        while let Some(run) = waiting.get_mut(printed).and_then(Option::take) {
-            report(&run);
-            printed += 1;
-        }
-    }
-    for worker in workers {
-        let _ = worker.join();
-    }
+    let jobs = plan.jobs;
+    let plan = plan.clone();
+    ordered::run_in_order(
+        targets.to_vec(),
+        jobs,
+        move |target| run_one(target, &plan),
+        |run| report(&run),
+    );
 }

@@ -13,6 +13,7 @@ mod input;
 mod interrupt;
 mod listing;
 mod local;
+mod ordered;
 mod procinfo;
 mod remote;
 mod report;

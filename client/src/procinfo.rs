@@ -1,10 +1,8 @@
-//! What `/proc` says about a server's process: the socket a pid listens
-//! on (for `ispy PID`), its parent and its uptime (for `servers`).
+//! The socket a process listens on, from `/proc` (for `ispy PID`).
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::time::Duration;
 
 use ispyd_core::Address;
 use ispyd_std::stream::Stream;
@@ -101,37 +99,6 @@ fn listening_paths(table: &str, inodes: &std::collections::HashSet<u64>) -> Vec<
                 .then(|| (*path).to_owned())
         })
         .collect()
-}
-
-/// The parent of process `pid` (field 4 of its `stat`).
-pub fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// How long process `pid` has run: its start (field 22 of its `stat`, in
-/// clock ticks after boot) against the machine's uptime.
-pub fn uptime(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name, in parentheses, may hold spaces: count fields after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let started: f64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
-    let boot_uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    Some(Duration::from_secs_f64(
-        (boot_uptime - started / ticks).max(0.0),
-    ))
 }
 
 #[cfg(test)]

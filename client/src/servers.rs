@@ -12,9 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ispyd_core::{Address, Listen};
-use ispyd_std::process::human_duration;
-
-use crate::procinfo;
+use ispyd_std::process::{age_and_parent, human_duration};
 use ispyd_std::socket::{self, Probe};
 use ispyd_std::stream::Stream;
 
@@ -281,14 +279,11 @@ pub fn scan(listen: &Listen) -> Servers {
         .into_iter()
         .filter_map(|(pid, address)| {
             let status = probe(&address)?;
-            let (command, uptime, parent) = match (&status, pid) {
-                (Status::Live, Some(pid)) => (
-                    command_line(pid),
-                    procinfo::uptime(pid),
-                    procinfo::parent_of(pid),
-                ),
-                _ => (None, None, None),
+            let (command, age) = match (&status, pid) {
+                (Status::Live, Some(pid)) => (command_line(pid), age_and_parent(pid)),
+                _ => (None, None),
             };
+            let (uptime, parent) = (age.map(|(up, _)| up), age.map(|(_, parent)| parent));
             Some(Server {
                 pid,
                 address,

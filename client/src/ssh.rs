@@ -13,11 +13,14 @@
 
 use std::io::{self, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use ispyd_core::SCHEMA_VERSION;
+use ispyd_std::process::shell_quote;
+use serde_json::Value;
+
+use crate::report::Line;
 
 /// What a host may print, at most: a broken remote must not make the
 /// client grow without bound.
@@ -124,31 +127,13 @@ impl Ssh {
         wait: Duration,
         mut report: impl FnMut(&HostRun),
     ) {
-        let (done, results) = mpsc::channel::<(usize, HostRun)>();
-        let workers: Vec<_> = hosts
-            .iter()
-            .enumerate()
-            .map(|(index, host)| {
-                let command = self.command(host, remote_args, false);
-                let (done, host) = (done.clone(), host.clone());
-                thread::spawn(move || {
-                    let _ = done.send((index, run_host(command, host, wait)));
-                })
-            })
-            .collect();
-        drop(done);
-        let mut waiting: Vec<Option<HostRun>> = (0..hosts.len()).map(|_| None).collect();
-        let mut printed = 0;
-        for (index, run) in results {
-            waiting[index] = Some(run);
-            while let Some(run) = waiting.get_mut(printed).and_then(Option::take) {
-                report(&run);
-                printed += 1;
-            }
-        }
-        for worker in workers {
-            let _ = worker.join();
-        }
+        let (ssh, remote_args) = (self.clone(), remote_args.to_vec());
+        crate::ordered::run_in_order(
+            hosts.to_vec(),
+            hosts.len(),
+            move |host| run_host(ssh.command(host, &remote_args, false), host.clone(), wait),
+            |run| report(&run),
+        );
     }
 }
 
@@ -212,15 +197,6 @@ fn exit_status(code: i32) -> ExitStatus {
     ExitStatus::from_raw(code << 8)
 }
 
-/// Quotes one argument for the remote POSIX shell, leaving plain words bare.
-fn shell_quote(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
-        return arg.to_owned();
-    }
-    format!("'{}'", arg.replace('\'', r"'\''"))
-}
-
 /// Writes a host's JSON Lines with `host` set as given, each line checked
 /// to be JSON; a host that could not answer gets one failed object per
 /// command (or one for `--list`).
@@ -238,21 +214,31 @@ pub fn write_json(
             commands.iter().map(|c| Some(c.as_str())).collect()
         };
         for command in commands {
-            let mut object = Map::new();
-            object.insert("host".into(), run.host.clone().into());
-            object.insert("pid".into(), Value::Null);
-            object.insert("address".into(), Value::Null);
-            object.insert("command".into(), command.into());
-            object.insert("ok".into(), false.into());
-            object.insert("error".into(), format!("{}: {failure}", run.host).into());
-            writeln!(out, "{}", Value::Object(object))?;
+            let line = Line {
+                host: Some(run.host.clone()),
+                pid: None,
+                address: None,
+                command: command.map(str::to_owned),
+                ok: false,
+                data: None,
+                error: Some(format!("{}: {failure}", run.host)),
+                schema: Some(SCHEMA_VERSION),
+            };
+            writeln!(out, "{}", line.to_json())?;
         }
     }
     for line in String::from_utf8_lossy(&run.stdout).lines() {
+        // A command's result keeps its data as the text it came as; a
+        // line of `--list` is small and parsed whole.
+        if let Ok(mut result) = serde_json::from_str::<Line<'_>>(line) {
+            result.host = Some(run.host.clone());
+            ok &= result.ok;
+            writeln!(out, "{}", result.to_json())?;
+            continue;
+        }
         match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(mut object)) => {
                 object.insert("host".into(), run.host.clone().into());
-                ok &= object.get("ok") != Some(&Value::Bool(false));
                 writeln!(out, "{}", Value::Object(object))?;
             }
             _ => {

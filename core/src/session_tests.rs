@@ -99,6 +99,12 @@ impl Peer {
         self.drain();
     }
 
+    /// Enters plugin `name`'s shell (framed), dropping the reply.
+    fn enter(&mut self, name: &str) {
+        self.send_frame(Frame::Line(format!("shell {name}")));
+        self.frames();
+    }
+
     fn send_frame(&mut self, frame: Frame) {
         let mut bytes = Vec::new();
         frame.encode(&mut bytes);

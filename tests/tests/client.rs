@@ -188,8 +188,8 @@ fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
     );
 }
 
-#[test]
-fn ctrl_c_during_a_slow_call_gives_the_prompt_back_and_keeps_the_session() {
+/// ispy on a terminal, connected to one demo, in its `demo` shell.
+fn in_the_demo_shell() -> (Fleet, u32, Tmux) {
     let fleet = Fleet::start(1, false);
     let pid = fleet.demos[0].pid;
     let history = fleet.dir.path().join("history");
@@ -200,6 +200,12 @@ fn ctrl_c_during_a_slow_call_gives_the_prompt_back_and_keeps_the_session() {
     tmux.wait_last_line(&format!("(ispyd:{pid})"));
     tmux.keys(&["shell demo", "Enter"]);
     tmux.wait_last_line(&format!("(demo:{pid})"));
+    (fleet, pid, tmux)
+}
+
+#[test]
+fn ctrl_c_during_a_slow_call_gives_the_prompt_back_and_keeps_the_session() {
+    let (_fleet, pid, tmux) = in_the_demo_shell();
     tmux.keys(&["slow 30", "Enter"]);
     tmux.wait_last_line(&format!("(demo:{pid}) slow 30"));
     tmux.keys(&["C-c"]);
@@ -220,16 +226,7 @@ fn ctrl_c_during_a_slow_call_gives_the_prompt_back_and_keeps_the_session() {
 
 #[test]
 fn ctrl_c_twice_while_nothing_answers_closes_the_connection_and_says_so() {
-    let fleet = Fleet::start(1, false);
-    let pid = fleet.demos[0].pid;
-    let history = fleet.dir.path().join("history");
-    let ispy = ispy_bin();
-    let tmux = Tmux::start(&[ispy.to_str().unwrap(), fleet.config()], &history);
-    tmux.wait_last_line("(ispyd)");
-    tmux.keys(&["connect", "Enter"]);
-    tmux.wait_last_line(&format!("(ispyd:{pid})"));
-    tmux.keys(&["shell demo", "Enter"]);
-    tmux.wait_last_line(&format!("(demo:{pid})"));
+    let (_fleet, pid, tmux) = in_the_demo_shell();
     // The demo stops answering altogether.
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };

@@ -250,7 +250,7 @@ pub(super) fn format_cmdline() -> Output {
 }
 
 /// Quotes one argument for a POSIX shell, leaving plain words bare.
-pub(super) fn shell_quote(arg: &str) -> String {
+pub fn shell_quote(arg: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
     if !arg.is_empty() && arg.chars().all(plain) {
         return arg.to_owned();

@@ -146,7 +146,16 @@ const COMMANDS: &[Command] = &[
 mod format;
 mod procfs;
 
-pub use format::human_duration;
+pub use format::{human_duration, shell_quote};
+
+/// What `/proc` says of another process `pid`: how long it has run and
+/// its parent. `None` when it cannot be read (gone, or another user's).
+pub fn age_and_parent(pid: u32) -> Option<(std::time::Duration, u32)> {
+    let stat = parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let started_after_boot = stat.starttime as f64 / clock_ticks_per_second();
+    let running = (read_uptime().ok()? - started_after_boot).max(0.0);
+    Some((std::time::Duration::from_secs_f64(running), stat.ppid))
+}
 mod text;
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub(super) fn read_numbered_dir(path: &str) -> Result<Vec<u64>, PluginError> {
 pub(super) struct Stat {
     pub(super) comm: String,
     pub(super) state: char,
+    pub(super) ppid: u32,
     pub(super) utime: u64,
     pub(super) stime: u64,
     pub(super) starttime: u64,
@@ -62,6 +63,7 @@ pub(super) fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat {
         comm,
         state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
         utime: number(14)?,
         stime: number(15)?,
         starttime: number(22)?,

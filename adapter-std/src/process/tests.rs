@@ -171,6 +171,7 @@ fn stat_name_with_parentheses_and_spaces_parses() {
     assert_eq!(stat.comm, "a) b (c");
     assert_eq!((stat.state, stat.utime, stat.stime), ('R', 11, 12));
     assert_eq!(stat.starttime, 19);
+    assert_eq!(stat.ppid, 1);
 }
 
 #[test]

@@ -27,8 +27,7 @@ fn record(frames: &[Frame]) -> serde_json::Value {
 #[test]
 fn a_call_answered_with_a_report_sends_its_data_before_the_prompt() {
     let mut peer = wanting_data();
-    peer.send_frame(Frame::Line("shell process".into()));
-    peer.frames();
+    peer.enter("process");
     peer.send_frame(Frame::Line("pid".into()));
     let call = peer.call();
     assert!(call.wants_data);
@@ -53,8 +52,7 @@ fn a_call_answered_with_a_report_sends_its_data_before_the_prompt() {
 #[test]
 fn text_only_output_becomes_data_carrying_the_text() {
     let mut peer = wanting_data();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("echo hi".into()));
     let call = peer.call();
     peer.complete(call.id, Completion::Output("hi\n".into()));
@@ -66,8 +64,7 @@ fn text_only_output_becomes_data_carrying_the_text() {
 #[test]
 fn a_failed_call_is_not_ok_and_carries_the_message() {
     let mut peer = wanting_data();
-    peer.send_frame(Frame::Line("shell process".into()));
-    peer.frames();
+    peer.enter("process");
     peer.send_frame(Frame::Line("pid".into()));
     let call = peer.call();
     peer.complete(call.id, Completion::Error("no such thing".into()));
@@ -82,8 +79,7 @@ fn a_failed_call_is_not_ok_and_carries_the_message() {
 #[test]
 fn a_call_given_up_on_is_reported_as_failed() {
     let mut peer = wanting_data();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("slow".into()));
     let _call = peer.call();
     peer.wait(Limits::default().call_timeout);
@@ -142,8 +138,7 @@ fn without_asking_no_data_is_sent_nor_made() {
     peer.send_frame(Frame::Line("plugins".into()));
     let frames = peer.frames();
     assert!(!frames.iter().any(|f| matches!(f, Frame::Data(_))));
-    peer.send_frame(Frame::Line("shell process".into()));
-    peer.frames();
+    peer.enter("process");
     peer.send_frame(Frame::Line("pid".into()));
     assert!(!peer.call().wants_data);
 }
@@ -151,8 +146,7 @@ fn without_asking_no_data_is_sent_nor_made() {
 #[test]
 fn a_result_larger_than_a_frame_is_split_and_concatenates() {
     let mut peer = wanting_data();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("echo x".into()));
     let call = peer.call();
     let big = "é".repeat(MAX_FRAME);
@@ -176,8 +170,7 @@ fn a_result_larger_than_a_frame_is_split_and_concatenates() {
 #[test]
 fn a_takeover_says_it_began_and_its_lines_have_no_result() {
     let mut peer = wanting_data();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("takeover".into()));
     let call = peer.call();
     peer.complete(
@@ -227,8 +220,7 @@ fn data_only_leaves_out_the_text_of_commands_but_not_their_errors() {
         "{frames:?}"
     );
     assert!(record(&frames)["data"]["plugins"].is_array());
-    peer.send_frame(Frame::Line("shell process".into()));
-    peer.frames();
+    peer.enter("process");
     peer.send_frame(Frame::Line("pid".into()));
     let call = peer.call();
     let completion = Completion::Report {
@@ -254,8 +246,7 @@ fn data_only_leaves_out_the_text_of_commands_but_not_their_errors() {
 fn data_only_still_shows_a_takeover() {
     let mut peer = Peer::framed();
     peer.send_frame(Frame::WantData { text: false });
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("takeover".into()));
     let call = peer.call();
     peer.complete(

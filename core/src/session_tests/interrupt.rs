@@ -6,8 +6,7 @@ use super::*;
 #[test]
 fn an_interrupt_during_a_call_gives_up_on_it_and_gives_the_shell_back() {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("slow".into()));
     let call = peer.call();
     peer.send_frame(Frame::Interrupt);
@@ -25,8 +24,7 @@ fn an_interrupt_during_a_call_gives_up_on_it_and_gives_the_shell_back() {
 #[test]
 fn an_interrupt_during_a_takeover_line_asks_for_the_code_to_be_stopped() {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("takeover".into()));
     let call = peer.call();
     peer.complete(
@@ -74,8 +72,7 @@ fn an_interrupt_with_nothing_running_does_nothing() {
 #[test]
 fn an_interrupt_behind_a_line_waits_for_its_turn() {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     let mut bytes = Vec::new();
     Frame::Line("slow".into()).encode(&mut bytes);
     Frame::Line("echo next".into()).encode(&mut bytes);
@@ -99,8 +96,7 @@ fn an_interrupt_behind_a_line_waits_for_its_turn() {
 #[test]
 fn a_hang_up_during_a_call_abandons_it_and_closes() {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("slow".into()));
     let call = peer.call();
     peer.session.handle_hangup(peer.now);
@@ -116,8 +112,7 @@ fn a_hang_up_during_a_call_abandons_it_and_closes() {
 #[test]
 fn end_of_input_during_a_call_still_answers_it() {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("slow".into()));
     let call = peer.call();
     peer.eof();
@@ -132,8 +127,7 @@ fn end_of_input_during_a_call_still_answers_it() {
 #[test]
 fn tab_in_a_takeover_asks_the_interpreter_and_the_takeover_goes_on() {
     let mut peer = Peer::framed();
-    peer.send_frame(Frame::Line("shell echo".into()));
-    peer.frames();
+    peer.enter("echo");
     peer.send_frame(Frame::Line("takeover".into()));
     let call = peer.call();
     peer.complete(
