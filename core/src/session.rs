@@ -641,12 +641,18 @@ impl Session {
     /// Stops waiting for `pending`: the user gets `message` and the shell.
     fn give_up(&mut self, pending: Pending, message: String, now: Instant) {
         self.events.push_back(Event::Abandon(pending.id));
+        self.idle_deadline = now + self.host.limits().idle_timeout;
         if pending.completing {
-            // Every completion request gets its one answer.
+            // Every completion request gets its one answer and nothing
+            // more: the client is editing a line, and a message with a
+            // prompt of its own would put every later prompt one line
+            // behind. A takeover stuck in the completion stays; the next
+            // line sent to it is given up on with the message.
             self.out.frame(&Frame::Candidates {
                 start: 0,
                 items: Vec::new(),
             });
+            return;
         }
         let record = (self.wants_data && pending.is_call).then(|| {
             let text = message.strip_prefix("*** ").unwrap_or(&message);
@@ -658,7 +664,6 @@ impl Session {
             self.out.data(&record);
         }
         self.write_prompt();
-        self.idle_deadline = now + self.host.limits().idle_timeout;
     }
 
     /// Starts the send timeout when output appears, ends it when none is

@@ -163,3 +163,37 @@ fn tab_in_a_takeover_asks_the_interpreter_and_the_takeover_goes_on() {
     peer.send_frame(Frame::Line("1".into()));
     assert!(matches!(peer.events().as_slice(), [Event::Feed(_)]));
 }
+
+#[test]
+fn a_completion_given_up_on_answers_nothing_and_keeps_the_prompts_in_step() {
+    let mut peer = Peer::framed();
+    peer.enter("echo");
+    peer.send_frame(Frame::Line("takeover".into()));
+    let call = peer.call();
+    peer.complete(
+        call.id,
+        Completion::Interactive {
+            output: String::new(),
+            prompt: "(Pdb) ".into(),
+        },
+    );
+    peer.frames();
+    peer.send_frame(Frame::Complete("he".into()));
+    let completing = match peer.events().as_slice() {
+        [Event::Complete(completing)] => completing.clone(),
+        other => panic!("{other:?}"),
+    };
+    peer.wait(Limits::default().call_timeout);
+    assert_eq!(peer.events(), [Event::Abandon(completing.id)]);
+    assert_eq!(
+        peer.frames(),
+        [Frame::Candidates {
+            start: 0,
+            items: Vec::new()
+        }],
+        "the one answer the client waits for, and no prompt it did not ask for"
+    );
+    assert_eq!(peer.session.depth(), 3, "still in the takeover");
+    peer.send_frame(Frame::Line("where".into()));
+    assert!(matches!(peer.events().as_slice(), [Event::Feed(_)]));
+}
