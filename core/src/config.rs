@@ -12,6 +12,9 @@
 //! send_timeout = 60                  ; seconds a client may stall reading
 //! engine = threads                   ; or mio: one event-loop thread for all sessions
 //! workers = 2                        ; mio: threads for calls that may wait
+//! dump_on = SIGABRT                  ; Python hosts: stacks and requests on these signals
+//! dump_file = stderr                 ; or an absolute path, %(pid)s allowed
+//! activate_on = SIGUSR2              ; Python hosts: listen only once this arrives
 //!
 //! [python:console]
 //! enabled = true
@@ -28,6 +31,7 @@ use std::time::Duration;
 use ini::{Ini, ParseOption};
 
 use crate::plugin::PluginInfo;
+use crate::signal::Signal;
 
 /// The main section's name.
 pub const MAIN_SECTION: &str = "ispyd";
@@ -43,6 +47,9 @@ const MAIN_KEYS: &[&str] = &[
     "send_timeout",
     "engine",
     "workers",
+    "dump_on",
+    "dump_file",
+    "activate_on",
 ];
 
 /// Worker threads of the mio engine unless `workers` says otherwise.
@@ -457,6 +464,14 @@ pub struct Config {
     pub engine: Option<EngineKind>,
     /// Threads the mio engine may run plugin calls on (`workers`).
     pub workers: usize,
+    /// Signals on which a Python host writes every thread's stack and
+    /// every active request, then hands the signal on (`dump_on`).
+    pub dump_on: Vec<Signal>,
+    /// Where those dumps go (`dump_file`), `%(pid)s` not yet replaced;
+    /// `None`: standard error.
+    pub dump_file: Option<String>,
+    /// A Python host listens only once this signal arrives (`activate_on`).
+    pub activate_on: Option<Signal>,
     sections: BTreeMap<String, BTreeMap<String, String>>,
     warnings: Vec<ConfigWarning>,
 }
@@ -473,6 +488,9 @@ impl Config {
             limits: Limits::default(),
             engine: None,
             workers: DEFAULT_WORKERS,
+            dump_on: Vec::new(),
+            dump_file: None,
+            activate_on: None,
             sections: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -641,6 +659,37 @@ impl Config {
             None => DEFAULT_WORKERS,
         };
 
+        let dump_on = match main.get("dump_on") {
+            Some(value) => Signal::parse_list(value).map_err(|what| invalid("dump_on", what))?,
+            None => Vec::new(),
+        };
+        let dump_file = match main.get("dump_file").map(|v| v.trim()) {
+            None | Some("" | "stderr" | "-") => None,
+            Some(path) if path.starts_with('/') => {
+                check_template(path, &[PID_VAR]).map_err(|what| invalid("dump_file", what))?;
+                Some(path.to_owned())
+            }
+            Some(path) => {
+                return Err(invalid(
+                    "dump_file",
+                    format!("'{path}' is not an absolute path (or stderr)"),
+                ));
+            }
+        };
+        let activate_on = match main.get("activate_on").map(|v| v.trim()) {
+            None | Some("") => None,
+            Some(value) => {
+                let signal = Signal::parse(value).map_err(|what| invalid("activate_on", what))?;
+                if dump_on.contains(&signal) {
+                    return Err(invalid(
+                        "activate_on",
+                        format!("{signal} is also in dump_on; give each its own signal"),
+                    ));
+                }
+                Some(signal)
+            }
+        };
+
         let mut warnings = Vec::new();
         for key in main.keys() {
             if !MAIN_KEYS.contains(&key.as_str()) {
@@ -676,9 +725,18 @@ impl Config {
             limits,
             engine,
             workers,
+            dump_on,
+            dump_file,
+            activate_on,
             sections,
             warnings,
         })
+    }
+
+    /// The file the dumps of process `pid` go to; `None`: standard error.
+    pub fn dump_path(&self, pid: u32) -> Option<String> {
+        let template = self.dump_file.as_deref()?;
+        Some(substitute_pid(template, &pid.to_string()))
     }
 
     /// True when section `name` has `enabled` set to a true value. Gated
@@ -979,5 +1037,35 @@ mod tests {
     fn duplicate_key_is_an_error() {
         let err = parse("[ispyd]\nlisten = /tmp/x\nlisten = /tmp/y\n").unwrap_err();
         assert_eq!(err.problem, ConfigProblem::Duplicate);
+    }
+
+    #[test]
+    fn dump_and_activation_signals_are_read_and_checked() {
+        let config = parse(
+            "[ispyd]\nlisten = /tmp/x\ndump_on = SIGABRT term\n\
+             dump_file = /var/log/app/dump-%(pid)s.txt\nactivate_on = usr2\n",
+        )
+        .unwrap();
+        assert_eq!(config.dump_on, [Signal::Abrt, Signal::Term]);
+        assert_eq!(
+            config.dump_path(42).as_deref(),
+            Some("/var/log/app/dump-42.txt")
+        );
+        assert_eq!(config.activate_on, Some(Signal::Usr2));
+
+        let defaults = parse("[ispyd]\nlisten = /tmp/x\ndump_file = stderr\n").unwrap();
+        assert!(defaults.dump_on.is_empty() && defaults.activate_on.is_none());
+        assert_eq!(defaults.dump_path(42), None, "stderr");
+
+        for (text, key) in [
+            ("dump_on = SIGKILL", "dump_on"),
+            ("dump_file = dumps.txt", "dump_file"),
+            ("dump_file = /tmp/%(uid)s", "dump_file"),
+            ("activate_on = SIGNOPE", "activate_on"),
+            ("dump_on = SIGUSR2\nactivate_on = SIGUSR2", "activate_on"),
+        ] {
+            let err = parse(&format!("[ispyd]\nlisten = /tmp/x\n{text}\n")).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+        }
     }
 }

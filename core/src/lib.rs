@@ -63,6 +63,7 @@ mod plugin;
 mod render;
 mod session;
 mod shell;
+mod signal;
 mod telnet;
 
 pub use admission::{Refusal, admit, may_inspect};
@@ -88,3 +89,4 @@ pub use session::{
     UnexpectedResult,
 };
 pub use shell::Host;
+pub use signal::Signal;

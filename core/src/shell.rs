@@ -33,8 +33,14 @@ const PLUGINS_HELP: &str = "List the loaded plugins, what each is for, and wheth
 const PROMPT_HELP: &str = "Turn the prompt on or off: prompt on|off. Plugin shells follow the \
                            setting; 'prompt off' suits scripts.";
 const SHELL_HELP: &str = "Enter a plugin's shell: shell NAME, or !NAME. 'plugins' lists the names.";
+const DUMP_HELP: &str = "What the process is doing, at a glance: the 'dump' command of the first \
+                         loaded plugin that has one (in Python: every thread's stack and every \
+                         active request, as written on a dump_on signal).";
+/// The command `dump` at the top level runs in a plugin.
+const DUMP: &str = "dump";
 
 const ROOT_COMMANDS: &[(&str, &str)] = &[
+    ("dump", DUMP_HELP),
     ("exit", EXIT_HELP),
     ("help", HELP_HELP),
     ("plugins", PLUGINS_HELP),
@@ -341,6 +347,7 @@ impl Shell {
             "prompt" => self.set_prompt(command.args),
             "plugins" => Reply::output(plugin_table(host)),
             "shell" => self.enter(command.args, host),
+            DUMP => dump(command.args, host),
             _ => Reply::prompt(unknown(
                 command,
                 ROOT_COMMANDS.iter().map(|(name, _)| *name),
@@ -570,6 +577,35 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// `dump` at the top level: the dump of the first loaded plugin that has
+/// one, as if typed in its shell.
+fn dump(args: &str, host: &Host) -> Reply {
+    let Some(plugin) = host.plugins.iter().find(|p| p.find(DUMP).is_some()) else {
+        return Reply::error(
+            "*** No loaded plugin has a dump command (the python plugin has, in a Python \
+             program)."
+                .to_owned(),
+        );
+    };
+    if !host.is_open(plugin.gate.as_ref()) {
+        return Reply::error(disabled(
+            &format!("{} plugin", plugin.name),
+            plugin.gate.as_deref().unwrap_or_default(),
+        ));
+    }
+    match plugin.find(DUMP) {
+        Some(info) if !host.is_open(info.gate.as_ref()) => Reply::error(disabled(
+            &format!("{DUMP} command"),
+            info.gate.as_deref().unwrap_or_default(),
+        )),
+        _ => Reply::next(Next::Call {
+            plugin: plugin.name.clone(),
+            command: DUMP.to_owned(),
+            args: args.to_owned(),
+        }),
+    }
+}
+
 fn root_help(topic: &str, host: &Host) -> String {
     if topic.is_empty() {
         let names: Vec<&str> = ROOT_COMMANDS.iter().map(|(name, _)| *name).collect();
@@ -697,6 +733,30 @@ mod tests {
             [Piece::Error(text)] => text,
             other => panic!("expected one error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn dump_at_the_top_runs_the_first_plugin_dump_and_says_when_there_is_none() {
+        let config = Config::new(Listen::Unix("/tmp/x".into()), &[]);
+        let with = Host::new(
+            42,
+            &config,
+            vec![
+                PluginInfo::new("process", "").command("pid", ""),
+                PluginInfo::new("python", "").command("dump", "Stacks and requests."),
+            ],
+        );
+        let reply = Shell::default().run_line("dump", &with, false);
+        assert_eq!(
+            reply.next,
+            Next::Call {
+                plugin: "python".into(),
+                command: "dump".into(),
+                args: String::new(),
+            }
+        );
+        let reply = run(&mut Shell::default(), "dump");
+        assert!(error_text(&reply).contains("No loaded plugin has a dump"));
     }
 
     #[test]
