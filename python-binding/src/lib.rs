@@ -13,6 +13,7 @@
 //! no ispyd thread runs Python once the interpreter starts to end (`gate`).
 
 mod data;
+mod dump;
 mod error;
 mod fork_watch;
 mod gate;
@@ -49,6 +50,7 @@ fn fork_child() {
     gate::reset_after_fork();
     fork_watch::child();
     wsgi::forget_other_threads_after_fork();
+    dump::after_fork_in_child();
 }
 
 #[pymodule]
@@ -63,6 +65,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork_parent, m)?)?;
     m.add_function(wrap_pyfunction!(fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(gate::close_python_calls, m)?)?;
+    m.add_function(wrap_pyfunction!(dump::dump_report, m)?)?;
+    m.add_function(wrap_pyfunction!(dump::dump_reassert, m)?)?;
+    m.add_function(wrap_pyfunction!(dump::dump_signals, m)?)?;
     m.add_class::<wsgi::WsgiApplicationWrapper>()?;
     m.add_class::<wsgi::Body>()?;
     m.add_class::<wsgi::SizedBody>()?;

@@ -9,6 +9,7 @@ use ispyd_core::{Address, Config, EngineKind, Plugin};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::dump;
 use crate::error::{ConfigurationError, start_error, traceback_text};
 use crate::fork_watch;
 use crate::plugin::{BrokenPlugin, PyPlugin};
@@ -126,6 +127,14 @@ impl NativeManager {
         }
         config.plugins = names;
         let per_process = config.listen.is_per_process();
+        if !config.dump_on.is_empty() {
+            dump::arm(&config.dump_on, config.dump_file.as_deref()).map_err(|err| {
+                ConfigurationError::new_err(format!(
+                    "ispyd: {}: [ispyd] dump_file: {err}",
+                    config.file
+                ))
+            })?;
+        }
         let manager = py
             .detach(|| EngineManager::start(config, available))
             .map_err(|err| start_error(&err))?;

@@ -65,6 +65,7 @@
 
 mod requests;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,6 +79,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi, intern};
 
 pub(crate) use requests::{format_requests, requests_report};
+
+use crate::dump::{self, slots};
 
 /// Every request a wrapper is serving now.
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -99,8 +102,72 @@ struct Registry {
 struct Request {
     /// `threading.get_ident()` of the thread that called the application.
     thread: u64,
+    /// That thread's kernel id.
+    native: u64,
     started: Instant,
     environ: Py<PyAny>,
+    /// Its place in the table a `dump_on` signal handler reads, while a
+    /// dump is armed; freed with the request.
+    _slot: Option<slots::Ticket>,
+}
+
+thread_local! {
+    /// This thread's kernel id, asked for once.
+    static NATIVE_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+fn native_id() -> u64 {
+    NATIVE_ID.with(|cached| {
+        if cached.get() == 0 {
+            // SAFETY: gettid has no precondition.
+            cached.set(unsafe { libc::gettid() } as u64);
+        }
+        cached.get()
+    })
+}
+
+/// `METHOD path?query` of a WSGI environ, as the dump shows it: the bytes
+/// the client sent (WSGI strings are Latin-1 stand-ins for bytes), control
+/// characters replaced, cut to what a slot holds.
+fn request_text(environ: &Bound<'_, PyAny>) -> ([u8; slots::TEXT_BYTES], usize) {
+    let mut text = [0u8; slots::TEXT_BYTES];
+    let mut len = 0;
+    let Ok(environ) = environ.cast::<PyDict>() else {
+        return (text, len);
+    };
+    let py = environ.py();
+    let mut push = |value: &str| {
+        for c in value.chars() {
+            if len == text.len() {
+                return;
+            }
+            let byte = u8::try_from(u32::from(c)).unwrap_or(b'?');
+            text[len] = if byte < 0x20 || byte == 0x7f {
+                b'?'
+            } else {
+                byte
+            };
+            len += 1;
+        }
+    };
+    let get = |key: &Bound<'_, PyString>| -> Option<String> {
+        environ
+            .get_item(key)
+            .ok()
+            .flatten()?
+            .extract::<String>()
+            .ok()
+    };
+    push(&get(intern!(py, "REQUEST_METHOD")).unwrap_or_else(|| "?".into()));
+    push(" ");
+    push(&get(intern!(py, "SCRIPT_NAME")).unwrap_or_default());
+    push(&get(intern!(py, "PATH_INFO")).unwrap_or_default());
+    if let Some(query) = get(intern!(py, "QUERY_STRING")).filter(|q| !q.is_empty()) {
+        push("?");
+        push(&query);
+    }
+    // A line of the dump stays valid UTF-8 where the client's bytes were.
+    (text, len)
 }
 
 /// Hashes request numbers: they are chosen by this module, not by anyone
@@ -129,19 +196,26 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// Records a request of the calling thread; returns its number.
-fn track(environ: Py<PyAny>) -> u64 {
+fn track(environ: Bound<'_, PyAny>) -> u64 {
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
+    let native = native_id();
     let started = Instant::now();
+    let text = slots::is_armed().then(|| request_text(&environ));
     let mut registry = registry();
     registry.last += 1;
     let number = registry.last;
+    let slot = text.map(|(text, len)| {
+        slots::claim(number, dump::monotonic_ns(), thread, native, &text[..len])
+    });
     let replaced = registry.active.insert(
         number,
         Request {
             thread,
+            native,
             started,
-            environ,
+            environ: environ.unbind(),
+            _slot: slot,
         },
     );
     drop(registry);
@@ -163,6 +237,7 @@ fn untrack(number: u64) {
 struct Copied {
     number: u64,
     thread: u64,
+    native: u64,
     /// How long it has run.
     age: Duration,
     environ: Py<PyAny>,
@@ -188,11 +263,31 @@ fn copy_requests(py: Python<'_>, minimum: Option<Duration>) -> (usize, Vec<Copie
         .map(|(number, request, age)| Copied {
             number,
             thread: request.thread,
+            native: request.native,
             age,
             environ: request.environ.clone_ref(py),
         })
         .collect();
     (registry.active.len(), copied)
+}
+
+/// Every request being served now, as the dump lists it: number, text,
+/// age in nanoseconds, thread, kernel thread id.
+pub(crate) fn dump_lines(py: Python<'_>) -> Vec<dump::Line> {
+    let (_, copied) = copy_requests(py, None);
+    copied
+        .into_iter()
+        .map(|request| {
+            let (text, len) = request_text(request.environ.bind(py));
+            dump::Line {
+                number: request.number,
+                text: text[..len].to_vec(),
+                age_ns: u64::try_from(request.age.as_nanos()).unwrap_or(u64::MAX),
+                thread: request.thread,
+                native: request.native,
+            }
+        })
+        .collect()
 }
 
 /// How many requests are being served now.
@@ -278,7 +373,7 @@ impl WsgiApplicationWrapper {
                 _ => return application.call(args, kwargs),
             },
         };
-        let number = track(environ.clone().unbind());
+        let number = track(environ.clone());
         let response = match application.call(args, kwargs) {
             Ok(response) => response,
             Err(err) => {

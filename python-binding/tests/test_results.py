@@ -76,6 +76,7 @@ def results_host(write_config, spawn):
     config = write_config(
         extra="\n[python:console]\nenabled = true\n\n[debugger]\nenabled = true\n",
         plugins="%(builtins)s",
+        dump_on="SIGUSR1",
     )
     host = spawn([sys.executable, str(APPS / "results_host.py"), str(config)])
     host.stdout.wait_for(r"^READY ", "the results host's READY line")

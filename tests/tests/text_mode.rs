@@ -18,7 +18,7 @@ fn greeting_is_the_root_prompt_with_the_pid() {
 }
 
 #[test]
-fn help_lists_root_commands_like_the_seed() {
+fn help_lists_root_commands_in_the_seeds_layout() {
     let demo = Demo::start("");
     let mut text = demo.connect();
     text.send("help\n");
@@ -27,7 +27,7 @@ fn help_lists_root_commands_like_the_seed() {
         reply.starts_with(
             "\nDocumented commands (type help <topic>):\n\
              ========================================\n\
-             exit  help  plugins  prompt  shell\n\n"
+             dump  exit  help  plugins  prompt  shell\n\n"
         ),
         "{reply:?}"
     );

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
+import signal
 import sys
 import threading
 from typing import Optional, Set, Union
@@ -69,6 +71,29 @@ def _install_hooks() -> None:
         _hooks_installed = True
 
 
+_signal_wrapped = False
+
+
+def _keep_dump_handlers_first() -> None:
+    """While a dump is armed (``dump_on``), a handler the application sets
+    later with ``signal.signal`` (a gunicorn worker sets its own after the
+    fork) goes behind ispyd's native one, which writes the dump and then
+    hands the signal on to it."""
+    global _signal_wrapped
+    if _signal_wrapped or not _native.dump_signals():
+        return
+    original = signal.signal
+
+    @functools.wraps(original)
+    def wrapped(signalnum, handler):  # type: ignore[no-untyped-def]
+        previous = original(signalnum, handler)
+        _native.dump_reassert(int(signalnum))
+        return previous
+
+    signal.signal = wrapped
+    _signal_wrapped = True
+
+
 _warned_fixed_path = False
 
 
@@ -109,6 +134,7 @@ class ShellManager:
         self._native: Optional[_native.NativeManager] = _native.NativeManager(
             self.config_file
         )
+        _keep_dump_handlers_first()
         _managers.add(self)
 
     @property

@@ -72,6 +72,7 @@ pub(crate) fn requests_report(
         number,
         thread,
         age,
+        native: _,
         environ,
     } in copied
     {

@@ -136,6 +136,17 @@ class PythonPlugin:
         self.stdout.write(text)
         return data
 
+    def do_dump(self, line: str) -> Optional[_native.NativeData]:
+        """What the process is doing: every active request, then every
+        thread's Python stack (most recent call first).
+
+        The same dump that [ispyd] dump_on writes when one of its signals
+        arrives (gunicorn's SIGABRT to a worker that missed its timeout),
+        written by the same code."""
+        text, data = _native.dump_report(self.wants_data)
+        self.stdout.write(text)
+        return data
+
     def do_console(self, line: str) -> Optional[ConsoleSession]:
         """An interactive Python interpreter inside this process.
 

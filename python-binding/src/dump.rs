@@ -1,0 +1,617 @@
+//! `dump_on`: every thread's Python stack and every active request, written
+//! from inside the signal handler, at the moment a worker is being killed.
+//!
+//! gunicorn sends `SIGABRT` to a worker that missed its timeout and
+//! `SIGKILL` soon after. Python's own handlers run only between bytecodes of
+//! the main thread, so a worker stuck in C (the case that times out) dies
+//! without a word. ispyd's handler does its work synchronously, in the
+//! handler, on whatever thread the signal lands on:
+//!
+//! 1. a header naming the pid, the signal and the time;
+//! 2. the active requests, read from the lock-free table in [`slots`];
+//! 3. every thread's Python stack, by CPython's own
+//!    `_Py_DumpTracebackThreads` (what `faulthandler` calls from its
+//!    handlers: it reads the thread states without the GIL and writes with
+//!    `write(2)` only);
+//!
+//! then hands the signal on to the disposition that was there before:
+//! Python's handler (gunicorn's `handle_abort` still runs if the main thread
+//! ever gets back to bytecode), the default action (the process ends as it
+//! would have), or nothing if it was ignored.
+//!
+//! Nothing in the handler allocates, locks or opens: the file is opened when
+//! the dump is armed (and again in a forked child when its name has
+//! `%(pid)s`), and text is formatted into a buffer on the stack.
+//!
+//! Staying first: the application may set its own handler later (a gunicorn
+//! worker does, after the fork). `ispyd.manager` wraps `signal.signal` while
+//! a dump is armed; after each call it calls [`reassert`], which puts this
+//! handler back on top with the new disposition as the one it hands on to.
+
+pub(crate) mod slots;
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use ispyd_core::Signal;
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+
+use crate::data::NativeData;
+use crate::wsgi;
+
+/// Where dumps are written; -1 when none is armed.
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// Whether [`FD`] is a file ispyd opened (and may close), not stderr.
+static OWN_FD: AtomicBool = AtomicBool::new(false);
+/// The signals whose handler is this module's, as a bit set.
+static ARMED_SIGNALS: AtomicU32 = AtomicU32::new(0);
+/// `_Py_DumpTracebackThreads`, found when the dump is armed; 0 if missing.
+static TRACEBACKS: AtomicUsize = AtomicUsize::new(0);
+/// True while a handler writes, so that a second signal does not
+/// interleave its dump with the first.
+static DUMPING: AtomicBool = AtomicBool::new(false);
+/// The `dump_file` template, for a forked child to open its own.
+static TEMPLATE: Mutex<Option<String>> = Mutex::new(None);
+
+type TracebacksFn = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> *const c_char;
+type Handler = extern "C" fn(c_int);
+type InfoHandler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void);
+
+/// A disposition to hand a signal on to. Written in two halves that a
+/// handler must see together, so each signal has two, and an index says
+/// which one is whole.
+struct Previous {
+    handler: [AtomicUsize; 2],
+    flags: [AtomicUsize; 2],
+    current: AtomicUsize,
+}
+
+impl Previous {
+    const fn new() -> Previous {
+        Previous {
+            handler: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            flags: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            current: AtomicUsize::new(0),
+        }
+    }
+
+    fn set(&self, handler: usize, flags: c_int) {
+        let next = 1 - self.current.load(Ordering::Relaxed);
+        self.handler[next].store(handler, Ordering::Relaxed);
+        self.flags[next].store(flags as usize, Ordering::Relaxed);
+        self.current.store(next, Ordering::Release);
+    }
+
+    fn get(&self) -> (usize, c_int) {
+        let index = self.current.load(Ordering::Acquire);
+        (
+            self.handler[index].load(Ordering::Relaxed),
+            self.flags[index].load(Ordering::Relaxed) as c_int,
+        )
+    }
+}
+
+const MAX_SIGNAL: usize = 32;
+static PREVIOUS: [Previous; MAX_SIGNAL] = [const { Previous::new() }; MAX_SIGNAL];
+
+/// The platform's number for `signal`.
+pub(crate) fn number(signal: Signal) -> c_int {
+    match signal {
+        Signal::Hup => libc::SIGHUP,
+        Signal::Int => libc::SIGINT,
+        Signal::Quit => libc::SIGQUIT,
+        Signal::Abrt => libc::SIGABRT,
+        Signal::Usr1 => libc::SIGUSR1,
+        Signal::Usr2 => libc::SIGUSR2,
+        Signal::Alrm => libc::SIGALRM,
+        Signal::Term => libc::SIGTERM,
+    }
+}
+
+fn name_of(signum: c_int) -> &'static str {
+    Signal::ALL
+        .into_iter()
+        .find(|s| number(*s) == signum)
+        .map_or("a signal", Signal::name)
+}
+
+/// Arms the dump: opens `path` (standard error if `None`), and installs the
+/// handler for `signals`, in front of what each had.
+pub(crate) fn arm(signals: &[Signal], template: Option<&str>) -> Result<(), String> {
+    let path = template.map(|t| t.replace("%(pid)s", &std::process::id().to_string()));
+    let fd = match &path {
+        Some(path) => open_append(path)?,
+        None => libc::STDERR_FILENO,
+    };
+    *TEMPLATE.lock().unwrap_or_else(PoisonError::into_inner) = template.map(str::to_owned);
+    swap_fd(fd, path.is_some());
+    // SAFETY: dlsym with a NUL-terminated name; the result is checked.
+    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_DumpTracebackThreads".as_ptr()) };
+    TRACEBACKS.store(found as usize, Ordering::Release);
+    slots::arm(true);
+    for signal in signals {
+        let signum = number(*signal);
+        ARMED_SIGNALS.fetch_or(1 << signum, Ordering::AcqRel);
+        install(signum);
+    }
+    Ok(())
+}
+
+/// The signal numbers a dump is armed for, for `ispyd.manager` to keep
+/// the handler first.
+#[pyfunction]
+pub(crate) fn dump_signals() -> Vec<c_int> {
+    armed_signals()
+}
+
+/// The signal numbers armed now.
+pub(crate) fn armed_signals() -> Vec<c_int> {
+    let bits = ARMED_SIGNALS.load(Ordering::Acquire);
+    (1..MAX_SIGNAL as c_int)
+        .filter(|n| bits & (1 << n) != 0)
+        .collect()
+}
+
+/// Puts the handler back in front of `signum`'s disposition if something
+/// replaced it; for the wrapped `signal.signal`.
+#[pyfunction]
+pub(crate) fn dump_reassert(signum: c_int) {
+    let armed = ARMED_SIGNALS.load(Ordering::Acquire);
+    if (0..MAX_SIGNAL as c_int).contains(&signum) && armed & (1 << signum) != 0 {
+        install(signum);
+    }
+}
+
+fn install(signum: c_int) {
+    // SAFETY: sigaction with valid, zero-initialised structs; a handler
+    // that is this module's own is never recorded as the one to hand on to
+    // (it would run twice).
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signum, std::ptr::null(), &mut old) != 0 {
+            return;
+        }
+        if old.sa_sigaction == on_signal as *const () as usize {
+            return;
+        }
+        PREVIOUS[signum as usize].set(old.sa_sigaction, old.sa_flags);
+        let mut new: libc::sigaction = std::mem::zeroed();
+        new.sa_sigaction = on_signal as *const () as usize;
+        // Restarting or not stays the application's choice: Python relies
+        // on EINTR to run its handlers.
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | (old.sa_flags & libc::SA_RESTART);
+        libc::sigemptyset(&mut new.sa_mask);
+        libc::sigaction(signum, &new, std::ptr::null_mut());
+    }
+}
+
+/// In a forked child whose `dump_file` has `%(pid)s`: its own file.
+pub(crate) fn after_fork_in_child() {
+    let template = TEMPLATE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let Some(template) = template.filter(|t| t.contains("%(pid)s")) else {
+        return;
+    };
+    if FD.load(Ordering::Acquire) < 0 {
+        return;
+    }
+    let path = template.replace("%(pid)s", &std::process::id().to_string());
+    match open_append(&path) {
+        Ok(fd) => swap_fd(fd, true),
+        Err(err) => eprintln!("ispyd: dump_on: {err}; this process's dumps go to stderr"),
+    }
+}
+
+fn swap_fd(fd: c_int, own: bool) {
+    let old = FD.swap(fd, Ordering::AcqRel);
+    let old_own = OWN_FD.swap(own, Ordering::AcqRel);
+    if old >= 0 && old_own && old != fd {
+        // SAFETY: a descriptor this module opened and no longer uses.
+        unsafe { libc::close(old) };
+    }
+}
+
+fn open_append(path: &str) -> Result<c_int, String> {
+    let c_path = CString::new(path).map_err(|_| format!("dump_file '{path}' has a NUL byte"))?;
+    // SAFETY: a NUL-terminated path; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "cannot open dump_file '{path}': {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(fd)
+}
+
+extern "C" fn on_signal(signum: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    // SAFETY: errno is this thread's; restored so that the interrupted code
+    // sees what it saw.
+    let errno = unsafe { *libc::__errno_location() };
+    if !DUMPING.swap(true, Ordering::AcqRel) {
+        let fd = FD.load(Ordering::Acquire);
+        if fd >= 0 {
+            write_dump(fd, Some(signum), None);
+        }
+        DUMPING.store(false, Ordering::Release);
+    }
+    hand_on(signum, info, context);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Runs what `signum` would have done without ispyd.
+fn hand_on(signum: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    let Some(previous) = PREVIOUS.get(signum as usize) else {
+        return;
+    };
+    let (handler, flags) = previous.get();
+    if handler == libc::SIG_IGN {
+        return;
+    }
+    if handler == libc::SIG_DFL {
+        // SAFETY: sigaction, sigprocmask and raise are async-signal-safe.
+        // The default action of every signal ispyd takes is to end the
+        // process (with a core for SIGABRT and SIGQUIT): restore it, let the
+        // signal through and send it again.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut default.sa_mask);
+            libc::sigaction(signum, &default, std::ptr::null_mut());
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, signum);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::raise(signum);
+        }
+        // Still here (another thread blocked it, say): be first again.
+        install(signum);
+        return;
+    }
+    // SAFETY: `handler` was installed by the application for this signal,
+    // with these flags; it is called as the kernel would have called it.
+    unsafe {
+        if flags & libc::SA_SIGINFO != 0 {
+            let handler: InfoHandler = std::mem::transmute::<usize, InfoHandler>(handler);
+            handler(signum, info, context);
+        } else {
+            let handler: Handler = std::mem::transmute::<usize, Handler>(handler);
+            handler(signum);
+        }
+    }
+}
+
+/// Formats into a buffer on the stack and writes it with `write(2)`: no
+/// allocation, no lock.
+struct Out {
+    fd: c_int,
+    buf: [u8; 2048],
+    len: usize,
+}
+
+impl Out {
+    fn new(fd: c_int) -> Out {
+        Out {
+            fd,
+            buf: [0; 2048],
+            len: 0,
+        }
+    }
+
+    fn bytes(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            let n = bytes.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut done = 0;
+        while done < self.len {
+            // SAFETY: writes initialised bytes of `buf`.
+            let n = unsafe {
+                libc::write(
+                    self.fd,
+                    self.buf[done..self.len].as_ptr().cast(),
+                    self.len - done,
+                )
+            };
+            if n > 0 {
+                done += n as usize;
+            } else if n < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+                continue;
+            } else {
+                break;
+            }
+        }
+        self.len = 0;
+    }
+}
+
+impl fmt::Write for Out {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn clock(id: libc::clockid_t) -> (u64, u64) {
+    // SAFETY: clock_gettime into a local; async-signal-safe.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(id, &mut now) };
+    (now.tv_sec as u64, now.tv_nsec as u64)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, as the request table records it.
+pub(crate) fn monotonic_ns() -> u64 {
+    let (secs, nanos) = clock(libc::CLOCK_MONOTONIC);
+    secs * 1_000_000_000 + nanos
+}
+
+/// UTC `YYYY-mm-dd HH:MM:SS` of `secs` since the epoch, without the C
+/// library's time functions (not async-signal-safe).
+struct Utc(u64);
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = (self.0 / 86_400) as i64;
+        let rest = self.0 % 86_400;
+        // Howard Hinnant's days-to-civil.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+            rest / 3600,
+            rest / 60 % 60,
+            rest % 60
+        )
+    }
+}
+
+/// Seconds with milliseconds, from nanoseconds.
+struct Seconds(u64);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{:03} s",
+            self.0 / 1_000_000_000,
+            self.0 / 1_000_000 % 1000
+        )
+    }
+}
+
+/// One line of the requests part: what both the signal handler (from the
+/// table) and the `dump` command (from the registry) write.
+pub(crate) fn write_request(
+    out: &mut impl fmt::Write,
+    number: u64,
+    text: &[u8],
+    age_ns: u64,
+    thread: u64,
+    native: u64,
+) {
+    let _ = out.write_str("  ");
+    for chunk in text.utf8_chunks() {
+        let _ = out.write_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            let _ = out.write_char('\u{fffd}');
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (request {number}, {}, thread 0x{thread:016x}, native {native})",
+        Seconds(age_ns)
+    );
+}
+
+/// A request as the `dump` command lists it, from the registry.
+pub(crate) struct Line {
+    pub(crate) number: u64,
+    pub(crate) text: Vec<u8>,
+    pub(crate) age_ns: u64,
+    pub(crate) thread: u64,
+    pub(crate) native: u64,
+}
+
+/// Writes the whole dump to `fd`: header, requests, stacks, footer. From a
+/// signal handler (`listed` is `None`: the requests come from the table),
+/// async-signal-safe.
+fn write_dump(fd: c_int, signum: Option<c_int>, listed: Option<&[Line]>) {
+    let mut out = Out::new(fd);
+    // SAFETY: getpid is async-signal-safe.
+    let pid = unsafe { libc::getpid() };
+    let (wall, _) = clock(libc::CLOCK_REALTIME);
+    let cause = match signum {
+        Some(signum) => name_of(signum),
+        None => "the dump command",
+    };
+    let _ = writeln!(
+        out,
+        "\nispyd dump of pid {pid}, on {cause}, at {}: active requests, then every thread's \
+         Python stack",
+        Utc(wall)
+    );
+    let now = monotonic_ns();
+    let mut count = 0usize;
+    let _ = writeln!(out, "Active requests:");
+    let overflow = match listed {
+        Some(lines) => {
+            for line in lines {
+                count += 1;
+                write_request(
+                    &mut out,
+                    line.number,
+                    &line.text,
+                    line.age_ns,
+                    line.thread,
+                    line.native,
+                );
+            }
+            0
+        }
+        None => slots::read(|entry| {
+            count += 1;
+            write_request(
+                &mut out,
+                entry.number,
+                entry.text(),
+                now.saturating_sub(entry.started),
+                entry.thread,
+                entry.native,
+            );
+        }),
+    };
+    if count == 0 && overflow == 0 {
+        let _ = writeln!(out, "  none");
+    }
+    if overflow > 0 {
+        let _ = writeln!(
+            out,
+            "  …and {overflow} more, over the {} this dump can name",
+            slots::SLOTS
+        );
+    }
+    let _ = out.write_str("\n");
+    write_stacks(&mut out);
+    let _ = writeln!(out, "ispyd dump of pid {pid}: end");
+    out.flush();
+}
+
+fn write_stacks(out: &mut Out) {
+    let tracebacks = TRACEBACKS.load(Ordering::Acquire);
+    if tracebacks == 0 {
+        let _ = writeln!(
+            out,
+            "(This Python has no _Py_DumpTracebackThreads: thread stacks are not available.)"
+        );
+        return;
+    }
+    out.flush();
+    // SAFETY: the function faulthandler calls from its signal handlers,
+    // with the same arguments (any interpreter, no current thread state).
+    let failed = unsafe {
+        let tracebacks: TracebacksFn = std::mem::transmute::<usize, TracebacksFn>(tracebacks);
+        tracebacks(out.fd, std::ptr::null_mut(), std::ptr::null_mut())
+    };
+    if !failed.is_null() {
+        // SAFETY: CPython returns a static NUL-terminated message.
+        let message = unsafe { std::ffi::CStr::from_ptr(failed) };
+        let _ = out.write_str("(");
+        out.bytes(message.to_bytes());
+        let _ = out.write_str(")\n");
+    }
+}
+
+/// The dump as the handler would write it now, for the `dump` command: the
+/// same writer into an anonymous in-memory file, read back; the requests
+/// (`lines`) from the registry, which lists them whether a dump is armed
+/// or not.
+fn dump_now(lines: &[Line]) -> PyResult<String> {
+    if TRACEBACKS.load(Ordering::Acquire) == 0 {
+        // SAFETY: as in `arm`.
+        let found =
+            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_DumpTracebackThreads".as_ptr()) };
+        TRACEBACKS.store(found as usize, Ordering::Release);
+    }
+    // SAFETY: memfd_create with a NUL-terminated name; checked.
+    let fd = unsafe { libc::memfd_create(c"ispyd-dump".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(PyOSError::new_err(format!(
+            "cannot make a memory file for the dump: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    use std::io::{Read, Seek};
+    use std::os::fd::FromRawFd;
+    // SAFETY: a descriptor just made and owned by nobody else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    write_dump(fd, None, Some(lines));
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut bytes))
+        .map_err(|err| PyOSError::new_err(format!("cannot read the dump back: {err}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The `dump` command: the text the handler would write now and, with
+/// `wants_data`, the same requests as data (`RESULTS.md`, `python dump`).
+#[pyfunction]
+#[pyo3(signature = (wants_data=false))]
+pub(crate) fn dump_report(
+    py: Python<'_>,
+    wants_data: bool,
+) -> PyResult<(String, Option<NativeData>)> {
+    let lines = wsgi::dump_lines(py);
+    let text = dump_now(&lines)?;
+    if !wants_data {
+        return Ok((text, None));
+    }
+    let requests: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            let text = String::from_utf8_lossy(&line.text);
+            let (method, path) = text.split_once(' ').unwrap_or((&text, ""));
+            serde_json::json!({
+                "id": line.number,
+                "method": method,
+                "path": path,
+                "duration_s": line.age_ns as f64 / 1e9,
+                "thread_id": line.thread,
+                "native_id": line.native,
+            })
+        })
+        .collect();
+    let data = serde_json::json!({
+        "pid": std::process::id(),
+        "dump_on": armed_signals().into_iter().map(name_of).collect::<Vec<_>>(),
+        "requests": requests,
+        "text": text.clone(),
+    });
+    Ok((text, Some(NativeData::of(&data)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_civil() {
+        assert_eq!(Utc(0).to_string(), "1970-01-01 00:00:00 UTC");
+        assert_eq!(Utc(951_782_400).to_string(), "2000-02-29 00:00:00 UTC");
+        assert_eq!(Utc(1_796_183_999).to_string(), "2026-12-02 03:59:59 UTC");
+    }
+
+    #[test]
+    fn seconds_keep_milliseconds() {
+        assert_eq!(Seconds(2_503_999_999).to_string(), "2.503 s");
+    }
+}
