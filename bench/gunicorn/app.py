@@ -1,6 +1,6 @@
 """The benchmarked application: one Flask route with a small response.
 
-With ISPYD_CONFIG set to an ini file, each process that imports this module
+With APP_ISPYD_CONFIG set to an ini file, each process that imports this module
 (each gunicorn worker, since the benchmark does not use --preload) starts
 ispyd's listener and leaves it idle; without it, ispyd is never imported.
 Nothing else differs between the two variants.
@@ -10,10 +10,10 @@ import os
 
 from flask import Flask
 
-if os.environ.get("ISPYD_CONFIG"):
+if os.environ.get("APP_ISPYD_CONFIG"):
     from ispyd.manager import ShellManager
 
-    shell_manager = ShellManager(os.environ["ISPYD_CONFIG"])
+    shell_manager = ShellManager(os.environ["APP_ISPYD_CONFIG"])
 
 app = Flask(__name__)
 

@@ -164,9 +164,9 @@ class Server:
         self.socket_dir = os.path.join(workdir, "sockets")
         self.log_path = os.path.join(workdir, f"gunicorn-{variant}.log")
         env = dict(os.environ)
-        env.pop("ISPYD_CONFIG", None)
+        env.pop("APP_ISPYD_CONFIG", None)
         if variant == "B":
-            env["ISPYD_CONFIG"] = ini
+            env["APP_ISPYD_CONFIG"] = ini
         # No --access-logfile: gunicorn then writes no access log.
         command = [
             sys.executable, "-m", "gunicorn",

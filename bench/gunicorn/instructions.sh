@@ -26,7 +26,7 @@ printf '[ispyd]\nlisten = %s/ispyd-%%(pid)s.sock\n' "$work" >"$work/ispyd.ini"
 count() { # variant requests -> instructions collected
   local config=""
   [ "$1" = B ] && config=$work/ispyd.ini
-  ISPYD_CONFIG=$config PYTHONHASHSEED=0 timeout 900 valgrind --tool=callgrind \
+  APP_ISPYD_CONFIG=$config PYTHONHASHSEED=0 timeout 900 valgrind --tool=callgrind \
     --callgrind-out-file="$work/$1.$2.out" "$venv/bin/python" \
     bench/gunicorn/serve_in_process.py "$2" >"$work/$1.$2.log" 2>&1 ||
     { cat "$work/$1.$2.log" >&2; exit 1; }

@@ -2,7 +2,7 @@
 
     python serve_in_process.py N
 
-The app reads ISPYD_CONFIG as under gunicorn. instructions.sh runs this
+The app reads APP_ISPYD_CONFIG as under gunicorn. instructions.sh runs this
 under callgrind for two values of N: the difference, divided by the
 difference in N, is the instructions one request costs, start-up excluded.
 """
@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import app  # noqa: E402
 
-if os.environ.get("ISPYD_CONFIG"):
+if os.environ.get("APP_ISPYD_CONFIG"):
     assert app.shell_manager.running, "ispyd's listener did not start"
 
 client = app.app.test_client()

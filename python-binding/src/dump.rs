@@ -14,25 +14,19 @@
 //!    handlers: it reads the thread states without the GIL and writes with
 //!    `write(2)` only);
 //!
-//! then hands the signal on to the disposition that was there before:
-//! Python's handler (gunicorn's `handle_abort` still runs if the main thread
-//! ever gets back to bytecode), the default action (the process ends as it
-//! would have), or nothing if it was ignored.
+//! then the signal goes on to what handled it before (see `signals`):
+//! gunicorn's `handle_abort` still runs if the main thread ever gets back to
+//! bytecode, and a signal whose default is to end the process still ends it.
 //!
 //! Nothing in the handler allocates, locks or opens: the file is opened when
 //! the dump is armed (and again in a forked child when its name has
 //! `%(pid)s`), and text is formatted into a buffer on the stack.
-//!
-//! Staying first: the application may set its own handler later (a gunicorn
-//! worker does, after the fork). `ispyd.manager` wraps `signal.signal` while
-//! a dump is armed; after each call it calls [`reassert`], which puts this
-//! handler back on top with the new disposition as the one it hands on to.
 
 pub(crate) mod slots;
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use ispyd_core::Signal;
@@ -40,14 +34,13 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
 use crate::data::NativeData;
+use crate::signals::{self, Role};
 use crate::wsgi;
 
 /// Where dumps are written; -1 when none is armed.
 static FD: AtomicI32 = AtomicI32::new(-1);
 /// Whether [`FD`] is a file ispyd opened (and may close), not stderr.
 static OWN_FD: AtomicBool = AtomicBool::new(false);
-/// The signals whose handler is this module's, as a bit set.
-static ARMED_SIGNALS: AtomicU32 = AtomicU32::new(0);
 /// `_Py_DumpTracebackThreads`, found when the dump is armed; 0 if missing.
 static TRACEBACKS: AtomicUsize = AtomicUsize::new(0);
 /// True while a handler writes, so that a second signal does not
@@ -57,70 +50,11 @@ static DUMPING: AtomicBool = AtomicBool::new(false);
 static TEMPLATE: Mutex<Option<String>> = Mutex::new(None);
 
 type TracebacksFn = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> *const c_char;
-type Handler = extern "C" fn(c_int);
-type InfoHandler = extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void);
 
-/// A disposition to hand a signal on to. Written in two halves that a
-/// handler must see together, so each signal has two, and an index says
-/// which one is whole.
-struct Previous {
-    handler: [AtomicUsize; 2],
-    flags: [AtomicUsize; 2],
-    current: AtomicUsize,
-}
-
-impl Previous {
-    const fn new() -> Previous {
-        Previous {
-            handler: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            flags: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            current: AtomicUsize::new(0),
-        }
-    }
-
-    fn set(&self, handler: usize, flags: c_int) {
-        let next = 1 - self.current.load(Ordering::Relaxed);
-        self.handler[next].store(handler, Ordering::Relaxed);
-        self.flags[next].store(flags as usize, Ordering::Relaxed);
-        self.current.store(next, Ordering::Release);
-    }
-
-    fn get(&self) -> (usize, c_int) {
-        let index = self.current.load(Ordering::Acquire);
-        (
-            self.handler[index].load(Ordering::Relaxed),
-            self.flags[index].load(Ordering::Relaxed) as c_int,
-        )
-    }
-}
-
-const MAX_SIGNAL: usize = 32;
-static PREVIOUS: [Previous; MAX_SIGNAL] = [const { Previous::new() }; MAX_SIGNAL];
-
-/// The platform's number for `signal`.
-pub(crate) fn number(signal: Signal) -> c_int {
-    match signal {
-        Signal::Hup => libc::SIGHUP,
-        Signal::Int => libc::SIGINT,
-        Signal::Quit => libc::SIGQUIT,
-        Signal::Abrt => libc::SIGABRT,
-        Signal::Usr1 => libc::SIGUSR1,
-        Signal::Usr2 => libc::SIGUSR2,
-        Signal::Alrm => libc::SIGALRM,
-        Signal::Term => libc::SIGTERM,
-    }
-}
-
-fn name_of(signum: c_int) -> &'static str {
-    Signal::ALL
-        .into_iter()
-        .find(|s| number(*s) == signum)
-        .map_or("a signal", Signal::name)
-}
-
-/// Arms the dump: opens `path` (standard error if `None`), and installs the
-/// handler for `signals`, in front of what each had.
-pub(crate) fn arm(signals: &[Signal], template: Option<&str>) -> Result<(), String> {
+/// Arms the dump: opens the file `template` names (standard error if
+/// `None`), and installs the handler for the signals `on`, in front of
+/// what each had.
+pub(crate) fn arm(on: &[Signal], template: Option<&str>) -> Result<(), String> {
     let path = template.map(|t| t.replace("%(pid)s", &std::process::id().to_string()));
     let fd = match &path {
         Some(path) => open_append(path)?,
@@ -132,60 +66,10 @@ pub(crate) fn arm(signals: &[Signal], template: Option<&str>) -> Result<(), Stri
     let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_DumpTracebackThreads".as_ptr()) };
     TRACEBACKS.store(found as usize, Ordering::Release);
     slots::arm(true);
-    for signal in signals {
-        let signum = number(*signal);
-        ARMED_SIGNALS.fetch_or(1 << signum, Ordering::AcqRel);
-        install(signum);
+    for signal in on {
+        signals::take(*signal, Role::Dump);
     }
     Ok(())
-}
-
-/// The signal numbers a dump is armed for, for `ispyd.manager` to keep
-/// the handler first.
-#[pyfunction]
-pub(crate) fn dump_signals() -> Vec<c_int> {
-    armed_signals()
-}
-
-/// The signal numbers armed now.
-pub(crate) fn armed_signals() -> Vec<c_int> {
-    let bits = ARMED_SIGNALS.load(Ordering::Acquire);
-    (1..MAX_SIGNAL as c_int)
-        .filter(|n| bits & (1 << n) != 0)
-        .collect()
-}
-
-/// Puts the handler back in front of `signum`'s disposition if something
-/// replaced it; for the wrapped `signal.signal`.
-#[pyfunction]
-pub(crate) fn dump_reassert(signum: c_int) {
-    let armed = ARMED_SIGNALS.load(Ordering::Acquire);
-    if (0..MAX_SIGNAL as c_int).contains(&signum) && armed & (1 << signum) != 0 {
-        install(signum);
-    }
-}
-
-fn install(signum: c_int) {
-    // SAFETY: sigaction with valid, zero-initialised structs; a handler
-    // that is this module's own is never recorded as the one to hand on to
-    // (it would run twice).
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(signum, std::ptr::null(), &mut old) != 0 {
-            return;
-        }
-        if old.sa_sigaction == on_signal as *const () as usize {
-            return;
-        }
-        PREVIOUS[signum as usize].set(old.sa_sigaction, old.sa_flags);
-        let mut new: libc::sigaction = std::mem::zeroed();
-        new.sa_sigaction = on_signal as *const () as usize;
-        // Restarting or not stays the application's choice: Python relies
-        // on EINTR to run its handlers.
-        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | (old.sa_flags & libc::SA_RESTART);
-        libc::sigemptyset(&mut new.sa_mask);
-        libc::sigaction(signum, &new, std::ptr::null_mut());
-    }
 }
 
 /// In a forked child whose `dump_file` has `%(pid)s`: its own file.
@@ -235,61 +119,15 @@ fn open_append(path: &str) -> Result<c_int, String> {
     Ok(fd)
 }
 
-extern "C" fn on_signal(signum: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-    // SAFETY: errno is this thread's; restored so that the interrupted code
-    // sees what it saw.
-    let errno = unsafe { *libc::__errno_location() };
+/// The dump's part of the handler for `signum`: writes it, unless another
+/// signal's dump is being written.
+pub(crate) fn on_signal(signum: c_int) {
     if !DUMPING.swap(true, Ordering::AcqRel) {
         let fd = FD.load(Ordering::Acquire);
         if fd >= 0 {
             write_dump(fd, Some(signum), None);
         }
         DUMPING.store(false, Ordering::Release);
-    }
-    hand_on(signum, info, context);
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
-}
-
-/// Runs what `signum` would have done without ispyd.
-fn hand_on(signum: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-    let Some(previous) = PREVIOUS.get(signum as usize) else {
-        return;
-    };
-    let (handler, flags) = previous.get();
-    if handler == libc::SIG_IGN {
-        return;
-    }
-    if handler == libc::SIG_DFL {
-        // SAFETY: sigaction, sigprocmask and raise are async-signal-safe.
-        // The default action of every signal ispyd takes is to end the
-        // process (with a core for SIGABRT and SIGQUIT): restore it, let the
-        // signal through and send it again.
-        unsafe {
-            let mut default: libc::sigaction = std::mem::zeroed();
-            default.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut default.sa_mask);
-            libc::sigaction(signum, &default, std::ptr::null_mut());
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, signum);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::raise(signum);
-        }
-        // Still here (another thread blocked it, say): be first again.
-        install(signum);
-        return;
-    }
-    // SAFETY: `handler` was installed by the application for this signal,
-    // with these flags; it is called as the kernel would have called it.
-    unsafe {
-        if flags & libc::SA_SIGINFO != 0 {
-            let handler: InfoHandler = std::mem::transmute::<usize, InfoHandler>(handler);
-            handler(signum, info, context);
-        } else {
-            let handler: Handler = std::mem::transmute::<usize, Handler>(handler);
-            handler(signum);
-        }
     }
 }
 
@@ -451,7 +289,7 @@ fn write_dump(fd: c_int, signum: Option<c_int>, listed: Option<&[Line]>) {
     let pid = unsafe { libc::getpid() };
     let (wall, _) = clock(libc::CLOCK_REALTIME);
     let cause = match signum {
-        Some(signum) => name_of(signum),
+        Some(signum) => signals::name_of(signum),
         None => "the dump command",
     };
     let _ = writeln!(
@@ -592,7 +430,7 @@ pub(crate) fn dump_report(
         .collect();
     let data = serde_json::json!({
         "pid": std::process::id(),
-        "dump_on": armed_signals().into_iter().map(name_of).collect::<Vec<_>>(),
+        "dump_on": signals::dump_signals().into_iter().map(signals::name_of).collect::<Vec<_>>(),
         "requests": requests,
         "text": text.clone(),
     });

@@ -12,6 +12,7 @@
 //! socket is removed by its parent if the child cannot (`fork_watch`), and
 //! no ispyd thread runs Python once the interpreter starts to end (`gate`).
 
+mod activate;
 mod data;
 mod dump;
 mod error;
@@ -19,6 +20,7 @@ mod fork_watch;
 mod gate;
 mod manager;
 mod plugin;
+mod signals;
 mod threads;
 mod wsgi;
 
@@ -51,6 +53,7 @@ fn fork_child() {
     fork_watch::child();
     wsgi::forget_other_threads_after_fork();
     dump::after_fork_in_child();
+    activate::after_fork_in_child();
 }
 
 #[pymodule]
@@ -66,8 +69,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(gate::close_python_calls, m)?)?;
     m.add_function(wrap_pyfunction!(dump::dump_report, m)?)?;
-    m.add_function(wrap_pyfunction!(dump::dump_reassert, m)?)?;
-    m.add_function(wrap_pyfunction!(dump::dump_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::keep_first, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::handled_signals, m)?)?;
     m.add_class::<wsgi::WsgiApplicationWrapper>()?;
     m.add_class::<wsgi::Body>()?;
     m.add_class::<wsgi::SizedBody>()?;

@@ -9,6 +9,7 @@ use ispyd_core::{Address, Config, EngineKind, Plugin};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::activate;
 use crate::dump;
 use crate::error::{ConfigurationError, start_error, traceback_text};
 use crate::fork_watch;
@@ -73,10 +74,18 @@ impl EngineManager {
     }
 }
 
+/// A shell configured with `activate_on`, waiting for its signal.
+struct Dormant {
+    config: Config,
+    plugins: Vec<Arc<dyn Plugin>>,
+}
+
 /// The native side of `ispyd.manager.ShellManager`.
 #[pyclass(module = "ispyd._native")]
 pub(crate) struct NativeManager {
-    inner: Mutex<Option<EngineManager>>,
+    inner: Arc<Mutex<Option<EngineManager>>>,
+    /// Set while `activate_on`'s signal has not come.
+    dormant: Arc<Mutex<Option<Dormant>>>,
     /// The Python plugin objects, for their `shutdown()`.
     plugins: Vec<Py<PyAny>>,
     address: String,
@@ -135,13 +144,34 @@ impl NativeManager {
                 ))
             })?;
         }
+        if let Some(signal) = config.activate_on {
+            let address = config.listen.resolve(std::process::id()).to_string();
+            let file = config.file.clone();
+            let inner = Arc::new(Mutex::new(None));
+            let dormant = Arc::new(Mutex::new(Some(Dormant {
+                config,
+                plugins: available,
+            })));
+            activate::arm(signal, wake_up(signal, &inner, &dormant)).map_err(|err| {
+                ConfigurationError::new_err(format!("ispyd: {file}: [ispyd] activate_on: {err}"))
+            })?;
+            return Ok(NativeManager {
+                address,
+                warnings: Vec::new(),
+                inner,
+                dormant,
+                plugins,
+                per_process,
+            });
+        }
         let manager = py
             .detach(|| EngineManager::start(config, available))
             .map_err(|err| start_error(&err))?;
         Ok(NativeManager {
             address: manager.address().to_string(),
             warnings: manager.warnings().iter().map(ToString::to_string).collect(),
-            inner: Mutex::new(Some(manager)),
+            inner: Arc::new(Mutex::new(Some(manager))),
+            dormant: Arc::new(Mutex::new(None)),
             plugins,
             per_process,
         })
@@ -166,18 +196,34 @@ impl NativeManager {
         self.warnings.clone()
     }
 
-    /// True until `shutdown()`.
+    /// True until `shutdown()`, also while waiting for `activate_on`.
     #[getter]
     fn running(&self) -> bool {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+            || self.is_dormant()
+    }
+
+    /// True while waiting for `activate_on`'s signal.
+    #[getter]
+    fn dormant(&self) -> bool {
+        self.is_dormant()
     }
 
     /// Stops listening, ends every session and removes the socket file.
     /// Calling it again does nothing.
     fn shutdown(&self, py: Python<'_>) {
+        let waiting = self
+            .dormant
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if waiting.is_some() {
+            // The waiting thread wakes, finds nothing to start and ends.
+            activate::wake();
+        }
         let manager = self
             .inner
             .lock()
@@ -199,7 +245,13 @@ impl NativeManager {
     /// with `%(pid)s` in `listen`, starts listening as the child. Returns
     /// whether the child listens.
     fn restart_after_fork(&mut self) -> PyResult<bool> {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if self.is_dormant() {
+            // Still waiting: this child waits for a signal of its own
+            // (`activate::after_fork_in_child`), under its own pid.
+            self.address = self.dormant_address().unwrap_or_default();
+            return Ok(true);
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(manager) = inner.as_mut() else {
             return Ok(false);
         };
@@ -217,6 +269,61 @@ impl NativeManager {
         }
         Ok(listening)
     }
+}
+
+impl NativeManager {
+    fn is_dormant(&self) -> bool {
+        // A lock a parent thread held at fork time stays held: only try.
+        self.dormant
+            .try_lock()
+            .is_ok_and(|dormant| dormant.is_some())
+    }
+
+    fn dormant_address(&self) -> Option<String> {
+        let dormant = self.dormant.try_lock().ok()?;
+        let config = &dormant.as_ref()?.config;
+        Some(config.listen.resolve(std::process::id()).to_string())
+    }
+}
+
+/// What the `activate_on` thread does when the signal comes: starts the
+/// shell (no GIL needed) and says so on stderr; if it cannot listen, says
+/// why and waits for the next signal.
+fn wake_up(
+    signal: ispyd_core::Signal,
+    inner: &Arc<Mutex<Option<EngineManager>>>,
+    dormant: &Arc<Mutex<Option<Dormant>>>,
+) -> activate::OnWake {
+    let inner = Arc::clone(inner);
+    let dormant = Arc::clone(dormant);
+    Arc::new(move || {
+        let Some(Dormant { config, plugins }) = dormant
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return true;
+        };
+        match EngineManager::start(config.clone(), plugins.clone()) {
+            Ok(manager) => {
+                eprintln!(
+                    "ispyd: {signal} received: listening on {}",
+                    manager.address()
+                );
+                if let Address::Unix(path) = manager.address() {
+                    fork_watch::report(Path::new(path));
+                }
+                *inner.lock().unwrap_or_else(PoisonError::into_inner) = Some(manager);
+                true
+            }
+            Err(err) => {
+                eprintln!("ispyd: {signal} received, but {err}; the next {signal} tries again");
+                *dormant.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Dormant { config, plugins });
+                false
+            }
+        }
+    })
 }
 
 /// Imports the plugin `spec`, activates it with its own section and reads

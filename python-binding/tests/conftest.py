@@ -59,6 +59,10 @@ def child_env(**extra: str) -> dict:
     """The environment for an app: the test apps and plugins importable,
     unbuffered output."""
     env = dict(os.environ)
+    # These start ispyd in every Python process that has them: only a test
+    # that means to passes them on.
+    env.pop("ISPYD_CONFIG", None)
+    env.pop("ISPYD_WSGI", None)
     env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)

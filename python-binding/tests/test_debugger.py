@@ -204,7 +204,7 @@ class Worker:
 def worker(write_config, spawn, workdir) -> Worker:
     config = debugger_config(write_config)
     argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:0", "debug_app:app"]
-    return Worker(spawn(argv, ISPYD_CONFIG=str(config)), workdir)
+    return Worker(spawn(argv, APP_ISPYD_CONFIG=str(config)), workdir)
 
 
 def test_failed_request_is_captured_and_debugged_with_pdb(worker, shells):

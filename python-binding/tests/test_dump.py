@@ -65,7 +65,7 @@ def start_gunicorn(write_config, spawn, workdir):
         config = write_config(f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\n{ispyd}") if ispyd is not None else None
         argv = [sys.executable, "-m", "gunicorn", "--chdir", str(APPS), "-w", str(WORKERS), "--timeout", "2"]
         argv += ["-b", "127.0.0.1:0"] + (["--preload"] if preload else []) + ["stuck_app:app"]
-        env = {"ISPYD_CONFIG": str(config)} if config is not None else {}
+        env = {"APP_ISPYD_CONFIG": str(config)} if config is not None else {}
         return Gunicorn(spawn(argv, **env), workdir, config, preload)
 
     return start

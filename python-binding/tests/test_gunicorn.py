@@ -73,7 +73,7 @@ def start_gunicorn(write_config, spawn, workdir):
         argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", "127.0.0.1:0"]
         if preload:
             argv.append("--preload")
-        process = spawn([*argv, "flask_app:app"], ISPYD_CONFIG=str(config))
+        process = spawn([*argv, "flask_app:app"], APP_ISPYD_CONFIG=str(config))
         return Gunicorn(process, preload, config, workdir, workers)
 
     return start

@@ -78,7 +78,7 @@ def start_gunicorn(write_config, spawn, workdir):
     def start(application: str, *options: str) -> Gunicorn:
         config = write_config()
         argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:0", *options, f"wsgi_app:{application}"]
-        process = spawn(argv, ISPYD_CONFIG=str(config), WSGI_CONTROL=str(workdir))
+        process = spawn(argv, APP_ISPYD_CONFIG=str(config), WSGI_CONTROL=str(workdir))
         return Gunicorn(process, config, workdir)
 
     return start

@@ -35,8 +35,18 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     _native.fork_child()
+    # Managers may share one native shell (ISPYD_CONFIG's and the
+    # application's own for the same file): each restarts once.
+    alive = {}
     for manager in list(_managers):
-        manager._after_fork()
+        native = manager._native
+        if native is None:
+            continue
+        if id(native) not in alive:
+            alive[id(native)] = manager._after_fork()
+        elif not alive[id(native)]:
+            manager._native = None
+            _managers.discard(manager)
 
 
 #: How long interpreter exit waits for plugin calls still running, twice:
@@ -71,23 +81,41 @@ def _install_hooks() -> None:
         _hooks_installed = True
 
 
+#: The manager ISPYD_CONFIG started at interpreter start-up, if any.
+_activated: "Optional[ShellManager]" = None
+
+
+def start_activated(config_file: str) -> "ShellManager":
+    """Starts the shell ``ISPYD_CONFIG`` names (see ``ispyd._activate``)."""
+    global _activated
+    _activated = ShellManager(config_file)
+    return _activated
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
 _signal_wrapped = False
 
 
-def _keep_dump_handlers_first() -> None:
-    """While a dump is armed (``dump_on``), a handler the application sets
-    later with ``signal.signal`` (a gunicorn worker sets its own after the
-    fork) goes behind ispyd's native one, which writes the dump and then
-    hands the signal on to it."""
+def _keep_signal_handlers_first() -> None:
+    """While ispyd handles a signal (``dump_on``, ``activate_on``), a handler
+    the application sets later with ``signal.signal`` (a gunicorn worker
+    sets its own after the fork) goes behind ispyd's native one, which does
+    its part and then hands the signal on to it."""
     global _signal_wrapped
-    if _signal_wrapped or not _native.dump_signals():
+    if _signal_wrapped or not _native.handled_signals():
         return
     original = signal.signal
 
     @functools.wraps(original)
     def wrapped(signalnum, handler):  # type: ignore[no-untyped-def]
         previous = original(signalnum, handler)
-        _native.dump_reassert(int(signalnum))
+        _native.keep_first(int(signalnum))
         return previous
 
     signal.signal = wrapped
@@ -131,10 +159,17 @@ class ShellManager:
     def __init__(self, config_file: Union[str, "os.PathLike[str]"]) -> None:
         self.config_file = os.fspath(config_file)
         _install_hooks()
+        activated = _activated
+        if activated is not None and activated.running and _same_file(activated.config_file, self.config_file):
+            # ISPYD_CONFIG already started this shell at start-up: the
+            # application's own ShellManager for the same file is that one.
+            self._native = activated._native
+            _managers.add(self)
+            return
         self._native: Optional[_native.NativeManager] = _native.NativeManager(
             self.config_file
         )
-        _keep_dump_handlers_first()
+        _keep_signal_handlers_first()
         _managers.add(self)
 
     @property
@@ -162,12 +197,15 @@ class ShellManager:
             native.shutdown()
         _managers.discard(self)
 
-    def _after_fork(self) -> None:
+    def _after_fork(self) -> bool:
+        """In a forked child: restarts the shell there; whether it runs."""
         native = self._native
         if native is not None and native.running:
-            if not native.restart_after_fork():
-                self._native = None
-                _managers.discard(self)
+            if native.restart_after_fork():
+                return True
+            self._native = None
+            _managers.discard(self)
+        return False
 
     def __enter__(self) -> "ShellManager":
         return self

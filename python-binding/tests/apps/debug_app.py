@@ -1,6 +1,6 @@
 """The 2012 README's debugger sample as a Flask application under gunicorn:
 ``/`` sleeps briefly, then calls ``function()``, which raises. ispyd is
-embedded as the README shows; ``ISPYD_CONFIG`` names the ini file."""
+embedded as the README shows; ``APP_ISPYD_CONFIG`` names the ini file."""
 
 import os
 import time
@@ -9,7 +9,7 @@ from flask import Flask
 
 from ispyd.manager import ShellManager
 
-shell_manager = ShellManager(os.environ["ISPYD_CONFIG"])
+shell_manager = ShellManager(os.environ["APP_ISPYD_CONFIG"])
 
 app = Flask(__name__)
 

@@ -1,6 +1,6 @@
 """A Flask application that embeds ispyd the way the 2012 README shows:
 ``ShellManager(config_file)`` at import. gunicorn serves it as
-``flask_app:app``; ``ISPYD_CONFIG`` names the ini file."""
+``flask_app:app``; ``APP_ISPYD_CONFIG`` names the ini file."""
 
 import os
 import time
@@ -9,7 +9,7 @@ from flask import Flask
 
 from ispyd.manager import ShellManager
 
-shell_manager = ShellManager(os.environ["ISPYD_CONFIG"])
+shell_manager = ShellManager(os.environ["APP_ISPYD_CONFIG"])
 
 app = Flask(__name__)
 

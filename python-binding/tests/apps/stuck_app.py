@@ -8,7 +8,7 @@ return: each is stuck in C the way a worker that times out is stuck, for
 - ``/stuck-held``: the same through ``ctypes.PyDLL``, which keeps the GIL:
   no other thread of the worker runs Python again.
 
-``ShellManager(ISPYD_CONFIG)`` at import, when the variable is set.
+``ShellManager(APP_ISPYD_CONFIG)`` at import, when the variable is set.
 """
 
 import ctypes
@@ -18,10 +18,10 @@ from flask import Flask
 
 from ispyd.plugins.wsgi import WSGIApplicationWrapper
 
-if os.environ.get("ISPYD_CONFIG"):
+if os.environ.get("APP_ISPYD_CONFIG"):
     from ispyd.manager import ShellManager
 
-    shell_manager = ShellManager(os.environ["ISPYD_CONFIG"])
+    shell_manager = ShellManager(os.environ["APP_ISPYD_CONFIG"])
 
 app = Flask(__name__)
 app.wsgi_app = WSGIApplicationWrapper(app.wsgi_app)

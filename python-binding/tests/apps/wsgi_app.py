@@ -3,7 +3,7 @@
 ``tests/test_wsgi_wsgiref.py`` (imported and served in-process).
 
 - ``app``: a Flask application embedding ispyd as the 2012 README shows
-  (``ShellManager`` at import when ``ISPYD_CONFIG`` is set), its
+  (``ShellManager`` at import when ``APP_ISPYD_CONFIG`` is set), its
   ``wsgi_app`` wrapped. ``/slow`` waits until the test lets it go.
 - ``raw``: a plain WSGI application, wrapped with ``@wsgi_application()``,
   whose responses log what happens to them, one line each, to
@@ -28,10 +28,10 @@ from flask import Flask
 
 from ispyd.plugins.wsgi import WSGIApplicationWrapper, wsgi_application
 
-if os.environ.get("ISPYD_CONFIG"):
+if os.environ.get("APP_ISPYD_CONFIG"):
     from ispyd.manager import ShellManager
 
-    shell_manager = ShellManager(os.environ["ISPYD_CONFIG"])
+    shell_manager = ShellManager(os.environ["APP_ISPYD_CONFIG"])
 
 CONTROL = Path(os.environ.get("WSGI_CONTROL", "."))
 #: The longest a request waits for the test.
