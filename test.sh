@@ -2,7 +2,8 @@
 # Runs every test: formatting, lints, unit, property and end-to-end tests
 # (real processes, sockets and the ispy client), the fuzz corpus replay, and
 # the Python package's tests (pip-installed into a fresh virtualenv, then a
-# real gunicorn serving a real Flask app, inspected with the installed ispy).
+# real gunicorn serving a real Flask app and uvicorn serving a Starlette
+# app, inspected with the installed ispy).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,7 +31,7 @@ ISPYD_TEST_ENGINE=mio cargo test -p ispyd-tests
 # afresh each run, so that nothing installed by an earlier run is tested.
 venv=target/py-venv
 python3 -m venv --clear "$venv"
-"$venv/bin/pip" install --quiet ./python-binding pytest gunicorn flask
+"$venv/bin/pip" install --quiet ./python-binding pytest gunicorn flask uvicorn starlette websockets
 # The whole Python suite once per engine ([ispyd] engine = threads | mio).
 for engine in threads mio; do
   echo "test.sh: Python tests with engine = $engine"

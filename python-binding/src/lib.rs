@@ -78,6 +78,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wsgi::format_requests, m)?)?;
     m.add_function(wrap_pyfunction!(wsgi::requests_report, m)?)?;
     m.add_function(wrap_pyfunction!(wsgi::active_request_count, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::asgi_track, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::asgi_untrack, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::asgi_requests, m)?)?;
     m.add("IspydError", py.get_type::<error::IspydError>())?;
     m.add(
         "ConfigurationError",

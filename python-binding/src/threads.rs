@@ -303,6 +303,13 @@ pub(crate) struct StackFormatter<'py> {
 /// A stack recorded by a [`StackFormatter`].
 pub(crate) struct RecordedStack(Vec<usize>);
 
+impl RecordedStack {
+    /// True when no frame was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The text of every place a [`StackFormatter`] recorded.
 pub(crate) struct Rendered(Vec<PlaceText>);
 
@@ -320,6 +327,20 @@ impl<'py> StackFormatter<'py> {
     /// code.
     pub(crate) fn record(&mut self, frame: Bound<'py, PyAny>) -> PyResult<RecordedStack> {
         self.places.walk(frame, &self.names).map(RecordedStack)
+    }
+
+    /// Records a stack made of `frames`, outermost first, each frame on
+    /// its own (a task's chain of coroutines, which `f_back` does not
+    /// link). Runs no Python code.
+    pub(crate) fn record_frames(
+        &mut self,
+        frames: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<RecordedStack> {
+        frames
+            .iter()
+            .map(|frame| self.places.index(frame, &self.names))
+            .collect::<PyResult<_>>()
+            .map(RecordedStack)
     }
 
     /// Each recorded place's text; runs `linecache`, Python code.

@@ -105,7 +105,11 @@ struct Request {
     /// That thread's kernel id.
     native: u64,
     started: Instant,
+    /// The WSGI environ, or the ASGI scope.
     environ: Py<PyAny>,
+    /// The asyncio task serving an ASGI request, whose stack `requests`
+    /// shows (the loop thread's would show the loop).
+    task: Option<Py<PyAny>>,
     /// Its place in the table a `dump_on` signal handler reads, while a
     /// dump is armed; freed with the request.
     _slot: Option<slots::Ticket>,
@@ -197,11 +201,81 @@ fn registry() -> MutexGuard<'static, Registry> {
 
 /// Records a request of the calling thread; returns its number.
 fn track(environ: Bound<'_, PyAny>) -> u64 {
+    let text = slots::is_armed().then(|| request_text(&environ));
+    record(environ, None, text)
+}
+
+/// Records an ASGI request served by `task` on the calling thread (its
+/// event loop's); returns its number. For `ASGIApplicationWrapper`.
+#[pyfunction]
+pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, task: Option<Bound<'_, PyAny>>) -> u64 {
+    WRAPPED.store(true, Ordering::Relaxed);
+    let text = slots::is_armed().then(|| scope_text(&scope));
+    record(scope, task.map(Bound::unbind), text)
+}
+
+/// Forgets ASGI request `number`; for `ASGIApplicationWrapper`.
+#[pyfunction]
+pub(crate) fn asgi_untrack(number: u64) {
+    untrack(number);
+}
+
+/// `METHOD path?query` of an ASGI scope (`WEBSOCKET path` for a
+/// websocket), as [`request_text`] makes it of an environ: ASGI paths are
+/// text, sent as UTF-8; the query string is bytes.
+fn scope_text(scope: &Bound<'_, PyAny>) -> ([u8; slots::TEXT_BYTES], usize) {
+    let mut text = [0u8; slots::TEXT_BYTES];
+    let mut len = 0;
+    let Ok(scope) = scope.cast::<PyDict>() else {
+        return (text, len);
+    };
+    let py = scope.py();
+    let mut push = |bytes: &[u8]| {
+        for &byte in bytes {
+            if len == text.len() {
+                return;
+            }
+            text[len] = if byte < 0x20 || byte == 0x7f {
+                b'?'
+            } else {
+                byte
+            };
+            len += 1;
+        }
+    };
+    let get = |key: &Bound<'_, PyString>| -> Option<String> {
+        scope.get_item(key).ok().flatten()?.extract::<String>().ok()
+    };
+    let method = match get(intern!(py, "type")).as_deref() {
+        Some("websocket") => "WEBSOCKET".to_owned(),
+        _ => get(intern!(py, "method")).unwrap_or_else(|| "?".into()),
+    };
+    push(method.as_bytes());
+    push(b" ");
+    push(get(intern!(py, "root_path")).unwrap_or_default().as_bytes());
+    push(get(intern!(py, "path")).unwrap_or_default().as_bytes());
+    let query = scope
+        .get_item(intern!(py, "query_string"))
+        .ok()
+        .flatten()
+        .and_then(|q| q.extract::<Vec<u8>>().ok())
+        .filter(|q| !q.is_empty());
+    if let Some(query) = query {
+        push(b"?");
+        push(&query);
+    }
+    (text, len)
+}
+
+fn record(
+    environ: Bound<'_, PyAny>,
+    task: Option<Py<PyAny>>,
+    text: Option<([u8; slots::TEXT_BYTES], usize)>,
+) -> u64 {
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
     let started = Instant::now();
-    let text = slots::is_armed().then(|| request_text(&environ));
     let mut registry = registry();
     registry.last += 1;
     let number = registry.last;
@@ -215,6 +289,7 @@ fn track(environ: Bound<'_, PyAny>) -> u64 {
             native,
             started,
             environ: environ.unbind(),
+            task,
             _slot: slot,
         },
     );
@@ -235,6 +310,8 @@ fn untrack(number: u64) {
 
 /// A request copied out of the registry for `requests`.
 struct Copied {
+    /// The serving task of an ASGI request.
+    task: Option<Py<PyAny>>,
     number: u64,
     thread: u64,
     native: u64,
@@ -266,6 +343,7 @@ fn copy_requests(py: Python<'_>, minimum: Option<Duration>) -> (usize, Vec<Copie
             native: request.native,
             age,
             environ: request.environ.clone_ref(py),
+            task: request.task.as_ref().map(|task| task.clone_ref(py)),
         })
         .collect();
     (registry.active.len(), copied)
@@ -278,7 +356,10 @@ pub(crate) fn dump_lines(py: Python<'_>) -> Vec<dump::Line> {
     copied
         .into_iter()
         .map(|request| {
-            let (text, len) = request_text(request.environ.bind(py));
+            let (text, len) = match request.task {
+                Some(_) => scope_text(request.environ.bind(py)),
+                None => request_text(request.environ.bind(py)),
+            };
             dump::Line {
                 number: request.number,
                 text: text[..len].to_vec(),
@@ -286,6 +367,27 @@ pub(crate) fn dump_lines(py: Python<'_>) -> Vec<dump::Line> {
                 thread: request.thread,
                 native: request.native,
             }
+        })
+        .collect()
+}
+
+/// `(number, "METHOD path?query", age in seconds, task, loop thread)` of
+/// every ASGI request being served now, for the asyncio plugin.
+#[pyfunction]
+pub(crate) fn asgi_requests(py: Python<'_>) -> Vec<(u64, String, f64, Py<PyAny>, u64)> {
+    let (_, copied) = copy_requests(py, None);
+    copied
+        .into_iter()
+        .filter_map(|request| {
+            let task = request.task?;
+            let (text, len) = scope_text(request.environ.bind(py));
+            Some((
+                request.number,
+                String::from_utf8_lossy(&text[..len]).into_owned(),
+                request.age.as_secs_f64(),
+                task,
+                request.thread,
+            ))
         })
         .collect()
 }

@@ -574,4 +574,4 @@ def test_requests_in_a_process_that_wrapped_no_application_says_how_to(write_con
     app = start_app(write_config())
     out = run_ispy(app.socket(), ["connect", "shell wsgi", "requests"]).stdout
     assert "No active transactions.\n" in out, out
-    assert "(No WSGI application in this process is wrapped: see 'help requests'.)" in out, out
+    assert "(No WSGI or ASGI application in this process is wrapped: see 'help requests'.)" in out, out

@@ -22,6 +22,7 @@ BUILTINS: Dict[str, str] = {
     "python": "ispyd.plugins.python:PythonPlugin",
     "debugger": "ispyd.plugins.debugger:DebuggerPlugin",
     "wsgi": "ispyd.plugins.wsgi:WSGIPlugin",
+    "asyncio": "ispyd.plugins.asyncio:AsyncioPlugin",
 }
 
 

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
@@ -27,6 +28,8 @@ struct Listed<'py> {
     /// The environ's `(key, value)` pairs at the snapshot, or the environ
     /// itself if it is not a dict.
     environ: Result<Bound<'py, PyList>, Bound<'py, PyAny>>,
+    /// The name of the asyncio task serving an ASGI request.
+    task: Option<String>,
     stack: Option<RecordedStack>,
 }
 
@@ -74,22 +77,37 @@ pub(crate) fn requests_report(
         age,
         native: _,
         environ,
+        task,
     } in copied
     {
         let environ = environ.into_bound(py);
         let environ = match environ.cast::<PyDict>() {
+            Ok(dict) if task.is_some() => Ok(asgi_items(dict)?),
             Ok(dict) => Ok(dict.items()),
             Err(_) => Err(environ),
         };
-        let stack = match frames.get_item(thread)? {
-            Some(frame) => Some(formatter.record(frame)?),
-            None => None,
+        let (task, stack) = match task {
+            // An ASGI request: its task's await chain, not the loop's stack.
+            Some(task) => {
+                let task = task.into_bound(py);
+                let name = task
+                    .call_method0(intern!(py, "get_name"))
+                    .and_then(|name| name.extract::<String>())
+                    .unwrap_or_else(|_| "?".to_owned());
+                let chain = coroutine_chain(&task)?;
+                (Some(name), Some(formatter.record_frames(chain)?))
+            }
+            None => match frames.get_item(thread)? {
+                Some(frame) => (None, Some(formatter.record(frame)?)),
+                None => (None, None),
+            },
         };
         listed.push(Listed {
             number,
             thread,
             age,
             environ,
+            task,
             stack,
         });
     }
@@ -119,7 +137,7 @@ pub(crate) fn requests_report(
         }
         if !WRAPPED.load(Ordering::Relaxed) {
             out.push_str(
-                "(No WSGI application in this process is wrapped: see 'help requests'.)\n",
+                "(No WSGI or ASGI application in this process is wrapped: see 'help requests'.)\n",
             );
         }
     }
@@ -128,9 +146,15 @@ pub(crate) fn requests_report(
         let started: String = ctime.call1((started,))?.extract()?;
         let _ = write!(
             out,
-            "\n==== {} ====\n\nthread_id = {}\nstart_time = {started}\nduration = {:.6} seconds\n\n",
-            request.number,
-            request.thread,
+            "\n==== {} ====\n\nthread_id = {}\n",
+            request.number, request.thread,
+        );
+        if let Some(task) = &request.task {
+            let _ = writeln!(out, "task = {task}");
+        }
+        let _ = write!(
+            out,
+            "start_time = {started}\nduration = {:.6} seconds\n\n",
             request.age.as_secs_f64(),
         );
         write_environ(&mut out, &request.environ);
@@ -144,6 +168,9 @@ pub(crate) fn requests_report(
                     request.thread
                 );
             }
+        }
+        if request.task.is_some() && request.stack.as_ref().is_some_and(RecordedStack::is_empty) {
+            out.push_str("(the task has not started, or has no frame now)\n");
         }
     }
     out.push('\n');
@@ -166,7 +193,9 @@ pub(crate) fn requests_report(
             "start_time": iso,
             "start_epoch": epoch,
             "duration_s": request.age.as_secs_f64(),
-            "environ": environ_data(&request.environ),
+            "environ": if request.task.is_none() { environ_data(&request.environ) } else { serde_json::Value::Null },
+            "scope": if request.task.is_some() { environ_data(&request.environ) } else { serde_json::Value::Null },
+            "task": request.task,
             "frames": request.stack.as_ref().map(|stack| rendered.frames(stack)),
         }));
     }
@@ -176,6 +205,63 @@ pub(crate) fn requests_report(
         "wrapped": WRAPPED.load(Ordering::Relaxed),
     });
     Ok((out, Some(NativeData::of(&data)?)))
+}
+
+/// The keys of an ASGI scope that the ASGI specification defines: what
+/// `requests` shows. Frameworks add their own objects to the scope
+/// (Starlette its app, router, endpoint…), whose `repr()`s would bury it.
+const ASGI_SCOPE_KEYS: &[&str] = &[
+    "type",
+    "asgi",
+    "http_version",
+    "method",
+    "scheme",
+    "path",
+    "raw_path",
+    "query_string",
+    "root_path",
+    "headers",
+    "client",
+    "server",
+    "subprotocols",
+];
+
+fn asgi_items<'py>(scope: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyList>> {
+    let items = PyList::empty(scope.py());
+    for key in ASGI_SCOPE_KEYS {
+        if let Some(value) = scope.get_item(key)? {
+            items.append((key, value))?;
+        }
+    }
+    Ok(items)
+}
+
+/// The frames of `task`'s coroutine and of each coroutine it awaits,
+/// outermost first: what `Task.get_stack()` walks, read as attributes so
+/// that no Python code runs during the snapshot.
+fn coroutine_chain<'py>(task: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let py = task.py();
+    let mut chain = Vec::new();
+    let mut awaited = task.call_method0(intern!(py, "get_coro"))?;
+    // Bounded: a chain is as deep as the awaits in the program.
+    for _ in 0..1000 {
+        let (frame, next) = if let Some(frame) = awaited.getattr_opt(intern!(py, "cr_frame"))? {
+            (frame, awaited.getattr_opt(intern!(py, "cr_await"))?)
+        } else if let Some(frame) = awaited.getattr_opt(intern!(py, "gi_frame"))? {
+            (frame, awaited.getattr_opt(intern!(py, "gi_yieldfrom"))?)
+        } else {
+            break;
+        };
+        if frame.is_none() {
+            break;
+        }
+        chain.push(frame);
+        match next {
+            Some(next) if !next.is_none() => awaited = next,
+            _ => break,
+        }
+    }
+    Ok(chain)
 }
 
 /// When a request that has run for `age` started, in seconds since the

@@ -13,6 +13,7 @@ manager to the interpreter's exit.
 ``--unreferenced`` keeps no reference to the manager.
 """
 
+import asyncio
 import ctypes
 import gc
 import multiprocessing
@@ -104,6 +105,31 @@ def cmd_mpstop(arg):
     _stop.set()
     _child.join(20)
     say("MPSTOPPED", _child.exitcode)
+
+
+async def _sleeper():
+    await asyncio.sleep(3600)
+
+
+async def _waiter(event):
+    await event.wait()
+
+
+def _run_loop():
+    async def main():
+        event = asyncio.Event()
+        asyncio.create_task(_sleeper(), name="sleeper")
+        asyncio.create_task(_waiter(event), name="waiter")
+        say("LOOP RUNNING")
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+
+
+def cmd_loop(arg):
+    """An asyncio event loop on a thread of its own, with two tasks:
+    ``sleeper`` (in asyncio.sleep) and ``waiter`` (on an Event)."""
+    threading.Thread(target=_run_loop, name="loop-thread", daemon=True).start()
 
 
 COMMANDS = {name[4:]: func for name, func in list(globals().items()) if name.startswith("cmd_")}

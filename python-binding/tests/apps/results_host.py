@@ -4,10 +4,12 @@ show, for the check of RESULTS.md (``tests/test_results.py``).
 Usage: ``python results_host.py CONFIG``. It starts ispyd, serves one WSGI
 request that stays in flight (on a thread named ``held-request``), calls
 ``failing()`` every 20 ms on a thread of its own (so that a probe inserted
-on it captures a traceback), prints ``READY PID ADDRESS`` and waits for
+on it captures a traceback), runs an asyncio loop on a thread named
+``loop-thread`` whose task ``results-task`` sleeps, prints ``READY PID ADDRESS`` and waits for
 stdin to end.
 """
 
+import asyncio
 import os
 import sys
 import threading
@@ -53,8 +55,20 @@ def held_request():
     body.close()
 
 
+async def results_task():
+    await asyncio.sleep(3600)
+
+
+def run_loop():
+    async def main():
+        await asyncio.create_task(results_task(), name="results-task")
+
+    asyncio.run(main())
+
+
 def main():
     manager = ShellManager(sys.argv[1])
+    threading.Thread(target=run_loop, name="loop-thread", daemon=True).start()
     threading.Thread(target=held_request, name="held-request", daemon=True).start()
     threading.Thread(target=call_failing, name="caller", daemon=True).start()
     print("READY", os.getpid(), manager.address, flush=True)
