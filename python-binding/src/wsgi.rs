@@ -107,8 +107,8 @@ struct Request {
     started: Instant,
     /// The WSGI environ, or the ASGI scope.
     environ: Py<PyAny>,
-    /// The asyncio task serving an ASGI request, whose stack `requests`
-    /// shows (the loop thread's would show the loop).
+    /// The application coroutine of an ASGI request, whose await chain
+    /// `requests` shows (the loop thread's stack would show the loop).
     task: Option<Py<PyAny>>,
     /// Its place in the table a `dump_on` signal handler reads, while a
     /// dump is armed; freed with the request.
@@ -205,13 +205,14 @@ fn track(environ: Bound<'_, PyAny>) -> u64 {
     record(environ, None, text)
 }
 
-/// Records an ASGI request served by `task` on the calling thread (its
-/// event loop's); returns its number. For `ASGIApplicationWrapper`.
+/// Records an ASGI request whose application coroutine is `coroutine`,
+/// served on the calling thread (its event loop's); returns its number.
+/// For `ASGIApplicationWrapper`.
 #[pyfunction]
-pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, task: Option<Bound<'_, PyAny>>) -> u64 {
+pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -> u64 {
     WRAPPED.store(true, Ordering::Relaxed);
     let text = slots::is_armed().then(|| scope_text(&scope));
-    record(scope, task.map(Bound::unbind), text)
+    record(scope, Some(coroutine.unbind()), text)
 }
 
 /// Forgets ASGI request `number`; for `ASGIApplicationWrapper`.
@@ -371,8 +372,9 @@ pub(crate) fn dump_lines(py: Python<'_>) -> Vec<dump::Line> {
         .collect()
 }
 
-/// `(number, "METHOD path?query", age in seconds, task, loop thread)` of
-/// every ASGI request being served now, for the asyncio plugin.
+/// `(number, "METHOD path?query", age in seconds, application coroutine,
+/// loop thread)` of every ASGI request being served now, for the asyncio
+/// plugin.
 #[pyfunction]
 pub(crate) fn asgi_requests(py: Python<'_>) -> Vec<(u64, String, f64, Py<PyAny>, u64)> {
     let (_, copied) = copy_requests(py, None);

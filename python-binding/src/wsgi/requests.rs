@@ -28,8 +28,9 @@ struct Listed<'py> {
     /// The environ's `(key, value)` pairs at the snapshot, or the environ
     /// itself if it is not a dict.
     environ: Result<Bound<'py, PyList>, Bound<'py, PyAny>>,
-    /// The name of the asyncio task serving an ASGI request.
-    task: Option<String>,
+    /// An ASGI request's application coroutine, and the name of the
+    /// asyncio task awaiting it (found after the snapshot).
+    asgi: Option<(Bound<'py, PyAny>, String)>,
     stack: Option<RecordedStack>,
 }
 
@@ -86,16 +87,14 @@ pub(crate) fn requests_report(
             Ok(dict) => Ok(dict.items()),
             Err(_) => Err(environ),
         };
-        let (task, stack) = match task {
-            // An ASGI request: its task's await chain, not the loop's stack.
-            Some(task) => {
-                let task = task.into_bound(py);
-                let name = task
-                    .call_method0(intern!(py, "get_name"))
-                    .and_then(|name| name.extract::<String>())
-                    .unwrap_or_else(|_| "?".to_owned());
-                let chain = coroutine_chain(&task)?;
-                (Some(name), Some(formatter.record_frames(chain)?))
+        let (asgi, stack) = match task {
+            // An ASGI request: its coroutine's await chain, not the loop's
+            // stack.
+            Some(coroutine) => {
+                let coroutine = coroutine.into_bound(py);
+                let chain = coroutine_chain(&coroutine)?;
+                let stack = formatter.record_frames(chain)?;
+                (Some((coroutine, String::new())), Some(stack))
             }
             None => match frames.get_item(thread)? {
                 Some(frame) => (None, Some(formatter.record(frame)?)),
@@ -107,13 +106,16 @@ pub(crate) fn requests_report(
             thread,
             age,
             environ,
-            task,
+            asgi,
             stack,
         });
     }
     drop(frames);
     drop(paused);
     listed.sort_by_key(|request| request.number);
+    if listed.iter().any(|request| request.asgi.is_some()) {
+        name_tasks(py, &mut listed)?;
+    }
 
     // 2. Text.
     let wall_now = SystemTime::now();
@@ -149,7 +151,7 @@ pub(crate) fn requests_report(
             "\n==== {} ====\n\nthread_id = {}\n",
             request.number, request.thread,
         );
-        if let Some(task) = &request.task {
+        if let Some((_, task)) = &request.asgi {
             let _ = writeln!(out, "task = {task}");
         }
         let _ = write!(
@@ -169,7 +171,7 @@ pub(crate) fn requests_report(
                 );
             }
         }
-        if request.task.is_some() && request.stack.as_ref().is_some_and(RecordedStack::is_empty) {
+        if request.asgi.is_some() && request.stack.as_ref().is_some_and(RecordedStack::is_empty) {
             out.push_str("(the task has not started, or has no frame now)\n");
         }
     }
@@ -193,9 +195,9 @@ pub(crate) fn requests_report(
             "start_time": iso,
             "start_epoch": epoch,
             "duration_s": request.age.as_secs_f64(),
-            "environ": if request.task.is_none() { environ_data(&request.environ) } else { serde_json::Value::Null },
-            "scope": if request.task.is_some() { environ_data(&request.environ) } else { serde_json::Value::Null },
-            "task": request.task,
+            "environ": if request.asgi.is_none() { environ_data(&request.environ) } else { serde_json::Value::Null },
+            "scope": if request.asgi.is_some() { environ_data(&request.environ) } else { serde_json::Value::Null },
+            "task": request.asgi.as_ref().map(|(_, task)| task),
             "frames": request.stack.as_ref().map(|stack| rendered.frames(stack)),
         }));
     }
@@ -205,6 +207,23 @@ pub(crate) fn requests_report(
         "wrapped": WRAPPED.load(Ordering::Relaxed),
     });
     Ok((out, Some(NativeData::of(&data)?)))
+}
+
+/// Names the task awaiting each ASGI request's coroutine, as the asyncio
+/// plugin finds it (`?` if none does: the coroutine has not started).
+fn name_tasks(py: Python<'_>, listed: &mut [Listed<'_>]) -> PyResult<()> {
+    let by_coroutine = py
+        .import("ispyd.plugins.asyncio")?
+        .call_method0("tasks_by_coroutine")?
+        .cast_into::<PyDict>()?;
+    for (coroutine, name) in listed.iter_mut().filter_map(|r| r.asgi.as_mut()) {
+        let id = coroutine.as_ptr() as usize;
+        *name = match by_coroutine.get_item(id)? {
+            Some(task) => task.call_method0(intern!(py, "get_name"))?.extract()?,
+            None => "?".to_owned(),
+        };
+    }
+    Ok(())
 }
 
 /// The keys of an ASGI scope that the ASGI specification defines: what
@@ -236,13 +255,13 @@ fn asgi_items<'py>(scope: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyList>> {
     Ok(items)
 }
 
-/// The frames of `task`'s coroutine and of each coroutine it awaits,
-/// outermost first: what `Task.get_stack()` walks, read as attributes so
-/// that no Python code runs during the snapshot.
-fn coroutine_chain<'py>(task: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    let py = task.py();
+/// The frames of `coroutine` and of each coroutine it awaits, outermost
+/// first: what `Task.get_stack()` walks, read as attributes so that no
+/// Python code runs during the snapshot.
+fn coroutine_chain<'py>(coroutine: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let py = coroutine.py();
     let mut chain = Vec::new();
-    let mut awaited = task.call_method0(intern!(py, "get_coro"))?;
+    let mut awaited = coroutine.clone();
     // Bounded: a chain is as deep as the awaits in the program.
     for _ in 0..1000 {
         let (frame, next) = if let Some(frame) = awaited.getattr_opt(intern!(py, "cr_frame"))? {

@@ -64,15 +64,18 @@ class ASGIApplicationWrapper:
         application = self.__wrapped__
         if scope.get("type") not in _TRACKED:
             return await application(scope, receive, send)
-        task = current_task()
-        number = asgi_track(scope, task)
+        coroutine = application(scope, receive, send)
+        # The coroutine, not the task: asyncio.current_task() would cost
+        # more than all the rest (a Python function before 3.12); the
+        # asyncio plugin finds the task awaiting it when it lists them.
+        number = asgi_track(scope, coroutine)
         try:
-            return await application(scope, receive, send)
+            return await coroutine
         except CancelledError:
             if number not in _cancelled:
                 raise
             _cancelled.discard(number)
-            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            uncancel = getattr(current_task(), "uncancel", None)  # Python 3.11+
             if uncancel is not None:
                 uncancel()
             raise RequestCancelled(f"request {number} was cancelled with ispyd's cancel") from None

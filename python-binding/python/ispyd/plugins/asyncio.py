@@ -16,7 +16,6 @@ thread.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import functools
 import linecache
@@ -35,6 +34,12 @@ _seen: "weakref.WeakKeyDictionary[asyncio.Task, Tuple[int, float]]" = weakref.We
 _seen_lock = threading.Lock()
 _last_number = 0
 
+def _asyncio() -> Any:
+    """The asyncio module if the program imported it: a program that did
+    not has no tasks, and need not pay for importing it."""
+    return sys.modules.get("asyncio")
+
+
 #: How long ``cancel`` waits to see the task end.
 CANCEL_WAIT = 2.0
 
@@ -50,17 +55,18 @@ def _copy(tasks: Iterable[Any]) -> List[Any]:
     return []
 
 
-def every_task() -> List[asyncio.Task]:
+def every_task() -> List[Any]:
     """Every task of every loop in the process, not done or done, in the
     order ispyd first saw them."""
-    found: Dict[int, asyncio.Task] = {}
+    asyncio = _asyncio()
+    if asyncio is None:
+        return []
+    found: Dict[int, "asyncio.Task"] = {}
     registries = [getattr(asyncio.tasks, name, None) for name in ("_all_tasks", "_scheduled_tasks", "_eager_tasks")]
     for registry in registries:
         if registry is not None:
             for task in _copy(registry):
                 found[id(task)] = task
-    for _, _, _, task, _ in _request_tasks():
-        found.setdefault(id(task), task)
     tasks = list(found.values())
     global _last_number
     now = time.monotonic()
@@ -72,9 +78,34 @@ def every_task() -> List[asyncio.Task]:
         return sorted(tasks, key=lambda task: _seen[task][0])
 
 
+def _awaited(awaitable: Any) -> Any:
+    return getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+
+
+def tasks_by_coroutine() -> Dict[int, Any]:
+    """``id()`` of every coroutine in a task's await chain: that task. (The
+    ASGI wrapper records a request's coroutine; this finds its task.)"""
+    found: Dict[int, Any] = {}
+    for task in every_task():
+        awaited = task.get_coro()
+        for _ in range(1000):
+            if awaited is None:
+                break
+            found[id(awaited)] = task
+            awaited = _awaited(awaited)
+    return found
+
+
 def _request_tasks() -> List[Tuple[int, str, float, Any, Any]]:
-    """(number, "METHOD path", age, task, loop thread) of each ASGI request."""
-    return _native.asgi_requests()
+    """(number, "METHOD path", age, task, loop thread) of each ASGI request
+    whose task is found."""
+    by_coroutine = tasks_by_coroutine()
+    found = []
+    for number, text, age, coroutine, thread in _native.asgi_requests():
+        task = by_coroutine.get(id(coroutine))
+        if task is not None:
+            found.append((number, text, age, task, thread))
+    return found
 
 
 def coroutine_chain(task: Any) -> List[Any]:
@@ -87,7 +118,7 @@ def coroutine_chain(task: Any) -> List[Any]:
         if frame is None:
             break
         frames.append(frame)
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        awaited = _awaited(awaited)
         if awaited is None:
             break
     return frames
@@ -99,7 +130,7 @@ def _state(task: Any) -> str:
             return "cancelled"
         return "failed" if task.exception() is not None else "done"
     loop = task.get_loop()
-    current = getattr(asyncio.tasks, "_current_tasks", {}).get(loop)
+    current = getattr(_asyncio().tasks, "_current_tasks", {}).get(loop)
     return "running" if current is task else "pending"
 
 
@@ -219,7 +250,7 @@ class AsyncioPlugin:
                 self._print(f"    {frame['source']}")
         if not task["frames"]:
             self._print("  (no frame: the task has not started, or has ended)")
-        graph = getattr(asyncio, "format_call_graph", None)
+        graph = getattr(_asyncio(), "format_call_graph", None)
         if graph is not None:
             self._print(graph(task["task"]))
         return {key: value for key, value in task.items() if key != "task"}
