@@ -33,9 +33,10 @@ const PLUGINS_HELP: &str = "List the loaded plugins, what each is for, and wheth
 const PROMPT_HELP: &str = "Turn the prompt on or off: prompt on|off. Plugin shells follow the \
                            setting; 'prompt off' suits scripts.";
 const SHELL_HELP: &str = "Enter a plugin's shell: shell NAME, or !NAME. 'plugins' lists the names.";
-const DUMP_HELP: &str = "What the process is doing, at a glance: the 'dump' command of the first \
-                         loaded plugin that has one (in Python: every thread's stack and every \
-                         active request, as written on a dump_on signal).";
+const DUMP_HELP: &str = "What the process is doing, at a glance: the 'dump' command of the last \
+                         loaded plugin that has one, the program's own before the operating \
+                         system's (in Python: every active request and every thread's stack, \
+                         as written on a dump_on signal; elsewhere the process plugin's threads).";
 /// The command `dump` at the top level runs in a plugin.
 const DUMP: &str = "dump";
 
@@ -577,13 +578,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// `dump` at the top level: the dump of the first loaded plugin that has
-/// one, as if typed in its shell.
+/// `dump` at the top level: the dump of the last loaded plugin that has
+/// one, as if typed in its shell. Plugins load builtins first, the
+/// program's own after: the last is the one that knows the program best.
 fn dump(args: &str, host: &Host) -> Reply {
-    let Some(plugin) = host.plugins.iter().find(|p| p.find(DUMP).is_some()) else {
+    let Some(plugin) = host.plugins.iter().rev().find(|p| p.find(DUMP).is_some()) else {
         return Reply::error(
-            "*** No loaded plugin has a dump command (the python plugin has, in a Python \
-             program)."
+            "*** No loaded plugin has a dump command (the process plugin has one, and the \
+             python plugin in a Python program)."
                 .to_owned(),
         );
     };
@@ -736,14 +738,15 @@ mod tests {
     }
 
     #[test]
-    fn dump_at_the_top_runs_the_first_plugin_dump_and_says_when_there_is_none() {
+    fn dump_at_the_top_runs_the_last_plugin_dump_and_says_when_there_is_none() {
         let config = Config::new(Listen::Unix("/tmp/x".into()), &[]);
         let with = Host::new(
             42,
             &config,
             vec![
-                PluginInfo::new("process", "").command("pid", ""),
+                PluginInfo::new("process", "").command("dump", "Threads."),
                 PluginInfo::new("python", "").command("dump", "Stacks and requests."),
+                PluginInfo::new("debugger", "").command("list", ""),
             ],
         );
         let reply = Shell::default().run_line("dump", &with, false);

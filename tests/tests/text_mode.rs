@@ -288,3 +288,24 @@ fn everything_sent_at_once_then_half_closed_is_answered_every_time() {
         );
     }
 }
+
+#[test]
+fn dump_at_the_top_gives_the_process_plugins_threads_with_what_they_wait_in() {
+    let demo = Demo::start("");
+    let mut text = demo.connect();
+    text.send("dump\n");
+    let reply = text.read_until(&format!("(ispyd:{}) ", demo.pid));
+    assert!(
+        reply.starts_with(&format!("pid {}, up ", demo.pid)),
+        "{reply:?}"
+    );
+    let header = reply
+        .lines()
+        .find(|l| l.trim_start().starts_with("TID"))
+        .unwrap();
+    assert!(header.trim_end().ends_with("WCHAN"), "{header:?}");
+    assert!(
+        reply.lines().any(|l| l.contains(" hasher ")),
+        "the demo's worker threads: {reply}"
+    );
+}

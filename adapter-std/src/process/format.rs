@@ -28,6 +28,36 @@ pub(super) fn format_cwd() -> Output {
 }
 
 pub(super) fn format_threads() -> Output {
+    threads_table(false)
+}
+
+/// `dump`: the process at a glance, for a program with no dump of its own:
+/// its age, memory and descriptors, then every thread with the kernel
+/// function it waits in (WCHAN).
+pub(super) fn format_dump() -> Output {
+    let (uptime, uptime_data) = format_uptime()?;
+    let status = read_text("/proc/self/status")?;
+    let rss = field(&status, "VmRSS").unwrap_or("?").to_owned();
+    let fds = read_numbered_dir("/proc/self/fd")?.len().saturating_sub(1);
+    let pid = std::process::id();
+    let mut out = format!(
+        "pid {pid}, up {}, rss {rss}, {fds} open descriptors\n\n",
+        uptime.trim_end()
+    );
+    let (threads, threads_data) = threads_table(true)?;
+    out.push_str(&threads);
+    let data = serde_json::json!({
+        "pid": pid,
+        "uptime_s": uptime_data["uptime_s"],
+        "rss": rss,
+        "fds": fds,
+        "threads": threads_data["threads"],
+    });
+    Ok((out, data))
+}
+
+/// The threads table; with `wchan`, also what each waits in.
+fn threads_table(wchan: bool) -> Output {
     let ticks = clock_ticks_per_second();
     let seconds = |t: u64| format!("{:.2}", t as f64 / ticks);
     let mut rows = Vec::new();
@@ -43,7 +73,7 @@ pub(super) fn format_threads() -> Output {
         let stat = parse_stat(&stat).ok_or_else(|| stat_format_error(&format!("{dir}/stat")))?;
         let switches = |key| field(&status, key).unwrap_or("?").to_owned();
         let count = |key| field(&status, key).and_then(|v| v.parse::<u64>().ok());
-        data.push(serde_json::json!({
+        let mut thread = serde_json::json!({
             "tid": tid,
             "name": stat.comm,
             "state": state_name(stat.state),
@@ -51,8 +81,8 @@ pub(super) fn format_threads() -> Output {
             "sys_s": stat.stime as f64 / ticks,
             "voluntary_switches": count("voluntary_ctxt_switches"),
             "involuntary_switches": count("nonvoluntary_ctxt_switches"),
-        }));
-        rows.push(vec![
+        });
+        let mut row = vec![
             tid.to_string(),
             escape_controls(&stat.comm),
             state_name(stat.state),
@@ -60,11 +90,24 @@ pub(super) fn format_threads() -> Output {
             seconds(stat.stime),
             switches("voluntary_ctxt_switches"),
             switches("nonvoluntary_ctxt_switches"),
-        ]);
+        ];
+        if wchan {
+            // "0" while it runs; hidden (also "0") without the right to see.
+            let waits = read_if_present(Path::new(&format!("{dir}/wchan")))?
+                .filter(|w| !w.is_empty() && w != "0");
+            thread["wchan"] = serde_json::json!(waits);
+            row.push(waits.map_or_else(|| "-".to_owned(), |w| escape_controls(&w)));
+        }
+        data.push(thread);
+        rows.push(row);
     }
     let count = rows.len();
-    let header = ["TID", "NAME", "STATE", "USER", "SYS", "VCSW", "ICSW"];
-    let right = [true, false, false, true, true, true, true];
+    let mut header = vec!["TID", "NAME", "STATE", "USER", "SYS", "VCSW", "ICSW"];
+    let mut right = vec![true, false, false, true, true, true, true];
+    if wchan {
+        header.push("WCHAN");
+        right.push(false);
+    }
     let mut out = table(&header, &right, &rows);
     out.push_str(&format!("{count} thread{}\n", plural(count)));
     Ok((out, serde_json::json!({ "threads": data })))

@@ -112,6 +112,11 @@ const COMMANDS: &[Command] = &[
         run: format_threads,
     },
     Command {
+        name: "dump",
+        help: "What the process is doing, at a glance: its age, memory and open descriptors, then every thread with its state, CPU and the kernel function it waits in (WCHAN; '-' while it runs).\nThe top-level 'dump' runs this in a program whose own plugins have no dump.",
+        run: format_dump,
+    },
+    Command {
         name: "memory",
         help: "Memory use from /proc/self/status.\nrss is what the process holds in RAM now, virtual what it has mapped (often far more than it uses); anon and file split rss into heap/stacks and mapped files/code.",
         run: format_memory,

@@ -156,8 +156,8 @@ fn describe_lists_every_command_inline() {
     let mut names: Vec<&str> = info.commands.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();
     let expected = [
-        "cmdline", "cwd", "egid", "environ", "euid", "fds", "gid", "limits", "memory", "pid",
-        "threads", "uid", "uptime",
+        "cmdline", "cwd", "dump", "egid", "environ", "euid", "fds", "gid", "limits", "memory",
+        "pid", "threads", "uid", "uptime",
     ];
     assert_eq!(names, expected);
     assert!(info.inline);
