@@ -271,10 +271,11 @@ fn coroutine_chain<'py>(coroutine: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py
         } else {
             break;
         };
-        if frame.is_none() {
-            break;
+        // An awaitable without a frame (ispyd's ASGI wrapper) still says
+        // what it awaits.
+        if !frame.is_none() {
+            chain.push(frame);
         }
-        chain.push(frame);
         match next {
             Some(next) if !next.is_none() => awaited = next,
             _ => break,

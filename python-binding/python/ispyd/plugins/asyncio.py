@@ -114,10 +114,11 @@ def coroutine_chain(task: Any) -> List[Any]:
     frames = []
     awaited = task.get_coro()
     for _ in range(1000):
+        # An awaitable without a frame of its own (ispyd's ASGI wrapper)
+        # still says what it awaits.
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-        if frame is None:
-            break
-        frames.append(frame)
+        if frame is not None:
+            frames.append(frame)
         awaited = _awaited(awaited)
         if awaited is None:
             break
