@@ -7,10 +7,13 @@
 //! methods, capturing `self.stdout`) lives in `ispyd/_support.py`, where it
 //! is plain Python.
 //!
-//! What embedding in a Python process adds, each in its own module: ispyd's
-//! threads block the application's signals (`signals`), a forked child's
-//! socket is removed by its parent if the child cannot (`fork_watch`), and
-//! no ispyd thread runs Python once the interpreter starts to end (`gate`).
+//! What embedding in a Python process adds, each in its own module: a
+//! forked child's socket is removed by its parent if the child cannot
+//! (`fork_watch`); no ispyd thread runs Python once the interpreter starts
+//! to end (`gate`); the signals of `dump_on` and `activate_on` get a native
+//! handler (`signals`), which writes the dump (`dump`, reading requests
+//! from a table made for signal handlers) or wakes the thread that starts
+//! listening (`activate`).
 
 mod activate;
 mod data;
