@@ -74,10 +74,12 @@ pub(crate) fn arm(on: &[Signal], template: Option<&str>) -> Result<(), String> {
 
 /// In a forked child whose `dump_file` has `%(pid)s`: its own file.
 pub(crate) fn after_fork_in_child() {
-    let template = TEMPLATE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    // A lock a parent thread held at fork time stays held: only try.
+    let template = match TEMPLATE.try_lock() {
+        Ok(template) => template.clone(),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().clone(),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
     let Some(template) = template.filter(|t| t.contains("%(pid)s")) else {
         return;
     };
