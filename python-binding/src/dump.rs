@@ -43,6 +43,13 @@ static FD: AtomicI32 = AtomicI32::new(-1);
 static OWN_FD: AtomicBool = AtomicBool::new(false);
 /// `_Py_DumpTracebackThreads`, found when the dump is armed; 0 if missing.
 static TRACEBACKS: AtomicUsize = AtomicUsize::new(0);
+/// Where the interpreter does not export it (3.13 and later):
+/// faulthandler's own handler for a signal of its own, registered to
+/// write every thread's stack to [`FD`], called directly (see
+/// [`borrow_faulthandler`]); 0 if neither is there.
+static FAULTHANDLER_USER: AtomicUsize = AtomicUsize::new(0);
+/// The signal number faulthandler knows that registration by.
+static RELAY_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// True while a handler writes, so that a second signal does not
 /// interleave its dump with the first.
 static DUMPING: AtomicBool = AtomicBool::new(false);
@@ -54,7 +61,7 @@ type TracebacksFn = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> *co
 /// Arms the dump: opens the file `template` names (standard error if
 /// `None`), and installs the handler for the signals `on`, in front of
 /// what each had.
-pub(crate) fn arm(on: &[Signal], template: Option<&str>) -> Result<(), String> {
+pub(crate) fn arm(py: Python<'_>, on: &[Signal], template: Option<&str>) -> Result<(), String> {
     let path = template.map(|t| t.replace("%(pid)s", &std::process::id().to_string()));
     let fd = match &path {
         Some(path) => open_append(path)?,
@@ -62,9 +69,9 @@ pub(crate) fn arm(on: &[Signal], template: Option<&str>) -> Result<(), String> {
     };
     *TEMPLATE.lock().unwrap_or_else(PoisonError::into_inner) = template.map(str::to_owned);
     swap_fd(fd, path.is_some());
-    // SAFETY: dlsym with a NUL-terminated name; the result is checked.
-    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_DumpTracebackThreads".as_ptr()) };
-    TRACEBACKS.store(found as usize, Ordering::Release);
+    if find_tracebacks() == 0 {
+        borrow_faulthandler(py, fd)?;
+    }
     slots::arm(true);
     for signal in on {
         signals::take(*signal, Role::Dump);
@@ -72,8 +79,56 @@ pub(crate) fn arm(on: &[Signal], template: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// CPython's `_Py_DumpTracebackThreads`, if the interpreter exports it
+/// (up to 3.12), remembered; 0 if not.
+fn find_tracebacks() -> usize {
+    // SAFETY: dlsym with a NUL-terminated name; the result is checked.
+    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_DumpTracebackThreads".as_ptr()) };
+    TRACEBACKS.store(found as usize, Ordering::Release);
+    found as usize
+}
+
+/// Gets faulthandler's signal handler to write every thread's stack to
+/// `fd`, for interpreters that do not export the routine it calls.
+///
+/// faulthandler refuses `register()` for SIGABRT (it is `enable()`'s), so
+/// it is registered for a real-time signal nobody sends (`SIGRTMAX - 2`);
+/// its handler's address is read back and the signal's disposition put
+/// back as it was, so nothing visible changes. ispyd's handler then calls
+/// that function with that signal's number: faulthandler looks the
+/// registration up by number and writes the stacks.
+fn borrow_faulthandler(py: Python<'_>, fd: c_int) -> Result<(), String> {
+    let relay = libc::SIGRTMAX() - 2;
+    // SAFETY: sigaction reads and restores a disposition; structs zeroed.
+    let (before, handler) = unsafe {
+        let mut before: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(relay, std::ptr::null(), &mut before);
+        let registered = py.import("faulthandler").and_then(|faulthandler| {
+            let options = pyo3::types::PyDict::new(py);
+            options.set_item("file", fd)?;
+            options.set_item("all_threads", true)?;
+            options.set_item("chain", false)?;
+            faulthandler.call_method("register", (relay,), Some(&options))
+        });
+        if let Err(err) = registered {
+            return Err(format!("cannot borrow faulthandler's stack writer: {err}"));
+        }
+        let mut now: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(relay, std::ptr::null(), &mut now);
+        (before, now.sa_sigaction)
+    };
+    // SAFETY: puts back the disposition read above.
+    unsafe { libc::sigaction(relay, &before, std::ptr::null_mut()) };
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        return Ok(());
+    }
+    RELAY_SIGNAL.store(relay, Ordering::Release);
+    FAULTHANDLER_USER.store(handler, Ordering::Release);
+    Ok(())
+}
+
 /// In a forked child whose `dump_file` has `%(pid)s`: its own file.
-pub(crate) fn after_fork_in_child() {
+pub(crate) fn after_fork_in_child(py: Python<'_>) {
     // A lock a parent thread held at fork time stays held: only try.
     let template = match TEMPLATE.try_lock() {
         Ok(template) => template.clone(),
@@ -88,7 +143,14 @@ pub(crate) fn after_fork_in_child() {
     }
     let path = template.replace("%(pid)s", &std::process::id().to_string());
     match open_append(&path) {
-        Ok(fd) => swap_fd(fd, true),
+        Ok(fd) => {
+            swap_fd(fd, true);
+            if FAULTHANDLER_USER.load(Ordering::Acquire) != 0 {
+                if let Err(err) = borrow_faulthandler(py, fd) {
+                    eprintln!("ispyd: dump_on: {err}");
+                }
+            }
+        }
         Err(err) => eprintln!("ispyd: dump_on: {err}; this process's dumps go to stderr"),
     }
 }
@@ -127,7 +189,7 @@ pub(crate) fn on_signal(signum: c_int) {
     if !DUMPING.swap(true, Ordering::AcqRel) {
         let fd = FD.load(Ordering::Acquire);
         if fd >= 0 {
-            write_dump(fd, Some(signum), None);
+            write_dump(fd, Some(signum), None, None);
         }
         DUMPING.store(false, Ordering::Release);
     }
@@ -285,7 +347,12 @@ pub(crate) struct Line {
 /// Writes the whole dump to `fd`: header, requests, stacks, footer. From a
 /// signal handler (`listed` is `None`: the requests come from the table),
 /// async-signal-safe.
-fn write_dump(fd: c_int, signum: Option<c_int>, listed: Option<&[Line]>) {
+fn write_dump(
+    fd: c_int,
+    signum: Option<c_int>,
+    listed: Option<&[Line]>,
+    python: Option<&dyn Fn(c_int)>,
+) {
     let mut out = Out::new(fd);
     // SAFETY: getpid is async-signal-safe.
     let pid = unsafe { libc::getpid() };
@@ -341,18 +408,33 @@ fn write_dump(fd: c_int, signum: Option<c_int>, listed: Option<&[Line]>) {
         );
     }
     let _ = out.write_str("\n");
-    write_stacks(&mut out);
+    write_stacks(&mut out, python);
     let _ = writeln!(out, "ispyd dump of pid {pid}: end");
     out.flush();
 }
 
-fn write_stacks(out: &mut Out) {
+/// Writes every thread's stack: by `_Py_DumpTracebackThreads`, or by
+/// faulthandler's handler (to [`FD`], where the signal path writes), or by
+/// `python` (the `dump` command, with the GIL, where neither applies).
+fn write_stacks(out: &mut Out, python: Option<&dyn Fn(c_int)>) {
     let tracebacks = TRACEBACKS.load(Ordering::Acquire);
     if tracebacks == 0 {
-        let _ = writeln!(
-            out,
-            "(This Python has no _Py_DumpTracebackThreads: thread stacks are not available.)"
-        );
+        out.flush();
+        let borrowed = FAULTHANDLER_USER.load(Ordering::Acquire);
+        match python {
+            Some(python) => python(out.fd),
+            None if borrowed != 0 && out.fd == FD.load(Ordering::Acquire) => {
+                // SAFETY: faulthandler's handler, called as the kernel
+                // would for the signal it was registered for.
+                unsafe {
+                    let handler = std::mem::transmute::<usize, extern "C" fn(c_int)>(borrowed);
+                    handler(RELAY_SIGNAL.load(Ordering::Acquire));
+                }
+            }
+            None => {
+                let _ = writeln!(out, "(Thread stacks are not available in this Python.)");
+            }
+        }
         return;
     }
     out.flush();
@@ -375,12 +457,9 @@ fn write_stacks(out: &mut Out) {
 /// same writer into an anonymous in-memory file, read back; the requests
 /// (`lines`) from the registry, which lists them whether a dump is armed
 /// or not.
-fn dump_now(lines: &[Line]) -> PyResult<String> {
+fn dump_now(py: Python<'_>, lines: &[Line]) -> PyResult<String> {
     if TRACEBACKS.load(Ordering::Acquire) == 0 {
-        // SAFETY: as in `arm`.
-        let found =
-            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_DumpTracebackThreads".as_ptr()) };
-        TRACEBACKS.store(found as usize, Ordering::Release);
+        find_tracebacks();
     }
     // SAFETY: memfd_create with a NUL-terminated name; checked.
     let fd = unsafe { libc::memfd_create(c"ispyd-dump".as_ptr(), libc::MFD_CLOEXEC) };
@@ -394,7 +473,22 @@ fn dump_now(lines: &[Line]) -> PyResult<String> {
     use std::os::fd::FromRawFd;
     // SAFETY: a descriptor just made and owned by nobody else.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    write_dump(fd, None, Some(lines));
+    // Where the routine is not exported: faulthandler's Python function,
+    // which calls it, into the same file.
+    let python = |fd: c_int| {
+        let written = py.import("faulthandler").and_then(|faulthandler| {
+            let options = pyo3::types::PyDict::new(py);
+            options.set_item("file", fd)?;
+            options.set_item("all_threads", true)?;
+            faulthandler.call_method("dump_traceback", (), Some(&options))
+        });
+        if let Err(err) = written {
+            let message = format!("(faulthandler could not write the stacks: {err})\n");
+            // SAFETY: writes the message's bytes to the memory file.
+            unsafe { libc::write(fd, message.as_ptr().cast(), message.len()) };
+        }
+    };
+    write_dump(fd, None, Some(lines), Some(&python));
     let mut bytes = Vec::new();
     file.rewind()
         .and_then(|()| file.read_to_end(&mut bytes))
@@ -411,7 +505,7 @@ pub(crate) fn dump_report(
     wants_data: bool,
 ) -> PyResult<(String, Option<NativeData>)> {
     let lines = wsgi::dump_lines(py);
-    let text = dump_now(&lines)?;
+    let text = dump_now(py, &lines)?;
     if !wants_data {
         return Ok((text, None));
     }

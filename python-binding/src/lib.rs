@@ -51,11 +51,11 @@ fn fork_parent() {
 /// `os.register_at_fork(after_in_child=...)`, before the managers restart:
 /// the child's own state for what the parent's threads were doing.
 #[pyfunction]
-fn fork_child() {
+fn fork_child(py: Python<'_>) {
     gate::reset_after_fork();
     fork_watch::child();
     wsgi::forget_other_threads_after_fork();
-    dump::after_fork_in_child();
+    dump::after_fork_in_child(py);
     activate::after_fork_in_child();
 }
 

@@ -137,7 +137,7 @@ impl NativeManager {
         config.plugins = names;
         let per_process = config.listen.is_per_process();
         if !config.dump_on.is_empty() {
-            dump::arm(&config.dump_on, config.dump_file.as_deref()).map_err(|err| {
+            dump::arm(py, &config.dump_on, config.dump_file.as_deref()).map_err(|err| {
                 ConfigurationError::new_err(format!(
                     "ispyd: {}: [ispyd] dump_file: {err}",
                     config.file
