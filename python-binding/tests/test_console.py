@@ -4,6 +4,7 @@ only; the application's own output is unaffected and never lost."""
 from __future__ import annotations
 
 import re
+import sys
 from typing import List
 
 import pytest
@@ -93,4 +94,4 @@ def test_console_is_off_unless_enabled(write_config, start_app):
     result = run_ispy(app.address, ["connect", "shell python", "console", "version"])
     assert result.code == 0, result
     assert "[python:console]" in result.stdout + result.stderr, result
-    assert result.stdout.rstrip().splitlines()[-1].startswith("3."), result
+    assert sys.version.split()[0] in result.stdout, result
