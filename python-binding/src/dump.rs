@@ -164,20 +164,41 @@ fn swap_fd(fd: c_int, own: bool) {
     }
 }
 
+/// Opens the dump file for appending, created 0600. A symbolic link, or a
+/// file that is not a regular file of this process's user, is refused:
+/// in a shared folder someone else could have put it there, to have the
+/// dumps (stacks, request paths) written where they can read them, or
+/// appended to a file of ours.
 fn open_append(path: &str) -> Result<c_int, String> {
     let c_path = CString::new(path).map_err(|_| format!("dump_file '{path}' has a NUL byte"))?;
     // SAFETY: a NUL-terminated path; the result is checked.
     let fd = unsafe {
         libc::open(
             c_path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC | libc::O_NOFOLLOW,
             0o600,
         )
     };
     if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            return Err(format!("dump_file '{path}' is a symbolic link; refused"));
+        }
+        return Err(format!("cannot open dump_file '{path}': {err}"));
+    }
+    // SAFETY: fstat of the descriptor just opened, into a zeroed struct.
+    let (regular, owner) = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat);
+        (stat.st_mode & libc::S_IFMT == libc::S_IFREG, stat.st_uid)
+    };
+    // SAFETY: no precondition.
+    let uid = unsafe { libc::geteuid() };
+    if !regular || owner != uid {
+        // SAFETY: the descriptor opened above, not kept.
+        unsafe { libc::close(fd) };
         return Err(format!(
-            "cannot open dump_file '{path}': {}",
-            std::io::Error::last_os_error()
+            "dump_file '{path}' is not a regular file of uid {uid} (it belongs to uid {owner}); refused"
         ));
     }
     Ok(fd)

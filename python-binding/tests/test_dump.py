@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import threading
 import urllib.request
@@ -167,3 +168,15 @@ def test_dump_on_demand_from_the_top_shell_and_across_every_worker(start_gunicor
         assert "Active requests:\n  none\n" in group, group
         assert re.search(r'^  File ".*gunicorn/workers/sync\.py", line \d+ in run$', group, re.M), group
         assert f"ispyd dump of pid {pid}: end" in group
+
+
+def test_a_dump_file_that_is_a_symbolic_link_is_refused(write_config, workdir):
+    target = workdir / "elsewhere.txt"
+    target.write_text("")
+    (workdir / "dump.txt").symlink_to(target)
+    config = write_config(dump_on="SIGABRT", dump_file=str(workdir / "dump.txt"))
+    code = "from ispyd.manager import ShellManager; import sys; ShellManager(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode != 0, done
+    assert "ConfigurationError" in done.stderr and "is a symbolic link; refused" in done.stderr, done.stderr
+    assert target.read_text() == ""
