@@ -37,7 +37,6 @@ import collections
 import functools
 import gc
 import importlib
-import inspect
 import sys
 import threading
 import time
@@ -183,6 +182,8 @@ def _capture(probe: Probe, exc: BaseException) -> None:
 def _make_wrapper(probe: Probe, func: Any) -> Any:
     """The probe's wrapper around ``func``: same name, docstring,
     signature, ``__wrapped__``; generators and coroutines stay so."""
+    import inspect  # here: only inserting a probe needs it
+
     if inspect.iscoroutinefunction(func):
 
         async def probe_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -226,6 +227,8 @@ def _a(noun: str) -> str:
 def _resolve(target: str) -> Probe:
     """Finds the attribute ``target`` names, checks it can be probed, and
     returns a probe for it (not yet installed)."""
+    import inspect  # here: only inserting a probe needs it
+
     module_name, sep, path = target.partition(":")
     if not sep:
         raise ProbeError(
