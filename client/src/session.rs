@@ -63,6 +63,7 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
         };
         match frame {
             Frame::Output(text) => console.out(&text),
+            Frame::Progress(text) => console.progress(&text),
             Frame::Error(text) => console.err_line(&text),
             Frame::Interactive(name) => input.enter_takeover(&name),
             Frame::InteractiveEnd => input.leave_takeover(),
@@ -71,6 +72,7 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
                 return back(false);
             }
             Frame::Prompt(prompt) => {
+                console.wipe_progress();
                 let line = loop {
                     match input.read_line(&prompt) {
                         Read::Interrupted => {}

@@ -71,6 +71,9 @@ pub enum Frame {
     /// Server: a piece of the command's result as JSON (see `PROTOCOL.md`);
     /// the pieces sent before one `Prompt` concatenate to one document.
     Data(String),
+    /// Server: how far a long command has got (`3 s of 10`): shown in
+    /// place of the previous progress, never part of the result.
+    Progress(String),
 }
 
 /// The payload of a [`Frame::WantData`] that asks for data instead of text.
@@ -91,6 +94,7 @@ mod kind {
     pub const INTERACTIVE_END: u8 = 0x86;
     pub const CLOSE: u8 = 0x87;
     pub const DATA: u8 = 0x88;
+    pub const PROGRESS: u8 = 0x89;
 }
 
 /// Why bytes could not be decoded as a frame.
@@ -228,6 +232,7 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
         kind::INTERACTIVE_END => empty(ty, payload, Frame::InteractiveEnd),
         kind::CLOSE => text(ty, payload).map(Frame::Close),
         kind::DATA => text(ty, payload).map(Frame::Data),
+        kind::PROGRESS => text(ty, payload).map(Frame::Progress),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -264,6 +269,7 @@ impl Frame {
             Frame::InteractiveEnd => (kind::INTERACTIVE_END, b""),
             Frame::Close(s) => (kind::CLOSE, s.as_bytes()),
             Frame::Data(s) => (kind::DATA, s.as_bytes()),
+            Frame::Progress(s) => (kind::PROGRESS, s.as_bytes()),
             Frame::Candidates { start, items } => {
                 let mut payload = start.to_be_bytes().to_vec();
                 for (i, item) in items.iter().enumerate() {
@@ -352,6 +358,7 @@ mod tests {
         roundtrip(Frame::WantData { text: false });
         roundtrip(Frame::Interrupt);
         roundtrip(Frame::Data(r#"{"schema":1}"#.into()));
+        roundtrip(Frame::Progress("3 s of 10".into()));
     }
 
     #[test]

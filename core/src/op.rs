@@ -263,6 +263,8 @@ pub enum Answer {
     /// The result of a call abandoned earlier (or of an id never issued)
     /// arrives: the session must ignore it.
     Late,
+    /// The running call or feed reports progress, and goes on running.
+    Progress,
 }
 
 /// The host every [`drive`] runs against, with these limits.

@@ -235,9 +235,26 @@ struct Pending {
     completing: bool,
     /// Where in the line the text a plugin completes begins.
     offset: usize,
+    /// It has reported progress ([`Session::handle_progress`]): it is
+    /// alive, and a Ctrl-C asks it to finish early instead of giving up.
+    reports_progress: bool,
     /// When to give up on it: `call_timeout` after the driver polled its
     /// event; `None` while the event waits in the queue.
     deadline: Option<Instant>,
+}
+
+/// Unsent output beyond which progress is dropped: a client that does not
+/// read gets the result, not a backlog of progress.
+const PROGRESS_BACKLOG: usize = 64 * 1024;
+/// The longest progress text shown, in characters: a status line.
+const MAX_PROGRESS: usize = 200;
+
+/// `text` cut to its first `max` characters.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
 }
 
 /// The sans-IO state of one connection.
@@ -246,6 +263,7 @@ struct Pending {
 /// - inputs: [`Session::handle_input`] (only while
 ///   [`Session::wants_input`]), [`Session::handle_eof`],
 ///   [`Session::handle_written`], [`Session::handle_result`],
+///   [`Session::handle_progress`],
 ///   [`Session::handle_timeout`], [`Session::handle_shutdown`];
 /// - outputs: [`Session::poll_event`], [`Session::poll_transmit`],
 ///   [`Session::poll_timeout`];
@@ -455,6 +473,49 @@ impl Session {
         self.settle(now);
     }
 
+    /// The running call or feed `id` says how far it has got (`3 s of
+    /// 10`): the client is shown `text` (framed: a `Progress` frame, which
+    /// it shows in place; text mode: a line), and the call has
+    /// `call_timeout` from now again, as a command that reports progress
+    /// is alive however long it runs. From its first progress on, a Ctrl-C
+    /// asks the call to finish early ([`Event::Interrupt`]) instead of
+    /// giving up on it. Progress is transient: with much output unsent
+    /// (a client that does not read), it is dropped.
+    pub fn handle_progress(
+        &mut self,
+        id: CallId,
+        text: &str,
+        now: Instant,
+    ) -> Result<(), UnexpectedResult> {
+        let call_timeout = self.host.limits().call_timeout;
+        let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.id == id && !p.completing)
+        else {
+            return Err(if id.0 < self.next_call {
+                UnexpectedResult::Late(id)
+            } else {
+                UnexpectedResult::Unknown(id)
+            });
+        };
+        pending.reports_progress = true;
+        if pending.deadline.is_some() {
+            pending.deadline = Some(now + call_timeout);
+        }
+        if self.closed || self.out.len() > PROGRESS_BACKLOG {
+            return Ok(());
+        }
+        let shown = truncate_chars(text.lines().next().unwrap_or(""), MAX_PROGRESS);
+        if self.framed == Some(true) {
+            self.out.frame(&Frame::Progress(shown.to_owned()));
+        } else {
+            self.out.output(shown, true);
+        }
+        self.settle(now);
+        Ok(())
+    }
+
     /// Hands back the result of the call or feed `id`. A result for a call
     /// that was given up on, or that the session never issued, changes
     /// nothing and is reported as such.
@@ -622,7 +683,13 @@ impl Session {
             let Some(pending) = self.pending.take() else {
                 break;
             };
-            if !pending.is_call {
+            if !pending.is_call || pending.reports_progress {
+                // A takeover's line, or a call that reports progress: asked
+                // to stop, it answers (with what it has), in call_timeout.
+                let mut pending = pending;
+                if pending.deadline.is_some() {
+                    pending.deadline = Some(now + self.host.limits().call_timeout);
+                }
                 self.events.push_back(Event::Interrupt(pending.id));
                 self.pending = Some(pending);
                 continue;
@@ -889,6 +956,7 @@ impl Session {
             plugin,
             is_call,
             completing: false,
+            reports_progress: false,
             offset: 0,
             deadline: None,
         });

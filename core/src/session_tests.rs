@@ -839,3 +839,6 @@ mod data;
 
 #[path = "session_tests/interrupt.rs"]
 mod interrupt;
+
+#[path = "session_tests/progress.rs"]
+mod progress;

@@ -284,6 +284,21 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
             ],
         ),
         (
+            "long_call_reports_progress_then_is_interrupted",
+            vec![
+                Op::Handshake,
+                Op::FramedLine(ShellEcho),
+                Op::FramedLine(Slow),
+                Op::Advance(4000),
+                Op::Answer(Answer::Progress),
+                Op::Advance(4000),
+                Op::Answer(Answer::Progress),
+                Op::Interrupt,
+                Op::Advance(1000),
+                Op::Answer(Answer::Natural),
+            ],
+        ),
+        (
             "partial_writes_then_shutdown",
             vec![
                 Op::WriteLimit(6),
@@ -465,8 +480,9 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
                 Answer::Continue => 2,
                 Answer::Finish => 3,
                 Answer::Late => 4,
+                Answer::Progress => 5,
             };
-            variant(index, 5, out);
+            variant(index, 6, out);
         }
         Op::Reading(reading) => {
             variant(11, OPS, out);

@@ -34,6 +34,7 @@ fn one_op() -> impl Strategy<Value = Op> {
         1 => Just(Answer::Continue),
         1 => Just(Answer::Finish),
         1 => Just(Answer::Late),
+        1 => Just(Answer::Progress),
     ];
     prop_oneof![
         30 => (line(), any::<bool>()).prop_map(|(line, crlf)| Op::Line { line, crlf }),
@@ -144,6 +145,10 @@ fn frame() -> impl Strategy<Value = Frame> {
         text().prop_map(Frame::Interactive),
         Just(Frame::InteractiveEnd),
         text().prop_map(Frame::Close),
+        text().prop_map(Frame::Data),
+        text().prop_map(Frame::Progress),
+        Just(Frame::Interrupt),
+        any::<bool>().prop_map(|text| Frame::WantData { text }),
     ]
 }
 

@@ -43,7 +43,10 @@ const MAX_BUFFERED_OUTPUT: usize = OUTPUT_HIGH_WATER + 2 * MAX_FRAME + 16 * 1024
 #[derive(Debug)]
 struct Running {
     request: Request,
+    /// When it started, or last reported progress or was interrupted.
     started: Instant,
+    /// It reported progress: a Ctrl-C interrupts it.
+    progressed: bool,
 }
 
 #[derive(Debug)]
@@ -230,6 +233,21 @@ impl Driver {
             );
             return;
         }
+        if answer == Answer::Progress {
+            let Some(running) = self.running.as_mut() else {
+                return;
+            };
+            if matches!(running.request, Request::Complete { .. }) {
+                return;
+            }
+            let id = running.request.id();
+            let result = self.session.handle_progress(id, "1 of 2", self.now);
+            assert_eq!(result, Ok(()), "progress of the running {id:?} was refused");
+            // A sign of life: call_timeout counts from here.
+            running.started = self.now;
+            running.progressed = true;
+            return;
+        }
         let Some(Running { request, .. }) = self.running.take() else {
             return;
         };
@@ -241,7 +259,7 @@ impl Driver {
                 prompt: "(Pdb) ".to_owned(),
             },
             Answer::Finish => Completion::Output("finished".to_owned()),
-            Answer::Late => unreachable!(),
+            Answer::Late | Answer::Progress => unreachable!(),
         };
         self.answered.insert(request.id());
         let result = self
@@ -395,11 +413,21 @@ impl Driver {
                 );
                 assert!(
                     matches!(
-                        self.running.as_ref().map(|r| &r.request),
-                        Some(Request::Feed { .. } | Request::Complete { .. }) | None
+                        self.running.as_ref(),
+                        Some(Running {
+                            request: Request::Feed { .. } | Request::Complete { .. },
+                            ..
+                        }) | Some(Running {
+                            progressed: true,
+                            ..
+                        }) | None
                     ),
-                    "a call was interrupted instead of given up on"
+                    "a call without progress was interrupted instead of given up on"
                 );
+                // Asked to stop, it has call_timeout to answer.
+                if let Some(running) = self.running.as_mut() {
+                    running.started = self.now;
+                }
             }
             Event::Close(_) => {
                 self.transcript.closed = true;
@@ -418,6 +446,7 @@ impl Driver {
         self.running = Some(Running {
             request,
             started: self.now,
+            progressed: false,
         });
     }
 
