@@ -34,6 +34,9 @@ struct State {
     forgotten: HashSet<(u64, CallId)>,
     /// Jobs now running, by session and id.
     running: HashSet<(u64, CallId)>,
+    /// Sessions whose running call reported progress since the loop last
+    /// looked.
+    progressed: Vec<u64>,
     stopping: bool,
 }
 
@@ -113,6 +116,17 @@ impl Pool {
     /// Queues a job; a thread takes it as soon as one is free. `Err` gives
     /// the reason when no thread could be started to run it.
     pub(crate) fn submit(&self, job: Job) -> Result<(), (CallId, String)> {
+        if let Some(progress) = job.progress() {
+            // Weak: a queued job's progress must not keep the pool alive.
+            let shared = Arc::downgrade(&self.shared);
+            let session = job.session();
+            progress.set_waker(Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.lock().progressed.push(session);
+                    shared.doorbell.ring();
+                }
+            }));
+        }
         let mut state = self.shared.lock();
         state.queue.push_back(job);
         self.shared.work.notify_one();
@@ -140,6 +154,11 @@ impl Pool {
     /// Takes every finished job.
     pub(crate) fn take_done(&self) -> Vec<JobDone> {
         std::mem::take(&mut self.shared.lock().done)
+    }
+
+    /// Takes the sessions whose call reported progress.
+    pub(crate) fn take_progressed(&self) -> Vec<u64> {
+        std::mem::take(&mut self.shared.lock().progressed)
     }
 
     /// Threads started so far (for statistics and tests).

@@ -416,6 +416,17 @@ impl Server {
     }
 
     fn collect_done(&mut self, now: Instant) {
+        let mut progressed = self.pool.take_progressed();
+        progressed.dedup();
+        for session in progressed {
+            let Some(&slot) = self.by_session.get(&session) else {
+                continue;
+            };
+            if let Some(conn) = self.conns[slot].as_mut() {
+                conn.dispatcher.forward_progress(&mut conn.session, now);
+                self.pump(slot, now);
+            }
+        }
         for done in self.pool.take_done() {
             let Some(&slot) = self.by_session.get(&done.session()) else {
                 continue;

@@ -32,7 +32,7 @@ pub mod stream;
 
 pub use ispyd_core::{
     Address, Call, CommandInfo, Completion, Interactive, Limits, Outcome, Plugin, PluginError,
-    PluginInfo, Step,
+    PluginInfo, Progress, Step,
 };
 pub use manager::ShellManager;
 pub use process::ProcessPlugin;

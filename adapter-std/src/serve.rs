@@ -42,6 +42,8 @@ pub(crate) enum Wake {
     Done(JobDone),
     /// The host is stopping ispyd.
     Shutdown,
+    /// The running call reported progress.
+    Progress,
 }
 
 /// Sends [`Wake`]s to a session thread and rings its bell, a socket pair
@@ -258,6 +260,12 @@ impl Driver {
 
     fn dispatch(&mut self, job: Job) {
         let id = job.id();
+        if let Some(progress) = job.progress() {
+            let waker = self.wake.waker.clone();
+            progress.set_waker(Arc::new(move || {
+                waker.wake(Wake::Progress);
+            }));
+        }
         if self.worker.is_none() {
             let done = self.wake.waker.clone();
             match Worker::spawn(Arc::clone(&self.registry), self.session.id(), done) {
@@ -298,6 +306,11 @@ impl Driver {
                     return;
                 }
                 Ok(Wake::Shutdown) => return self.session.handle_shutdown(Instant::now()),
+                Ok(Wake::Progress) => {
+                    self.dispatcher
+                        .forward_progress(&mut self.session, Instant::now());
+                    return;
+                }
                 // The driver holds a waker of its own: never disconnected.
                 Err(_) => {}
             }

@@ -14,6 +14,9 @@
 //! cannot start a job (no thread to be had) says so with
 //! [`Dispatcher::handle_lost`], and the user gets an error, not a hang.
 
+use std::sync::mpsc::Receiver;
+
+use crate::progress::Progress;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +30,8 @@ use crate::session::{
 pub struct Job {
     work: Work,
     inline: bool,
+    /// A call's progress, which the driver listens to while it runs.
+    progress: Option<Progress>,
 }
 
 enum Work {
@@ -76,11 +81,21 @@ impl Job {
         self.inline
     }
 
+    /// A call's progress: set its waker (see [`Progress::set_waker`])
+    /// before the job runs elsewhere, and forward its reports with
+    /// [`Dispatcher::forward_progress`] when woken.
+    pub fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
+    }
+
     /// Runs the plugin, catching panics (see [`Registry::execute`]).
     pub fn run(self, registry: &Registry) -> JobDone {
         let session = self.session();
         let (id, execution) = match self.work {
-            Work::Call(call) => (call.id, registry.execute(&call)),
+            Work::Call(call) => {
+                let progress = self.progress.unwrap_or_default();
+                (call.id, registry.execute_with(&call, &progress))
+            }
             Work::Feed(feed, interactive) => (feed.id, Registry::feed(interactive, &feed)),
             Work::Complete(completing, interactive) => {
                 (completing.id, Registry::complete(interactive, &completing))
@@ -141,6 +156,8 @@ pub enum Action {
 pub struct Dispatcher {
     takeover: Option<Box<dyn Interactive>>,
     running: Option<CallId>,
+    /// The running call's progress reports.
+    progress: Option<Receiver<String>>,
     /// What stops the running feed, while one runs.
     interrupter: Option<Arc<dyn Interrupt>>,
     /// A job to forget once its interruption has been handed out.
@@ -179,6 +196,17 @@ impl Dispatcher {
         self.running
     }
 
+    /// Hands the running call's latest progress report, if any, to the
+    /// session; for the driver when the call's waker woke it.
+    pub fn forward_progress(&mut self, session: &mut Session, now: Instant) {
+        let (Some(id), Some(reports)) = (self.running, self.progress.as_ref()) else {
+            return;
+        };
+        if let Some(report) = reports.try_iter().last() {
+            let _ = session.handle_progress(id, &report, now);
+        }
+    }
+
     /// Takes the session's events until one needs the driver. Call it
     /// (with the time) until it returns `None`, like
     /// [`Session::poll_event`], which it replaces for the driver.
@@ -194,12 +222,17 @@ impl Dispatcher {
         loop {
             match session.poll_event(now)? {
                 Event::Call(call) => {
-                    self.interrupter = None;
+                    let (progress, reports) = Progress::channel();
+                    // A call's Ctrl-C (once it reports progress) asks it
+                    // to stop, as a feed's does.
+                    self.interrupter = Some(Arc::new(progress.clone()));
+                    self.progress = Some(reports);
                     self.running = Some(call.id);
                     let inline = registry.is_inline(&call.plugin);
                     return Some(Action::Run(Job {
                         work: Work::Call(call),
                         inline,
+                        progress: Some(progress),
                     }));
                 }
                 Event::Feed(feed) => {
@@ -210,9 +243,11 @@ impl Dispatcher {
                     };
                     self.running = Some(feed.id);
                     self.interrupter = takeover.interrupter();
+                    self.progress = None;
                     return Some(Action::Run(Job {
                         work: Work::Feed(feed, takeover),
                         inline: false,
+                        progress: None,
                     }));
                 }
                 Event::Abandon(id) => {
@@ -232,9 +267,11 @@ impl Dispatcher {
                     self.interrupter = None;
                     let plugin = completing.command.as_ref().map(|(p, _)| p.as_str());
                     let inline = plugin.is_some_and(|p| registry.is_inline(p));
+                    self.progress = None;
                     return Some(Action::Run(Job {
                         work: Work::CompleteArguments(completing),
                         inline,
+                        progress: None,
                     }));
                 }
                 Event::Complete(completing) => {
@@ -248,9 +285,11 @@ impl Dispatcher {
                     };
                     self.running = Some(completing.id);
                     self.interrupter = None;
+                    self.progress = None;
                     return Some(Action::Run(Job {
                         work: Work::Complete(completing, takeover),
                         inline: false,
+                        progress: None,
                     }));
                 }
                 Event::Interrupt(id) => {

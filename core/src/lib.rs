@@ -60,6 +60,7 @@ mod mode;
 #[cfg(any(test, feature = "testing"))]
 pub mod op;
 mod plugin;
+mod progress;
 mod render;
 mod session;
 mod shell;
@@ -83,6 +84,7 @@ pub use plugin::{
     CommandInfo, Execution, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo,
     Registry, Report, Step,
 };
+pub use progress::{Progress, ProgressWaker};
 pub use render::SCHEMA_VERSION;
 pub use session::{
     Call, CallId, CloseReason, Completing, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,

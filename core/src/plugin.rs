@@ -7,6 +7,7 @@
 //! and reports failures the same way) and gives the resulting
 //! [`Completion`] back to the session.
 
+use crate::progress::Progress;
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -315,6 +316,15 @@ pub trait Plugin: Send + Sync {
     /// Runs `call.command` with `call.args` (the rest of the line, trimmed).
     fn call(&self, call: &Call) -> Result<Outcome, PluginError>;
 
+    /// Runs a call that may take long: `progress` says how far it has got
+    /// (which keeps it alive past `call_timeout`) and tells it when the
+    /// user asks it to stop (Ctrl-C), so it can answer with what it has.
+    /// The default runs [`Plugin::call`].
+    fn call_with_progress(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {
+        let _ = progress;
+        self.call(call)
+    }
+
     /// Completion of `command`'s arguments (Tab): `text` is what follows
     /// the command's name; the answer is the byte offset in `text` where
     /// the completed word starts, and full replacements for it. The
@@ -412,10 +422,18 @@ impl Registry {
 
     /// Runs a call, turning a failure or a panic into an error completion.
     pub fn execute(&self, call: &Call) -> Execution {
+        self.execute_with(call, &Progress::new())
+    }
+
+    /// Runs a call that reports to `progress` (see
+    /// [`Plugin::call_with_progress`]).
+    pub fn execute_with(&self, call: &Call, progress: &Progress) -> Execution {
         let Some((_, plugin)) = self.get(&call.plugin) else {
             return Execution::fail(format!("Unknown plugin '{}'.", call.plugin));
         };
-        match catch_unwind(AssertUnwindSafe(|| plugin.call(call))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            plugin.call_with_progress(call, progress)
+        })) {
             Ok(Ok(Outcome::Output(text))) => Execution {
                 completion: Completion::Output(text),
                 interactive: None,

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::Duration;
 
-use common::{Demo, Text, wait_for};
+use common::{Demo, Text, ispy, stderr, stdout, wait_for};
 
 /// Memory the demo may gain while under attack, in KiB. A session's buffers
 /// are bounded by max_line (64 KiB) and the output high-water mark (256
@@ -210,6 +210,37 @@ fn slow_call_is_given_up_on_after_call_timeout_and_the_shell_comes_back() {
         )
     );
     assert!(text.read_until(&prompt).contains("holder"));
+}
+
+#[test]
+fn a_command_that_reports_progress_outlasts_call_timeout_in_both_modes() {
+    let demo = Demo::start("call_timeout = 0.5");
+    let mut text = demo.connect();
+    let prompt = format!("(demo:{}) ", demo.pid);
+    text.send("shell demo\nwork 1.5\n");
+    text.read_until(&prompt);
+    let answer = text.read_until(&prompt);
+    assert!(answer.starts_with("work: 0.0 s of 1.5\n"), "{answer:?}");
+    assert!(
+        answer.ends_with(&format!("worked 1.5 s\n{prompt}")),
+        "{answer:?}"
+    );
+    assert!(!answer.contains("did not answer"), "{answer:?}");
+
+    let framed = ispy(&[
+        demo.socket().to_str().unwrap(),
+        "-c",
+        "shell demo",
+        "-c",
+        "work 1.5",
+    ]);
+    assert!(framed.status.success(), "{framed:?}");
+    assert_eq!(stdout(&framed), "worked 1.5 s\n");
+    assert_eq!(
+        stderr(&framed),
+        "",
+        "no progress where stderr is not a terminal"
+    );
 }
 
 /// Sends `bytes` every `every` until the server hangs up (or 60 times).

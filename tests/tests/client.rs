@@ -352,3 +352,25 @@ fn a_pid_without_a_socket_is_explained() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_long_command_shows_its_progress_in_place_and_ctrl_c_stops_it_with_its_answer() {
+    let (_fleet, pid, tmux) = in_the_demo_shell();
+    tmux.keys(&["work 60", "Enter"]);
+    tmux.wait_screen(
+        |screen| screen.contains("work: ") && screen.contains(" s of 60"),
+        "the progress line",
+    );
+    tmux.keys(&["C-c"]);
+    tmux.wait_last_line(&format!("(demo:{pid})"));
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("stopped after ") && screen.contains(" s of 60 (Ctrl-C)"),
+        "the command answered with what it did: {screen}"
+    );
+    assert!(!screen.contains("gave up on"), "{screen}");
+    assert!(
+        !screen.lines().any(|line| line.starts_with("work: ")),
+        "the progress line was wiped: {screen}"
+    );
+}

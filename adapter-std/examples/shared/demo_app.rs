@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ispyd_std::{Call, Outcome, Plugin, PluginError, PluginInfo};
+use ispyd_std::{Call, Outcome, Plugin, PluginError, PluginInfo, Progress};
 
 /// Work counters the workers update and the `demo` plugin reads.
 #[derive(Default)]
@@ -22,6 +22,20 @@ struct Stats {
 pub struct DemoPlugin {
     stats: Arc<Stats>,
     started: Instant,
+}
+
+/// A command's SECONDS argument, `default` when there is none.
+fn seconds_of(args: &str, default: f64) -> Result<f64, PluginError> {
+    let seconds: f64 = if args.is_empty() {
+        default
+    } else {
+        args.parse()
+            .map_err(|_| PluginError::new(format!("'{args}' is not a number of seconds")))?
+    };
+    if !(0.0..=600.0).contains(&seconds) {
+        return Err(PluginError::new("it takes 0 to 600 seconds"));
+    }
+    Ok(seconds)
 }
 
 impl Plugin for DemoPlugin {
@@ -44,6 +58,12 @@ impl Plugin for DemoPlugin {
             "slow SECONDS: a command that takes its time (default 3 s), to see how the\n\
              shell behaves while a call runs and when it outlasts call_timeout.",
         )
+        .command(
+            "work",
+            "work SECONDS: a long command (default 10 s) that says how far it has got,\n\
+             which keeps it going past call_timeout; Ctrl-C stops it early, and it says\n\
+             how much it did.",
+        )
         .gated_command(
             "reset",
             "Set the work counters back to zero. It changes the program's state, so it is\n\
@@ -59,6 +79,29 @@ impl Plugin for DemoPlugin {
             "A command that panics inside the plugin: you get an error, and both the\n\
              session and the program survive.",
         )
+    }
+
+    fn call_with_progress(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {
+        if call.command != "work" {
+            return self.call(call);
+        }
+        let seconds = seconds_of(&call.args, 10.0)?;
+        let started = Instant::now();
+        let total = Duration::from_secs_f64(seconds);
+        while started.elapsed() < total {
+            if progress.stop_requested() {
+                return Ok(Outcome::Output(format!(
+                    "stopped after {:.1} s of {seconds} (Ctrl-C)\n",
+                    started.elapsed().as_secs_f64()
+                )));
+            }
+            progress.report(&format!(
+                "work: {:.1} s of {seconds}",
+                started.elapsed().as_secs_f64()
+            ));
+            thread::sleep(Duration::from_millis(100).min(total.saturating_sub(started.elapsed())));
+        }
+        Ok(Outcome::Output(format!("worked {seconds} s\n")))
     }
 
     fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
@@ -84,16 +127,7 @@ impl Plugin for DemoPlugin {
                     .to_owned(),
             )),
             "slow" => {
-                let seconds: f64 = if call.args.is_empty() {
-                    3.0
-                } else {
-                    call.args.parse().map_err(|_| {
-                        PluginError::new(format!("'{}' is not a number of seconds", call.args))
-                    })?
-                };
-                if !(0.0..=600.0).contains(&seconds) {
-                    return Err(PluginError::new("slow takes 0 to 600 seconds"));
-                }
+                let seconds = seconds_of(&call.args, 3.0)?;
                 thread::sleep(Duration::from_secs_f64(seconds));
                 Ok(Outcome::Output(format!("done after {seconds} s\n")))
             }
