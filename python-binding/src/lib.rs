@@ -64,6 +64,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<manager::NativeManager>()?;
     m.add_class::<data::NativeData>()?;
+    m.add_class::<plugin::NativeProgress>()?;
     m.add_function(wrap_pyfunction!(ispy_main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::format_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads::threads_report, m)?)?;

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use ispyd_core::{
-    Call, CommandInfo, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo, Report,
-    Step,
+    Call, CommandInfo, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo, Progress,
+    Report, Step,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -90,64 +90,11 @@ impl Plugin for PyPlugin {
     }
 
     fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
-        let Some(_entry) = gate::enter() else {
-            return Err(PluginError::new(gate::CLOSED));
-        };
-        Python::attach(|py| {
-            type Ran = (String, Option<Py<PyAny>>, Option<Py<PyAny>>, Option<String>);
-            let run = || -> PyResult<Ran> {
-                support(py)?
-                    .call_method1(
-                        "run_command",
-                        (
-                            self.instance.bind(py),
-                            &call.command,
-                            &call.args,
-                            call.session,
-                            call.wants_data,
-                            call.wants_text,
-                        ),
-                    )?
-                    .extract()
-            };
-            match run() {
-                Ok((_, _, _, Some(message))) => Err(PluginError::new(message)),
-                Ok((preamble, Some(interactive), _, None)) => {
-                    let interrupter = interactive
-                        .bind(py)
-                        .hasattr("interrupt")
-                        .unwrap_or(false)
-                        .then(|| {
-                            Arc::new(PyInterrupt {
-                                object: Arc::new(interactive.clone_ref(py)),
-                            }) as Arc<dyn Interrupt>
-                        });
-                    Ok(Outcome::Interactive(Box::new(PyInteractive {
-                        object: Some(interactive),
-                        preamble,
-                        interrupter,
-                    })))
-                }
-                Ok((output, None, Some(data), None)) => {
-                    let data = data.bind(py);
-                    if let Ok(native) = data.cast::<NativeData>() {
-                        return Report::new(call, output, native.get().json()).map(Outcome::Report);
-                    }
-                    let json: String = data
-                        .extract()
-                        .map_err(|err: PyErr| PluginError::new(traceback_text(py, &err)))?;
-                    let json = RawValue::from_string(json).map_err(|err| {
-                        PluginError::new(format!(
-                            "'{}' gave data that is not JSON: {err}",
-                            call.command
-                        ))
-                    })?;
-                    Report::new(call, output, &json).map(Outcome::Report)
-                }
-                Ok((output, None, None, None)) => Ok(Outcome::Output(output)),
-                Err(err) => Err(PluginError::new(traceback_text(py, &err))),
-            }
-        })
+        self.run(call, None)
+    }
+
+    fn call_with_progress(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {
+        self.run(call, Some(progress))
     }
 }
 
@@ -302,5 +249,102 @@ impl Plugin for BrokenPlugin {
 
     fn call(&self, _call: &Call) -> Result<Outcome, PluginError> {
         Ok(Outcome::Output(format!("{}\n", self.traceback)))
+    }
+}
+
+impl PyPlugin {
+    /// A call, with the progress of a long one for the command to report
+    /// to (`self.progress` in Python; see `ispyd._support.run_command`).
+    fn run(&self, call: &Call, progress: Option<&Progress>) -> Result<Outcome, PluginError> {
+        let Some(_entry) = gate::enter() else {
+            return Err(PluginError::new(gate::CLOSED));
+        };
+        Python::attach(|py| {
+            type Ran = (String, Option<Py<PyAny>>, Option<Py<PyAny>>, Option<String>);
+            let run = || -> PyResult<Ran> {
+                let progress = match progress {
+                    Some(progress) => Some(Bound::new(
+                        py,
+                        NativeProgress {
+                            progress: progress.clone(),
+                        },
+                    )?),
+                    None => None,
+                };
+                support(py)?
+                    .call_method1(
+                        "run_command",
+                        (
+                            self.instance.bind(py),
+                            &call.command,
+                            &call.args,
+                            call.session,
+                            call.wants_data,
+                            call.wants_text,
+                            progress,
+                        ),
+                    )?
+                    .extract()
+            };
+            match run() {
+                Ok((_, _, _, Some(message))) => Err(PluginError::new(message)),
+                Ok((preamble, Some(interactive), _, None)) => {
+                    let interrupter = interactive
+                        .bind(py)
+                        .hasattr("interrupt")
+                        .unwrap_or(false)
+                        .then(|| {
+                            Arc::new(PyInterrupt {
+                                object: Arc::new(interactive.clone_ref(py)),
+                            }) as Arc<dyn Interrupt>
+                        });
+                    Ok(Outcome::Interactive(Box::new(PyInteractive {
+                        object: Some(interactive),
+                        preamble,
+                        interrupter,
+                    })))
+                }
+                Ok((output, None, Some(data), None)) => {
+                    let data = data.bind(py);
+                    if let Ok(native) = data.cast::<NativeData>() {
+                        return Report::new(call, output, native.get().json()).map(Outcome::Report);
+                    }
+                    let json: String = data
+                        .extract()
+                        .map_err(|err: PyErr| PluginError::new(traceback_text(py, &err)))?;
+                    let json = RawValue::from_string(json).map_err(|err| {
+                        PluginError::new(format!(
+                            "'{}' gave data that is not JSON: {err}",
+                            call.command
+                        ))
+                    })?;
+                    Report::new(call, output, &json).map(Outcome::Report)
+                }
+                Ok((output, None, None, None)) => Ok(Outcome::Output(output)),
+                Err(err) => Err(PluginError::new(traceback_text(py, &err))),
+            }
+        })
+    }
+}
+
+/// What a Python plugin command reports its progress to: `self.progress`.
+#[pyclass(module = "ispyd._native", frozen)]
+pub(crate) struct NativeProgress {
+    progress: Progress,
+}
+
+#[pymethods]
+impl NativeProgress {
+    /// Shows how far the command has got (`3 s of 10`) in place, and keeps
+    /// it alive for another `call_timeout`.
+    fn report(&self, text: &str) {
+        self.progress.report(text);
+    }
+
+    /// True once the user pressed Ctrl-C (or the session gave up): answer
+    /// now with what there is.
+    #[getter]
+    fn stop_requested(&self) -> bool {
+        self.progress.stop_requested()
     }
 }

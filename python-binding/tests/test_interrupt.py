@@ -1,7 +1,8 @@
 """Ctrl-C in ``ispy`` interrupts what runs, as at a local prompt, and a
 console line never outlives the time it is given or the client that typed
-it. Driven as a person drives it: the installed ``ispy`` on a terminal
-(tmux), against a real process."""
+it; a command that reports progress outlasts ``call_timeout``, and Ctrl-C
+stops it with its answer. Driven as a person drives it: the installed
+``ispy`` on a terminal (tmux), against a real process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from conftest import WAIT, ispy_command, wait_until
+from conftest import WAIT, ispy_command, run_ispy, wait_until
 from test_debugger import T, debugger_config, debugger_shell, failed_function, pid_of, shells, start_host  # noqa: F401
 
 
@@ -113,3 +114,38 @@ def test_a_console_line_left_by_its_client_is_interrupted(write_config, start_ap
     # The process and its shell are fine.
     assert app.proc.poll() is None
     assert os.path.exists(app.address)
+
+
+LONG = "tests_plugins.long:LongPlugin"
+
+
+def test_a_python_command_that_reports_progress_outlasts_call_timeout(write_config, start_app):
+    app = start_app(write_config(plugins=f"%(builtins)s {LONG}", call_timeout="0.5"))
+    result = run_ispy(app.address, [], WAIT, "-c", "shell long", "-c", "work 1.5")
+    assert result.code == 0 and result.stdout == "worked 1.5 s\n", result
+    # Text mode: each report is a line.
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(app.address)
+        conn.sendall(b"shell long\nwork 1\n")
+        conn.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    text = received.decode()
+    assert "working: 0.0 s of 1\n" in text and "worked 1 s\n" in text, text
+    assert "did not answer" not in text, text
+
+
+def test_ctrl_c_stops_a_python_command_that_reports_progress_with_its_answer(write_config, start_app, workdir, terminal):
+    app = start_app(write_config(plugins=f"%(builtins)s {LONG}"))
+    pid = pid_of(app)
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {app.address}")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys("shell long", "Enter")
+    term.wait_last_line(f"(long:{pid})")
+    term.keys("work 60", "Enter")
+    wait_until(lambda: "working: " in term.screen() and " s of 60" in term.screen(), "the progress line")
+    term.keys("C-c")
+    term.wait_last_line(f"(long:{pid})")
+    screen = term.screen()
+    assert "stopped after " in screen and "gave up" not in screen, screen

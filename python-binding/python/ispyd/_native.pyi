@@ -25,6 +25,10 @@ class NativeData:
     """A command's data as JSON, made by native code; return it as it is."""
 
 def format_threads(serving: int) -> str: ...
+class NativeProgress:
+    stop_requested: bool
+    def report(self, text: str) -> None: ...
+
 def threads_report(
     serving: int, wants_data: bool = False, wants_text: bool = True
 ) -> Tuple[str, Optional[NativeData]]: ...

@@ -111,8 +111,23 @@ def render(data: Any) -> str:
     return f"{data}\n"
 
 
+class _NoProgress:
+    """``self.progress`` for a command run outside a session."""
+
+    stop_requested = False
+
+    def report(self, text: str) -> None:
+        pass
+
+
 def run_command(
-    plugin: Any, command: str, args: str, session: int, wants_data: bool = False, wants_text: bool = True
+    plugin: Any,
+    command: str,
+    args: str,
+    session: int,
+    wants_data: bool = False,
+    wants_text: bool = True,
+    progress: Any = None,
 ) -> Tuple[str, Any, Any, Optional[str]]:
     """Runs ``do_<command>(args)`` on a copy of ``plugin`` whose ``stdout``
     collects the output.
@@ -130,6 +145,10 @@ def run_command(
     # False when the client takes the data instead of the text: a command
     # whose text costs much to make may skip it.
     instance.wants_text = wants_text
+    # A long command says how far it has got (self.progress.report("3 s
+    # of 10")), which keeps it going past call_timeout; once it has, Ctrl-C
+    # sets self.progress.stop_requested, and it answers with what it has.
+    instance.progress = progress if progress is not None else _NoProgress()
     try:
         result = getattr(instance, "do_" + command)(args)
     except CommandError as err:
