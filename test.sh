@@ -8,14 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for tool in socat nc tmux setpriv python3 ssh ssh-keygen; do
+for tool in socat nc tmux setpriv python3 ssh ssh-keygen rsvg-convert; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 [ -x /usr/sbin/sshd ] || missing+=(sshd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: the end-to-end tests need: ${missing[*]}" >&2
-  echo "  Debian/Ubuntu: apt-get install socat netcat-openbsd tmux util-linux python3-venv openssh-server openssh-client" >&2
+  echo "  Debian/Ubuntu: apt-get install socat netcat-openbsd tmux util-linux python3-venv openssh-server openssh-client librsvg2-bin" >&2
   exit 1
 fi
 

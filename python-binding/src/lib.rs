@@ -23,6 +23,7 @@ mod fork_watch;
 mod gate;
 mod manager;
 mod plugin;
+mod profile;
 mod signals;
 mod threads;
 mod wsgi;
@@ -73,6 +74,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(gate::close_python_calls, m)?)?;
     m.add_function(wrap_pyfunction!(dump::dump_report, m)?)?;
+    m.add_function(wrap_pyfunction!(profile::profile_report, m)?)?;
     m.add_function(wrap_pyfunction!(signals::keep_first, m)?)?;
     m.add_function(wrap_pyfunction!(signals::handled_signals, m)?)?;
     m.add_class::<wsgi::WsgiApplicationWrapper>()?;

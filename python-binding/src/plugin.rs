@@ -337,14 +337,14 @@ pub(crate) struct NativeProgress {
 impl NativeProgress {
     /// Shows how far the command has got (`3 s of 10`) in place, and keeps
     /// it alive for another `call_timeout`.
-    fn report(&self, text: &str) {
+    pub(crate) fn report(&self, text: &str) {
         self.progress.report(text);
     }
 
     /// True once the user pressed Ctrl-C (or the session gave up): answer
     /// now with what there is.
     #[getter]
-    fn stop_requested(&self) -> bool {
+    pub(crate) fn stop_requested(&self) -> bool {
         self.progress.stop_requested()
     }
 }

@@ -23,3 +23,16 @@ def index():
 def sleep(seconds):
     time.sleep(seconds)
     return f"slept in {os.getpid()}\n"
+
+
+def hot():
+    """Burns CPU in pure Python: the function a profile must find."""
+    total = 0
+    for i in range(300_000):
+        total += i * i
+    return total
+
+
+@app.route("/hot")
+def hot_route():
+    return f"{hot()} from {os.getpid()}\n"

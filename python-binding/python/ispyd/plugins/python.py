@@ -7,12 +7,16 @@ Each command prints what a person reads and returns the same facts as data
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import sys
+import tempfile
 import threading
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, List, Optional, Tuple
 
 from ispyd import _native
+from ispyd._support import CommandError
 from ispyd.console import ConsoleSession
 
 
@@ -147,9 +151,105 @@ class PythonPlugin:
         self.stdout.write(text)
         return data
 
+    def activate(self, config: Dict[str, str]) -> None:
+        """Reads ``[python] profile_dir``."""
+        self.profile_dir = config.get("profile_dir") or None
+
+    def do_profile(self, line: str) -> Optional[_native.NativeData]:
+        """profile [SECONDS] [--hz N] [--thread ID|NAME] [--idle]: sample every thread's stack.
+
+        Samples the Python stack of every thread (or one, by its id or
+        name) N times a second (default 100) for SECONDS (default 10),
+        then shows the 20 hottest functions (self and total share of the
+        samples) and writes a flame graph (SVG) and the folded stacks
+        (for inferno, speedscope, FlameGraph) next to ispyd's socket, or
+        in [python] profile_dir. Threads not running on a CPU (waiting
+        on a lock, in select or sleep) are left out unless --idle. It
+        says how far it has got while it runs; Ctrl-C ends it early with
+        what it collected. One profile at a time per process."""
+        seconds, hz, thread, idle = _profile_arguments(line)
+        progress = getattr(self, "progress", None)
+        if not isinstance(progress, _native.NativeProgress):
+            progress = None
+        try:
+            text, folded, svg, data = _native.profile_report(seconds, hz, thread, idle, progress, True)
+        except RuntimeError as err:
+            raise CommandError(str(err)) from None
+        written = _write_profile(self._profile_dir(), folded, svg)
+        self.stdout.write(text)
+        for kind, path in written.items():
+            self._print(f"{'Flame graph' if kind == 'svg' else 'Folded stacks'}: {path}")
+        result = json.loads(str(data)) if data is not None else {}
+        result["files"] = written
+        return result
+
+    def _profile_dir(self) -> str:
+        configured = getattr(self, "profile_dir", None)
+        if configured:
+            return configured
+        from ispyd import manager
+
+        for running in list(manager._managers):
+            address = running.address
+            if address.startswith("/"):
+                return os.path.dirname(address)
+        return tempfile.gettempdir()
+
     def do_console(self, line: str) -> Optional[ConsoleSession]:
         """An interactive Python interpreter inside this process.
 
         Leave it with exit(), quit() or Ctrl-D. It can do anything the
         program can: it is off unless [python:console] enabled = true."""
         return ConsoleSession()
+
+
+def _profile_arguments(line: str) -> Tuple[float, int, Optional[str], bool]:
+    usage = "Usage: profile [SECONDS] [--hz N] [--thread ID|NAME] [--idle]"
+    seconds, hz, thread, idle = 10.0, 100, None, False
+    words = line.split()
+    at = 0
+    while at < len(words):
+        word = words[at]
+        if word == "--idle":
+            idle = True
+        elif word in ("--hz", "--thread"):
+            if at + 1 == len(words):
+                raise CommandError(f"{word} needs a value. {usage}")
+            at += 1
+            if word == "--thread":
+                thread = words[at]
+            else:
+                try:
+                    hz = int(words[at])
+                except ValueError:
+                    raise CommandError(f"--hz {words[at]!r} is not a whole number. {usage}") from None
+                if not 1 <= hz <= 1000:
+                    raise CommandError(f"--hz takes 1 to 1000 samples a second, not {hz}")
+        else:
+            try:
+                seconds = float(word)
+            except ValueError:
+                raise CommandError(f"{word!r} is not a number of seconds. {usage}") from None
+            if not 0 < seconds <= 3600:
+                raise CommandError(f"a profile lasts more than 0 and at most 3600 seconds, not {word}")
+        at += 1
+    return seconds, hz, thread, idle
+
+
+def _write_profile(folder: str, folded: str, svg: bytes) -> Dict[str, str]:
+    """Writes the flame graph and the folded stacks, mode 0600, under
+    names no other file has; their paths."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    written: Dict[str, str] = {}
+    for kind, content in (("svg", svg), ("folded", folded.encode())):
+        if not content:
+            continue
+        path = os.path.join(folder, f"profile-{os.getpid()}-{stamp}.{kind}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as err:
+            raise CommandError(f"cannot write the profile to {path}: {err.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        written[kind] = path
+    return written
