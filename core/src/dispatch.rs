@@ -222,17 +222,27 @@ impl Dispatcher {
         loop {
             match session.poll_event(now)? {
                 Event::Call(call) => {
-                    let (progress, reports) = Progress::channel();
-                    // A call's Ctrl-C (once it reports progress) asks it
-                    // to stop, as a feed's does.
-                    self.interrupter = Some(Arc::new(progress.clone()));
-                    self.progress = Some(reports);
                     self.running = Some(call.id);
                     let inline = registry.is_inline(&call.plugin);
+                    // An inline call runs on the driver's thread: nothing
+                    // could show its progress meanwhile.
+                    let (progress, reports) = match inline {
+                        true => (None, None),
+                        false => {
+                            let (progress, reports) = Progress::channel();
+                            (Some(progress), Some(reports))
+                        }
+                    };
+                    self.progress = reports;
+                    // A call's Ctrl-C (once it reports progress) asks it
+                    // to stop, as a feed's does.
+                    self.interrupter = progress
+                        .clone()
+                        .map(|progress| Arc::new(progress) as Arc<dyn Interrupt>);
                     return Some(Action::Run(Job {
                         work: Work::Call(call),
                         inline,
-                        progress: Some(progress),
+                        progress,
                     }));
                 }
                 Event::Feed(feed) => {

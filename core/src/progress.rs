@@ -29,10 +29,10 @@ const QUEUED_REPORTS: usize = 16;
 /// A running call's progress and stop request, for the plugin (reporting,
 /// asking whether to stop) and the driver (setting the waker, asking the
 /// call to stop through [`Interrupt`]). Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Progress {
-    reports: SyncSender<String>,
-    shared: Arc<Shared>,
+    /// `None` for a progress nobody listens to: it costs nothing.
+    channel: Option<(SyncSender<String>, Arc<Shared>)>,
 }
 
 struct Shared {
@@ -43,21 +43,17 @@ struct Shared {
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Progress")
+            .field("listened_to", &self.channel.is_some())
             .field("stop_requested", &self.stop_requested())
             .finish()
     }
 }
 
-impl Default for Progress {
-    fn default() -> Progress {
-        Progress::new()
-    }
-}
-
 impl Progress {
-    /// A progress nobody listens to (a call run outside a session).
+    /// A progress nobody listens to (a call run outside a session, or
+    /// inline on the driver's thread), which allocates nothing.
     pub fn new() -> Progress {
-        Progress::channel().0
+        Progress::default()
     }
 
     /// A progress and the receiving end of its reports.
@@ -67,14 +63,20 @@ impl Progress {
             stop: AtomicBool::new(false),
             waker: OnceLock::new(),
         });
-        (Progress { reports, shared }, received)
+        let progress = Progress {
+            channel: Some((reports, shared)),
+        };
+        (progress, received)
     }
 
     /// Says how far the call has got (`3 s of 10`); the user sees the
     /// latest. Cheap; call it as often as useful.
     pub fn report(&self, text: &str) {
-        if self.reports.try_send(text.to_owned()).is_ok() {
-            if let Some(waker) = self.shared.waker.get() {
+        let Some((reports, shared)) = &self.channel else {
+            return;
+        };
+        if reports.try_send(text.to_owned()).is_ok() {
+            if let Some(waker) = shared.waker.get() {
                 waker();
             }
         }
@@ -83,19 +85,25 @@ impl Progress {
     /// True once the user asked the call to stop (Ctrl-C) or the session
     /// gave up on it: answer now, with what there is.
     pub fn stop_requested(&self) -> bool {
-        self.shared.stop.load(Ordering::Acquire)
+        self.channel
+            .as_ref()
+            .is_some_and(|(_, shared)| shared.stop.load(Ordering::Acquire))
     }
 
     /// For the driver, before the call runs: what to call when a report
     /// comes. Only the first waker set counts.
     pub fn set_waker(&self, waker: ProgressWaker) {
-        let _ = self.shared.waker.set(waker);
+        if let Some((_, shared)) = &self.channel {
+            let _ = shared.waker.set(waker);
+        }
     }
 }
 
 impl Interrupt for Progress {
     fn interrupt(&self) {
-        self.shared.stop.store(true, Ordering::Release);
+        if let Some((_, shared)) = &self.channel {
+            shared.stop.store(true, Ordering::Release);
+        }
     }
 }
 

@@ -105,6 +105,36 @@ impl Peer {
         self.frames();
     }
 
+    /// In the echo shell, starts `slow`, which answers only when told.
+    fn start_slow(&mut self) -> Call {
+        self.enter("echo");
+        self.send_frame(Frame::Line("slow".into()));
+        self.call()
+    }
+
+    /// In the echo shell, starts a takeover that printed `output` and
+    /// shows `prompt`; its frames are left unread.
+    fn start_takeover(&mut self, output: &str, prompt: &str) {
+        self.enter("echo");
+        self.send_frame(Frame::Line("takeover".into()));
+        let call = self.call();
+        self.complete(
+            call.id,
+            Completion::Interactive {
+                output: output.into(),
+                prompt: prompt.into(),
+            },
+        );
+    }
+
+    /// The one completion request emitted since the last look.
+    fn completing(&mut self) -> Completing {
+        match self.events().as_slice() {
+            [Event::Complete(completing)] => completing.clone(),
+            other => panic!("expected one completion, got {other:?}"),
+        }
+    }
+
     fn send_frame(&mut self, frame: Frame) {
         let mut bytes = Vec::new();
         frame.encode(&mut bytes);

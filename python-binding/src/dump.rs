@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use ispyd_core::Signal;
+use ispyd_std::process::civil_from_days;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
@@ -296,18 +297,8 @@ struct Utc(u64);
 
 impl fmt::Display for Utc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days = (self.0 / 86_400) as i64;
         let rest = self.0 % 86_400;
-        // Howard Hinnant's days-to-civil.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = civil_from_days((self.0 / 86_400) as i64);
         write!(
             f,
             "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",

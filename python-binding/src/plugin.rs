@@ -79,13 +79,12 @@ impl Plugin for PyPlugin {
             return nothing;
         };
         Python::attach(|py| {
-            support(py)
-                .and_then(|support| {
-                    support
-                        .call_method1("complete_command", (self.instance.bind(py), command, text))?
-                        .extract::<(usize, Vec<String>)>()
-                })
-                .unwrap_or(nothing)
+            completion(
+                py,
+                "complete_command",
+                (self.instance.bind(py), command, text),
+            )
+            .unwrap_or(nothing)
         })
     }
 
@@ -96,6 +95,16 @@ impl Plugin for PyPlugin {
     fn call_with_progress(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {
         self.run(call, Some(progress))
     }
+}
+
+/// `(start, candidates)` from the completion function `name` of
+/// `ispyd._support`.
+fn completion<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+) -> PyResult<(usize, Vec<String>)> {
+    support(py)?.call_method1(name, args)?.extract()
 }
 
 /// A Python object driving an interactive takeover: `start()` and
@@ -179,12 +188,7 @@ impl Interactive for PyInteractive {
             return nothing;
         };
         Python::attach(|py| {
-            support(py)
-                .and_then(|support| {
-                    support
-                        .call_method1("complete_interactive", (object.bind(py), text))?
-                        .extract::<(usize, Vec<String>)>()
-                })
+            completion(py, "complete_interactive", (object.bind(py), text))
                 .ok()
                 .filter(|(start, _)| *start <= text.len() && text.is_char_boundary(*start))
                 .unwrap_or(nothing)

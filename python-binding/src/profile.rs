@@ -34,6 +34,8 @@ const TOP_ROWS: usize = 20;
 
 /// A function and the line a sample found it at.
 struct Place {
+    /// Its code object's address: what makes it one function.
+    code: usize,
     function: String,
     file: String,
     first_line: i64,
@@ -54,11 +56,11 @@ struct Profile {
 }
 
 /// What `profile` was asked.
-pub(crate) struct Request {
-    pub(crate) seconds: f64,
-    pub(crate) hz: u32,
-    pub(crate) thread: Option<String>,
-    pub(crate) idle: bool,
+struct Request {
+    seconds: f64,
+    hz: u32,
+    thread: Option<String>,
+    idle: bool,
 }
 
 impl Profile {
@@ -72,6 +74,7 @@ impl Profile {
         }
         let at = u32::try_from(self.places.len()).unwrap_or(u32::MAX);
         self.places.push(Place {
+            code: key.0,
             function: code.getattr(intern!(py, "co_name"))?.extract()?,
             file: code.getattr(intern!(py, "co_filename"))?.extract()?,
             first_line: code.getattr(intern!(py, "co_firstlineno"))?.extract()?,
@@ -150,29 +153,34 @@ impl Profile {
         lines.join("\n") + if lines.is_empty() { "" } else { "\n" }
     }
 
-    /// (function, file, first line) → (self, total) samples.
-    fn functions(&self) -> Vec<((String, String, i64), u64, u64)> {
-        let mut table: HashMap<(String, String, i64), (u64, u64)> = HashMap::new();
+    /// Each function (a code object: one of its places) with its samples
+    /// of its own and in total, most of its own first.
+    fn functions(&self) -> Vec<(&Place, u64, u64)> {
+        let mut table: HashMap<usize, (u32, u64, u64)> = HashMap::new();
+        let mut seen: Vec<usize> = Vec::new();
         for (stack, &count) in &self.stacks {
-            let mut seen: Vec<(String, String, i64)> = Vec::new();
+            seen.clear();
             for (depth, &at) in stack.iter().enumerate() {
-                let place = &self.places[at as usize];
-                let key = (place.function.clone(), place.file.clone(), place.first_line);
-                let entry = table.entry(key.clone()).or_default();
+                let code = self.places[at as usize].code;
+                let entry = table.entry(code).or_insert((at, 0, 0));
                 if depth + 1 == stack.len() {
-                    entry.0 += count;
-                }
-                if !seen.contains(&key) {
                     entry.1 += count;
-                    seen.push(key);
+                }
+                if !seen.contains(&code) {
+                    entry.2 += count;
+                    seen.push(code);
                 }
             }
         }
         let mut rows: Vec<_> = table
-            .into_iter()
-            .map(|(key, (own, total))| (key, own, total))
+            .into_values()
+            .map(|(at, own, total)| (&self.places[at as usize], own, total))
             .collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+        rows.sort_by(|a, b| {
+            (b.1, b.2)
+                .cmp(&(a.1, a.2))
+                .then_with(|| (&a.0.function, &a.0.file).cmp(&(&b.0.function, &b.0.file)))
+        });
         rows
     }
 }
@@ -313,11 +321,14 @@ pub(crate) fn profile_report(
     let rows = profile.functions();
     let total = profile.samples.max(1) as f64;
     text.push_str("  SELF%  TOTAL%    SELF   TOTAL  FUNCTION (FILE:LINE)\n");
-    for ((function, file, line), own, all) in rows.iter().take(TOP_ROWS) {
+    for (place, own, all) in rows.iter().take(TOP_ROWS) {
         text.push_str(&format!(
-            "{:>6.1}% {:>6.1}% {own:>7} {all:>7}  {function} ({file}:{line})\n",
+            "{:>6.1}% {:>6.1}% {own:>7} {all:>7}  {} ({}:{})\n",
             *own as f64 * 100.0 / total,
             *all as f64 * 100.0 / total,
+            place.function,
+            place.file,
+            place.first_line,
         ));
     }
     if rows.is_empty() {
@@ -337,9 +348,9 @@ pub(crate) fn profile_report(
         let top: Vec<serde_json::Value> = rows
             .iter()
             .take(TOP_ROWS)
-            .map(|((function, file, line), own, all)| {
+            .map(|(place, own, all)| {
                 serde_json::json!({
-                    "function": function, "file": file, "line": line,
+                    "function": place.function, "file": place.file, "line": place.first_line,
                     "self": own, "total": all,
                     "self_pct": *own as f64 * 100.0 / total,
                     "total_pct": *all as f64 * 100.0 / total,

@@ -133,45 +133,71 @@ fn native_id() -> u64 {
 /// `METHOD path?query` of a WSGI environ, as the dump shows it: the bytes
 /// the client sent (WSGI strings are Latin-1 stand-ins for bytes), control
 /// characters replaced, cut to what a slot holds.
-fn request_text(environ: &Bound<'_, PyAny>) -> ([u8; slots::TEXT_BYTES], usize) {
-    let mut text = [0u8; slots::TEXT_BYTES];
-    let mut len = 0;
+fn request_text(environ: &Bound<'_, PyAny>) -> SlotText {
+    let mut text = SlotText::default();
     let Ok(environ) = environ.cast::<PyDict>() else {
-        return (text, len);
+        return text;
     };
     let py = environ.py();
-    let mut push = |value: &str| {
-        for c in value.chars() {
-            if len == text.len() {
+    let get = |key: &Bound<'_, PyString>| string_item(environ, key);
+    text.push_latin1(&get(intern!(py, "REQUEST_METHOD")).unwrap_or_else(|| "?".into()));
+    text.push(b" ");
+    text.push_latin1(&get(intern!(py, "SCRIPT_NAME")).unwrap_or_default());
+    text.push_latin1(&get(intern!(py, "PATH_INFO")).unwrap_or_default());
+    if let Some(query) = get(intern!(py, "QUERY_STRING")).filter(|q| !q.is_empty()) {
+        text.push(b"?");
+        text.push_latin1(&query);
+    }
+    text
+}
+
+/// `METHOD path?query` as a slot of the dump's table holds it: control
+/// characters replaced, cut to the slot's size.
+pub(crate) struct SlotText {
+    bytes: [u8; slots::TEXT_BYTES],
+    len: usize,
+}
+
+impl Default for SlotText {
+    fn default() -> SlotText {
+        SlotText {
+            bytes: [0; slots::TEXT_BYTES],
+            len: 0,
+        }
+    }
+}
+
+impl SlotText {
+    fn push(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.len == self.bytes.len() {
                 return;
             }
-            let byte = u8::try_from(u32::from(c)).unwrap_or(b'?');
-            text[len] = if byte < 0x20 || byte == 0x7f {
+            self.bytes[self.len] = if byte < 0x20 || byte == 0x7f {
                 b'?'
             } else {
                 byte
             };
-            len += 1;
+            self.len += 1;
         }
-    };
-    let get = |key: &Bound<'_, PyString>| -> Option<String> {
-        environ
-            .get_item(key)
-            .ok()
-            .flatten()?
-            .extract::<String>()
-            .ok()
-    };
-    push(&get(intern!(py, "REQUEST_METHOD")).unwrap_or_else(|| "?".into()));
-    push(" ");
-    push(&get(intern!(py, "SCRIPT_NAME")).unwrap_or_default());
-    push(&get(intern!(py, "PATH_INFO")).unwrap_or_default());
-    if let Some(query) = get(intern!(py, "QUERY_STRING")).filter(|q| !q.is_empty()) {
-        push("?");
-        push(&query);
     }
-    // A line of the dump stays valid UTF-8 where the client's bytes were.
-    (text, len)
+
+    /// A WSGI string: one byte per character (Latin-1 stand-ins for the
+    /// bytes the client sent).
+    fn push_latin1(&mut self, text: &str) {
+        for c in text.chars() {
+            self.push(&[u8::try_from(u32::from(c)).unwrap_or(b'?')]);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The string value of `key` in `dict`, if it is one.
+fn string_item(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
+    dict.get_item(key).ok().flatten()?.extract::<String>().ok()
 }
 
 /// Hashes request numbers: they are chosen by this module, not by anyone
@@ -224,37 +250,21 @@ pub(crate) fn asgi_untrack(number: u64) {
 /// `METHOD path?query` of an ASGI scope (`WEBSOCKET path` for a
 /// websocket), as [`request_text`] makes it of an environ: ASGI paths are
 /// text, sent as UTF-8; the query string is bytes.
-fn scope_text(scope: &Bound<'_, PyAny>) -> ([u8; slots::TEXT_BYTES], usize) {
-    let mut text = [0u8; slots::TEXT_BYTES];
-    let mut len = 0;
+fn scope_text(scope: &Bound<'_, PyAny>) -> SlotText {
+    let mut text = SlotText::default();
     let Ok(scope) = scope.cast::<PyDict>() else {
-        return (text, len);
+        return text;
     };
     let py = scope.py();
-    let mut push = |bytes: &[u8]| {
-        for &byte in bytes {
-            if len == text.len() {
-                return;
-            }
-            text[len] = if byte < 0x20 || byte == 0x7f {
-                b'?'
-            } else {
-                byte
-            };
-            len += 1;
-        }
-    };
-    let get = |key: &Bound<'_, PyString>| -> Option<String> {
-        scope.get_item(key).ok().flatten()?.extract::<String>().ok()
-    };
+    let get = |key: &Bound<'_, PyString>| string_item(scope, key);
     let method = match get(intern!(py, "type")).as_deref() {
         Some("websocket") => "WEBSOCKET".to_owned(),
         _ => get(intern!(py, "method")).unwrap_or_else(|| "?".into()),
     };
-    push(method.as_bytes());
-    push(b" ");
-    push(get(intern!(py, "root_path")).unwrap_or_default().as_bytes());
-    push(get(intern!(py, "path")).unwrap_or_default().as_bytes());
+    text.push(method.as_bytes());
+    text.push(b" ");
+    text.push(get(intern!(py, "root_path")).unwrap_or_default().as_bytes());
+    text.push(get(intern!(py, "path")).unwrap_or_default().as_bytes());
     let query = scope
         .get_item(intern!(py, "query_string"))
         .ok()
@@ -262,17 +272,13 @@ fn scope_text(scope: &Bound<'_, PyAny>) -> ([u8; slots::TEXT_BYTES], usize) {
         .and_then(|q| q.extract::<Vec<u8>>().ok())
         .filter(|q| !q.is_empty());
     if let Some(query) = query {
-        push(b"?");
-        push(&query);
+        text.push(b"?");
+        text.push(&query);
     }
-    (text, len)
+    text
 }
 
-fn record(
-    environ: Bound<'_, PyAny>,
-    task: Option<Py<PyAny>>,
-    text: Option<([u8; slots::TEXT_BYTES], usize)>,
-) -> u64 {
+fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotText>) -> u64 {
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
@@ -280,8 +286,14 @@ fn record(
     let mut registry = registry();
     registry.last += 1;
     let number = registry.last;
-    let slot = text.map(|(text, len)| {
-        slots::claim(number, dump::monotonic_ns(), thread, native, &text[..len])
+    let slot = text.map(|text| {
+        slots::claim(
+            number,
+            dump::monotonic_ns(),
+            thread,
+            native,
+            text.as_bytes(),
+        )
     });
     let replaced = registry.active.insert(
         number,
@@ -357,13 +369,13 @@ pub(crate) fn dump_lines(py: Python<'_>) -> Vec<dump::Line> {
     copied
         .into_iter()
         .map(|request| {
-            let (text, len) = match request.task {
+            let text = match request.task {
                 Some(_) => scope_text(request.environ.bind(py)),
                 None => request_text(request.environ.bind(py)),
             };
             dump::Line {
                 number: request.number,
-                text: text[..len].to_vec(),
+                text: text.as_bytes().to_vec(),
                 age_ns: u64::try_from(request.age.as_nanos()).unwrap_or(u64::MAX),
                 thread: request.thread,
                 native: request.native,
@@ -382,10 +394,10 @@ pub(crate) fn asgi_requests(py: Python<'_>) -> Vec<(u64, String, f64, Py<PyAny>,
         .into_iter()
         .filter_map(|request| {
             let task = request.task?;
-            let (text, len) = scope_text(request.environ.bind(py));
+            let text = scope_text(request.environ.bind(py));
             Some((
                 request.number,
-                String::from_utf8_lossy(&text[..len]).into_owned(),
+                String::from_utf8_lossy(text.as_bytes()).into_owned(),
                 request.age.as_secs_f64(),
                 task,
                 request.thread,

@@ -399,6 +399,17 @@ def terminal(workdir: Path):
         term.close()
 
 
+def open_shell(terminal: Callable[[str], Terminal], workdir: Path, address: object, pid: object, shell: str) -> Terminal:
+    """The installed ``ispy`` on a terminal, connected at once to the
+    socket ``address`` of process ``pid`` (as a socket named on a terminal
+    is), in the plugin shell ``shell``."""
+    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {address}")
+    term.wait_last_line(f"(ispyd:{pid})")
+    term.keys(f"shell {shell}", "Enter")
+    term.wait_last_line(f"({shell}:{pid})")
+    return term
+
+
 class ConsoleClient:
     """An installed ``ispy`` driven through a pipe, inside the python
     plugin's console of the process at ``address``; ``setup`` lines run in

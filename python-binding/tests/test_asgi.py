@@ -146,7 +146,7 @@ def test_tasks_of_a_loop_on_another_thread_where_and_a_gated_cancel(write_config
     for name, frame in (("sleeper", "_sleeper"), ("waiter", "_waiter")):
         assert re.search(rf"^\s+\d+  {name}  pending  >= [\d.]+ s  loop thread loop-thread  coroutine {frame}$",
                          out, re.M), out
-    listed, filtered = out.split("No asyncio", 1)[0], None
+    listed = out.split("No asyncio", 1)[0]
     assert "host.py" in listed and "in _sleeper" in listed
     sleeper_only = re.findall(r"^\s+\d+  (\w+)  pending", out, re.M)
     assert sleeper_only.count("sleeper") == 2 and sleeper_only.count("waiter") == 1, sleeper_only

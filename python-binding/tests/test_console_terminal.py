@@ -8,18 +8,13 @@ import os
 import sys
 import time
 
-from conftest import WAIT, ispy_command
+from conftest import WAIT, open_shell
 
 
 def test_console_prompts_and_history_in_the_line_editor(write_config, start_app, workdir, terminal):
     app = start_app(write_config(console=True))
     pid = os.path.basename(app.address).split("-")[-1].split(".")[0]
-    history = workdir / "history"
-    term = terminal(f"ISPY_HISTORY={history} exec {ispy_command()} {app.address}")
-    # A socket named on a terminal is connected to at once.
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell python", "Enter")
-    term.wait_last_line(f"(python:{pid})")
+    term = open_shell(terminal, workdir, app.address, pid, "python")
     term.keys("console", "Enter")
     term.wait_last_line(">>>")
     assert "(EmbeddedConsole)" in term.screen()
@@ -55,10 +50,7 @@ def test_console_prompts_and_history_in_the_line_editor(write_config, start_app,
 def test_tab_in_the_console_completes_names_and_attributes(write_config, start_app, workdir, terminal):
     app = start_app(write_config(console=True))
     pid = os.path.basename(app.address).split("-")[-1].split(".")[0]
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {app.address}")
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell python", "Enter")
-    term.wait_last_line(f"(python:{pid})")
+    term = open_shell(terminal, workdir, app.address, pid, "python")
     term.keys("console", "Enter")
     term.wait_last_line(">>>")
     term.keys("import os", "Enter")

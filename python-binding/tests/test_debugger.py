@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import pytest
 
-from conftest import APPS, WAIT, App, Process, child_env, ispy_command, run_ispy, wait_for_socket, wait_until
+from conftest import APPS, App, Process, WAIT, child_env, open_shell, run_ispy, wait_for_socket, wait_until
 
 T = "debug_targets"
 
@@ -530,17 +530,20 @@ def test_pdb_in_framed_mode_with_piped_ispy(write_config, start_host, shells):
     assert re.search(rf"^{T}:function\s", out, re.M), out
 
 
+def debug_on_a_terminal(term) -> None:
+    """In the debugger's shell on a terminal: post-mortem pdb on the
+    traceback that ``failed_function`` captured."""
+    term.keys(f"debug {T}:function", "Enter")
+    term.wait_last_line("(Pdb)")
+
+
 def test_pdb_prompt_reaches_ispys_line_editor_and_ctrl_d_leaves(write_config, start_host, shells, terminal, workdir):
     host = start_host(debugger_config(write_config))
     failed_function(host, debugger_shell(shells, host.address))
     pid = pid_of(host)
     # A socket named on a terminal is connected to at once.
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell debugger", "Enter")
-    term.wait_last_line(f"(debugger:{pid})")
-    term.keys(f"debug {T}:function", "Enter")
-    term.wait_last_line("(Pdb)")
+    term = open_shell(terminal, workdir, host.address, pid, "debugger")
+    debug_on_a_terminal(term)
     term.keys("u", "Enter")  # ("up" would be tmux's Up arrow key)
     term.wait_last_line("(Pdb)")
     term.keys("p doubled * 10", "Enter")
@@ -658,12 +661,8 @@ def test_tab_in_pdb_completes_commands_and_the_frames_names(write_config, start_
     host = start_host(debugger_config(write_config))
     failed_function(host, debugger_shell(shells, host.address))
     pid = pid_of(host)
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell debugger", "Enter")
-    term.wait_last_line(f"(debugger:{pid})")
-    term.keys(f"debug {T}:function", "Enter")
-    term.wait_last_line("(Pdb)")
+    term = open_shell(terminal, workdir, host.address, pid, "debugger")
+    debug_on_a_terminal(term)
     term.keys("u", "Enter")
     term.wait_last_line("(Pdb)")
     term.keys("p doub", "Tab")
@@ -679,10 +678,7 @@ def test_tab_after_insert_completes_module_and_function(write_config, start_host
     host = start_host(debugger_config(write_config))
     assert host.exec(f"import {T}") == "done"
     pid = pid_of(host)
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell debugger", "Enter")
-    term.wait_last_line(f"(debugger:{pid})")
+    term = open_shell(terminal, workdir, host.address, pid, "debugger")
     term.keys(f"insert {T[:-2]}", "Tab")
     term.wait_last_line(f"(debugger:{pid}) insert {T}:")
     term.keys("functi", "Tab")

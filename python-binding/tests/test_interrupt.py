@@ -11,8 +11,16 @@ import socket
 import time
 from pathlib import Path
 
-from conftest import WAIT, ispy_command, run_ispy, wait_until
-from test_debugger import T, debugger_config, debugger_shell, failed_function, pid_of, shells, start_host  # noqa: F401
+from conftest import WAIT, open_shell, run_ispy, wait_until
+from test_debugger import (  # noqa: F401 - shells and start_host are fixtures
+    debug_on_a_terminal,
+    debugger_config,
+    debugger_shell,
+    failed_function,
+    pid_of,
+    shells,
+    start_host,
+)
 
 
 def cpu_ticks(pid: int) -> int:
@@ -29,13 +37,6 @@ def stops_burning(pid: int) -> bool:
     return cpu_ticks(pid) - before <= 2
 
 
-def python_console(term, pid: int) -> None:
-    # A socket named on a terminal is connected to at once.
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell python", "Enter")
-    term.wait_last_line(f"(python:{pid})")
-    term.keys("console", "Enter")
-    term.wait_last_line(">>>")
 
 
 def test_ctrl_c_in_the_console_raises_keyboard_interrupt_and_the_session_goes_on(
@@ -43,8 +44,9 @@ def test_ctrl_c_in_the_console_raises_keyboard_interrupt_and_the_session_goes_on
 ):
     app = start_app(write_config(console=True))
     pid = pid_of(app)
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {app.address}")
-    python_console(term, pid)
+    term = open_shell(terminal, workdir, app.address, pid, "python")
+    term.keys("console", "Enter")
+    term.wait_last_line(">>>")
     term.keys("import time; time.sleep(30)", "Enter")
     wait_until(lambda: "Interrupting" not in term.screen() and term.last_line() == ">>> import time; time.sleep(30)", "the sleep to run")
     term.keys("C-c")
@@ -61,12 +63,8 @@ def test_ctrl_c_in_pdb_interrupts_the_command_and_pdb_asks_again(write_config, s
     host = start_host(debugger_config(write_config, command_timeout=60))
     failed_function(host, debugger_shell(shells, host.address))
     pid = pid_of(host)
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {host.address}")
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell debugger", "Enter")
-    term.wait_last_line(f"(debugger:{pid})")
-    term.keys(f"debug {T}:function", "Enter")
-    term.wait_last_line("(Pdb)")
+    term = open_shell(terminal, workdir, host.address, pid, "debugger")
+    debug_on_a_terminal(term)
     term.keys("!while True: pass", "Enter")
     wait_until(lambda: not stops_burning(host.pid), "the loop to run")
     term.keys("C-c")
@@ -139,10 +137,7 @@ def test_a_python_command_that_reports_progress_outlasts_call_timeout(write_conf
 def test_ctrl_c_stops_a_python_command_that_reports_progress_with_its_answer(write_config, start_app, workdir, terminal):
     app = start_app(write_config(plugins=f"%(builtins)s {LONG}"))
     pid = pid_of(app)
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {app.address}")
-    term.wait_last_line(f"(ispyd:{pid})")
-    term.keys("shell long", "Enter")
-    term.wait_last_line(f"(long:{pid})")
+    term = open_shell(terminal, workdir, app.address, pid, "long")
     term.keys("work 60", "Enter")
     wait_until(lambda: "working: " in term.screen() and " s of 60" in term.screen(), "the progress line")
     term.keys("C-c")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT, ispy_command, run_ispy, wait_until
+from conftest import WAIT, open_shell, run_ispy, wait_until
 from test_gunicorn import start_gunicorn  # noqa: F401 - the fixture
 
 
@@ -111,10 +111,7 @@ def test_a_second_profile_at_once_is_refused_and_bad_arguments_are_explained(hot
 def test_ctrl_c_ends_a_profile_early_with_what_it_collected(hot_worker, terminal, workdir):
     worker = hot_worker.workers[0]
     socket = workdir / f"ispyd-{worker}.sock"
-    term = terminal(f"ISPY_HISTORY={workdir / 'history'} exec {ispy_command()} {socket}")
-    term.wait_last_line(f"(ispyd:{worker})")
-    term.keys("shell python", "Enter")
-    term.wait_last_line(f"(python:{worker})")
+    term = open_shell(terminal, workdir, socket, worker, "python")
     term.keys("profile 60", "Enter")
     wait_until(lambda: "profiling: 1 s of 60" in term.screen(), "the profile's progress")
     term.keys("C-c")

@@ -128,15 +128,8 @@ fn remote_errors_go_to_stderr_and_the_script_goes_on() {
 
 #[test]
 fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
-    let fleet = Fleet::start(1, false);
-    let pid = fleet.demos[0].pid;
+    let (fleet, pid, tmux) = connected_to_a_demo();
     let history = fleet.dir.path().join("history");
-    let ispy = ispy_bin();
-    let tmux = Tmux::start(&[ispy.to_str().unwrap(), fleet.config()], &history);
-    tmux.wait_last_line("(ispyd)");
-
-    tmux.keys(&["connect", "Enter"]);
-    tmux.wait_last_line(&format!("(ispyd:{pid})"));
 
     // Tab completion comes from the server.
     tmux.keys(&["shell pro", "Tab"]);
@@ -189,7 +182,9 @@ fn interactive_session_with_completion_history_ctrl_c_and_ctrl_d() {
 }
 
 /// ispy on a terminal, connected to one demo, in its `demo` shell.
-fn in_the_demo_shell() -> (Fleet, u32, Tmux) {
+/// `ispy CONFIG` on a terminal, connected to the one demo of a fleet; the
+/// history file is `history` in the fleet's folder.
+fn connected_to_a_demo() -> (Fleet, u32, Tmux) {
     let fleet = Fleet::start(1, false);
     let pid = fleet.demos[0].pid;
     let history = fleet.dir.path().join("history");
@@ -198,6 +193,11 @@ fn in_the_demo_shell() -> (Fleet, u32, Tmux) {
     tmux.wait_last_line("(ispyd)");
     tmux.keys(&["connect", "Enter"]);
     tmux.wait_last_line(&format!("(ispyd:{pid})"));
+    (fleet, pid, tmux)
+}
+
+fn in_the_demo_shell() -> (Fleet, u32, Tmux) {
+    let (fleet, pid, tmux) = connected_to_a_demo();
     tmux.keys(&["shell demo", "Enter"]);
     tmux.wait_last_line(&format!("(demo:{pid})"));
     (fleet, pid, tmux)

@@ -379,8 +379,9 @@ pub(super) fn utc_date(epoch_seconds: u64) -> String {
 }
 
 /// Howard Hinnant's `civil_from_days`: proleptic Gregorian date of a day
-/// count since 1970-01-01, exact without a date library.
-pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// count since 1970-01-01, exact without a date library: `(year, month,
+/// day)`. Arithmetic only, so a signal handler may call it too.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -151,7 +151,7 @@ const COMMANDS: &[Command] = &[
 mod format;
 mod procfs;
 
-pub use format::{human_duration, shell_quote};
+pub use format::{civil_from_days, human_duration, shell_quote};
 
 /// What `/proc` says of another process `pid`: how long it has run and
 /// its parent. `None` when it cannot be read (gone, or another user's).

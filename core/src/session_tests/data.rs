@@ -170,16 +170,7 @@ fn a_result_larger_than_a_frame_is_split_and_concatenates() {
 #[test]
 fn a_takeover_says_it_began_and_its_lines_have_no_result() {
     let mut peer = wanting_data();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("takeover".into()));
-    let call = peer.call();
-    peer.complete(
-        call.id,
-        Completion::Interactive {
-            output: "hello\n".into(),
-            prompt: "> ".into(),
-        },
-    );
+    peer.start_takeover("hello\n", "> ");
     let began = record(&peer.frames());
     assert_eq!(began["data"], serde_json::json!({"takeover": "takeover"}));
     peer.send_frame(Frame::Line("1+1".into()));
@@ -246,16 +237,7 @@ fn data_only_leaves_out_the_text_of_commands_but_not_their_errors() {
 fn data_only_still_shows_a_takeover() {
     let mut peer = Peer::framed();
     peer.send_frame(Frame::WantData { text: false });
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("takeover".into()));
-    let call = peer.call();
-    peer.complete(
-        call.id,
-        Completion::Interactive {
-            output: "hello\n".into(),
-            prompt: "> ".into(),
-        },
-    );
+    peer.start_takeover("hello\n", "> ");
     let frames = peer.frames();
     assert!(
         frames.contains(&Frame::Output("hello\n".into())),

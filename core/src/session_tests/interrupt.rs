@@ -6,9 +6,7 @@ use super::*;
 #[test]
 fn an_interrupt_during_a_call_gives_up_on_it_and_gives_the_shell_back() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("slow".into()));
-    let call = peer.call();
+    let call = peer.start_slow();
     peer.send_frame(Frame::Interrupt);
     assert_eq!(peer.events(), [Event::Abandon(call.id)]);
     let frames = peer.frames();
@@ -24,16 +22,7 @@ fn an_interrupt_during_a_call_gives_up_on_it_and_gives_the_shell_back() {
 #[test]
 fn an_interrupt_during_a_takeover_line_asks_for_the_code_to_be_stopped() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("takeover".into()));
-    let call = peer.call();
-    peer.complete(
-        call.id,
-        Completion::Interactive {
-            output: String::new(),
-            prompt: ">>> ".into(),
-        },
-    );
+    peer.start_takeover("", ">>> ");
     peer.frames();
     peer.send_frame(Frame::Line("while True: pass".into()));
     let feed = peer.feed();
@@ -96,9 +85,7 @@ fn an_interrupt_behind_a_line_waits_for_its_turn() {
 #[test]
 fn a_hang_up_during_a_call_abandons_it_and_closes() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("slow".into()));
-    let call = peer.call();
+    let call = peer.start_slow();
     peer.session.handle_hangup(peer.now);
     peer.drain();
     assert_eq!(
@@ -112,9 +99,7 @@ fn a_hang_up_during_a_call_abandons_it_and_closes() {
 #[test]
 fn end_of_input_during_a_call_still_answers_it() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("slow".into()));
-    let call = peer.call();
+    let call = peer.start_slow();
     peer.eof();
     assert!(
         peer.events().is_empty(),
@@ -127,22 +112,10 @@ fn end_of_input_during_a_call_still_answers_it() {
 #[test]
 fn tab_in_a_takeover_asks_the_interpreter_and_the_takeover_goes_on() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("takeover".into()));
-    let call = peer.call();
-    peer.complete(
-        call.id,
-        Completion::Interactive {
-            output: String::new(),
-            prompt: ">>> ".into(),
-        },
-    );
+    peer.start_takeover("", ">>> ");
     peer.frames();
     peer.send_frame(Frame::Complete("os.pa".into()));
-    let completing = match peer.events().as_slice() {
-        [Event::Complete(completing)] => completing.clone(),
-        other => panic!("{other:?}"),
-    };
+    let completing = peer.completing();
     assert_eq!(completing.text, "os.pa");
     peer.complete(
         completing.id,
@@ -167,22 +140,10 @@ fn tab_in_a_takeover_asks_the_interpreter_and_the_takeover_goes_on() {
 #[test]
 fn a_completion_given_up_on_answers_nothing_and_keeps_the_prompts_in_step() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("takeover".into()));
-    let call = peer.call();
-    peer.complete(
-        call.id,
-        Completion::Interactive {
-            output: String::new(),
-            prompt: "(Pdb) ".into(),
-        },
-    );
+    peer.start_takeover("", "(Pdb) ");
     peer.frames();
     peer.send_frame(Frame::Complete("he".into()));
-    let completing = match peer.events().as_slice() {
-        [Event::Complete(completing)] => completing.clone(),
-        other => panic!("{other:?}"),
-    };
+    let completing = peer.completing();
     peer.wait(Limits::default().call_timeout);
     assert_eq!(peer.events(), [Event::Abandon(completing.id)]);
     assert_eq!(

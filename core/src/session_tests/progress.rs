@@ -6,9 +6,7 @@ use super::*;
 #[test]
 fn progress_is_a_frame_in_place_and_keeps_a_long_call_alive() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("slow".into()));
-    let call = peer.call();
+    let call = peer.start_slow();
     let timeout = Limits::default().call_timeout;
     for second in 1..=3 {
         peer.wait(timeout - Duration::from_millis(1));
@@ -33,9 +31,7 @@ fn progress_is_a_frame_in_place_and_keeps_a_long_call_alive() {
 #[test]
 fn after_progress_ctrl_c_asks_the_call_to_finish_instead_of_giving_up() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("slow".into()));
-    let call = peer.call();
+    let call = peer.start_slow();
     peer.session
         .handle_progress(call.id, "1 of 10", peer.now)
         .unwrap();
@@ -54,9 +50,7 @@ fn after_progress_ctrl_c_asks_the_call_to_finish_instead_of_giving_up() {
 #[test]
 fn a_call_without_progress_is_still_given_up_on_at_ctrl_c() {
     let mut peer = Peer::framed();
-    peer.enter("echo");
-    peer.send_frame(Frame::Line("slow".into()));
-    let call = peer.call();
+    let call = peer.start_slow();
     peer.send_frame(Frame::Interrupt);
     assert_eq!(peer.events(), [Event::Abandon(call.id)]);
 }

@@ -23,14 +23,14 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ispyd import _native
 from ispyd._support import CommandError
 
 #: ispyd's own short number for each task it has listed, and when it first
 #: saw it: tasks have no creation time of their own.
-_seen: "weakref.WeakKeyDictionary[asyncio.Task, Tuple[int, float]]" = weakref.WeakKeyDictionary()
+_seen: "weakref.WeakKeyDictionary[Any, Tuple[int, float]]" = weakref.WeakKeyDictionary()
 _seen_lock = threading.Lock()
 _last_number = 0
 
@@ -78,28 +78,27 @@ def every_task() -> List[Any]:
         return sorted(tasks, key=lambda task: _seen[task][0])
 
 
-def _awaited(awaitable: Any) -> Any:
-    return getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+def _chain(task: Any) -> Iterator[Any]:
+    """The task's coroutine and each awaitable it awaits, outermost first
+    (what ``Task.get_stack()`` walks)."""
+    awaited = task.get_coro()
+    for _ in range(1000):
+        if awaited is None:
+            return
+        yield awaited
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
 
 
-def tasks_by_coroutine() -> Dict[int, Any]:
+def tasks_by_coroutine(tasks: Optional[List[Any]] = None) -> Dict[int, Any]:
     """``id()`` of every coroutine in a task's await chain: that task. (The
     ASGI wrapper records a request's coroutine; this finds its task.)"""
-    found: Dict[int, Any] = {}
-    for task in every_task():
-        awaited = task.get_coro()
-        for _ in range(1000):
-            if awaited is None:
-                break
-            found[id(awaited)] = task
-            awaited = _awaited(awaited)
-    return found
+    return {id(awaited): task for task in (every_task() if tasks is None else tasks) for awaited in _chain(task)}
 
 
-def _request_tasks() -> List[Tuple[int, str, float, Any, Any]]:
+def _request_tasks(tasks: List[Any]) -> List[Tuple[int, str, float, Any, Any]]:
     """(number, "METHOD path", age, task, loop thread) of each ASGI request
-    whose task is found."""
-    by_coroutine = tasks_by_coroutine()
+    served by one of ``tasks``."""
+    by_coroutine = tasks_by_coroutine(tasks)
     found = []
     for number, text, age, coroutine, thread in _native.asgi_requests():
         task = by_coroutine.get(id(coroutine))
@@ -109,20 +108,10 @@ def _request_tasks() -> List[Tuple[int, str, float, Any, Any]]:
 
 
 def coroutine_chain(task: Any) -> List[Any]:
-    """The frames of the task's coroutine and of each one it awaits,
-    outermost first (what ``Task.get_stack()`` walks)."""
-    frames = []
-    awaited = task.get_coro()
-    for _ in range(1000):
-        # An awaitable without a frame of its own (ispyd's ASGI wrapper)
-        # still says what it awaits.
-        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-        if frame is not None:
-            frames.append(frame)
-        awaited = _awaited(awaited)
-        if awaited is None:
-            break
-    return frames
+    """The frames of the task's await chain, outermost first. An awaitable
+    without a frame of its own still says what it awaits."""
+    frames = (getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None) for awaited in _chain(task))
+    return [frame for frame in frames if frame is not None]
 
 
 def _state(task: Any) -> str:
@@ -171,10 +160,11 @@ class AsyncioPlugin:
         print(*values, file=self.stdout)
 
     def _describe(self) -> List[Dict[str, Any]]:
-        requests = {id(task): (number, text, age) for number, text, age, task, _ in _request_tasks()}
+        tasks = every_task()
+        requests = {id(task): (number, text, age) for number, text, age, task, _ in _request_tasks(tasks)}
         now = time.monotonic()
         described = []
-        for task in every_task():
+        for task in tasks:
             number, first_seen = _seen.get(task, (0, now))
             first_seen = min(first_seen, now)
             ident, thread = _loop_thread(task)
