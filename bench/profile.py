@@ -21,13 +21,7 @@ import threading
 import time
 
 from ispyd import _native
-
-
-def nest(depth: int, event: threading.Event) -> None:
-    if depth:
-        nest(depth - 1, event)
-    else:
-        event.wait()
+from python_threads import start_threads  # bench/, beside this script
 
 
 def main() -> None:
@@ -35,17 +29,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
     release = threading.Event()
-    started = []
+    started: list = []
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"`profile {args.seconds:g} --idle` at 100 Hz\n")
     print("| threads | sweeps | samples | sampler CPU per sweep | per thread |")
     print("|--:|--:|--:|--:|--:|")
     for count in (10, 100, 1000):
-        while len(started) < count:
-            thread = threading.Thread(target=nest, args=(10, release), daemon=True)
-            thread.start()
-            started.append(thread)
-        time.sleep(0.2)
+        started += start_threads(count - len(started), 10, release)
         cpu = time.thread_time()
         _text, folded, _svg, _data = _native.profile_report(args.seconds, 100, None, True, None, False)
         cpu = time.thread_time() - cpu
