@@ -107,6 +107,12 @@ pub struct Args {
     #[arg(long, value_name = "HOST", hide = true)]
     pub host_label: Option<String>,
 
+    /// Where to save the files commands send (a profile's flame graph and
+    /// folded stacks, named after the pid and the time); created if
+    /// missing. Files are never overwritten.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
     /// With --all: how many servers are asked at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,

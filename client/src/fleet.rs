@@ -20,6 +20,7 @@ use ispyd_std::stream::Stream;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::files::{Saved, Saver};
 use crate::handshake::{ConnectProblem, HANDSHAKE_TIMEOUT};
 use crate::remote::{Connection, Incoming, SessionError};
 use ispyd_core::Listen;
@@ -42,6 +43,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// How many servers are run at once.
     pub jobs: usize,
+    /// Where the files commands send are saved.
+    pub out: std::path::PathBuf,
 }
 
 /// A server to run the plan on.
@@ -163,14 +166,18 @@ pub struct Answer {
     pub errors: Vec<String>,
     /// Its structured result, when asked for and sent.
     pub record: Option<Record>,
+    /// The files it sent: where each was saved, or why it was not.
+    pub files: Vec<Saved>,
 }
 
 impl Answer {
     fn ok(&self) -> bool {
-        match &self.record {
-            Some(record) => record.ok,
-            None => self.errors.is_empty(),
-        }
+        let saved = self.files.iter().all(Result::is_ok);
+        saved
+            && match &self.record {
+                Some(record) => record.ok,
+                None => self.errors.is_empty(),
+            }
     }
 }
 
@@ -269,70 +276,110 @@ fn drive(target: &Target, plan: &Plan, answers: &mut Vec<Answer>) -> Result<(), 
         conn.send(&Frame::WantData { text: false })
             .map_err(failed)?;
     }
+    let mut reading = Reading {
+        conn,
+        files: Saver::new(&plan.out),
+        timeout: plan.timeout,
+    };
     // The greeting's prompt.
-    read_reply(&mut conn, None).map_err(failed)?;
+    reading.reply(None).map_err(failed)?;
     for command in &plan.commands {
-        conn.send(&Frame::Line(command.clone())).map_err(failed)?;
+        reading
+            .conn
+            .send(&Frame::Line(command.clone()))
+            .map_err(failed)?;
         let mut answer = Answer {
             command: command.clone(),
             text: String::new(),
             errors: Vec::new(),
             record: None,
+            files: Vec::new(),
         };
-        let result = read_reply(&mut conn, Some(&mut answer));
+        let result = reading.reply(Some(&mut answer));
         answers.push(answer);
         result.map_err(failed)?;
     }
-    conn.finish_input();
+    reading.conn.finish_input();
     Ok(())
 }
 
-/// Reads up to the next `Prompt`, keeping what it carries in `answer`.
-fn read_reply(conn: &mut Connection, mut answer: Option<&mut Answer>) -> Result<(), SessionError> {
-    let mut data = String::new();
-    loop {
-        let frame = match conn.next()? {
-            Incoming::Frame(frame) => frame,
-            // One-shot runs do not catch Ctrl-C: it stops ispy.
-            Incoming::InterruptSent => continue,
-            Incoming::Skipped(err) => {
-                if let Some(answer) = answer.as_deref_mut() {
-                    answer
-                        .errors
-                        .push(format!("ispy: ignored a bad frame from the server: {err}"));
+/// A session's connection and what its replies need.
+struct Reading {
+    conn: Connection,
+    files: Saver,
+    /// A server that reports progress is given this long again each time.
+    timeout: Duration,
+}
+
+impl Reading {
+    /// Reads up to the next `Prompt`, keeping what it carries in `answer`.
+    fn reply(&mut self, mut answer: Option<&mut Answer>) -> Result<(), SessionError> {
+        let result = self.read(answer.as_deref_mut());
+        if let (Some(saved), Some(answer)) = (self.files.finish(), answer) {
+            answer.files.push(saved);
+        }
+        result
+    }
+
+    fn read(&mut self, mut answer: Option<&mut Answer>) -> Result<(), SessionError> {
+        let conn = &mut self.conn;
+        let mut data = String::new();
+        loop {
+            let frame = match conn.next()? {
+                Incoming::Frame(frame) => frame,
+                // One-shot runs do not catch Ctrl-C: it stops ispy.
+                Incoming::InterruptSent => continue,
+                Incoming::Skipped(err) => {
+                    if let Some(answer) = answer.as_deref_mut() {
+                        answer
+                            .errors
+                            .push(format!("ispy: ignored a bad frame from the server: {err}"));
+                    }
+                    continue;
+                }
+            };
+            let Some(answer) = answer.as_deref_mut() else {
+                match frame {
+                    Frame::Prompt(_) => return Ok(()),
+                    Frame::Close(reason) => return Err(SessionError::Io(closed(&reason))),
+                    _ => continue,
+                }
+            };
+            if let Frame::File { name, bytes } = &frame {
+                if let Some(saved) = self.files.piece(name, bytes) {
+                    answer.files.push(saved);
                 }
                 continue;
             }
-        };
-        let Some(answer) = answer.as_deref_mut() else {
+            if let Some(saved) = self.files.finish() {
+                answer.files.push(saved);
+            }
             match frame {
-                Frame::Prompt(_) => return Ok(()),
+                // A command that says how far it has got is alive: the
+                // deadline moves (`profile 30` needs no --timeout 31).
+                Frame::Progress(_) => conn.set_deadline(Instant::now() + self.timeout),
+                Frame::Output(text) => answer.text.push_str(&text),
+                Frame::Error(text) => answer.errors.push(text),
+                Frame::Data(piece) => {
+                    if data.len() + piece.len() > MAX_RESULT {
+                        return Err(SessionError::Io(format!(
+                            "the server's result is over {} MiB; gave up on it",
+                            MAX_RESULT >> 20
+                        )));
+                    }
+                    data.push_str(&piece);
+                }
+                Frame::Prompt(_) => {
+                    if !data.is_empty() {
+                        answer.record = Some(serde_json::from_str(&data).map_err(|err| {
+                            SessionError::Io(format!("the server's result is not JSON: {err}"))
+                        })?);
+                    }
+                    return Ok(());
+                }
                 Frame::Close(reason) => return Err(SessionError::Io(closed(&reason))),
-                _ => continue,
+                _ => {}
             }
-        };
-        match frame {
-            Frame::Output(text) => answer.text.push_str(&text),
-            Frame::Error(text) => answer.errors.push(text),
-            Frame::Data(piece) => {
-                if data.len() + piece.len() > MAX_RESULT {
-                    return Err(SessionError::Io(format!(
-                        "the server's result is over {} MiB; gave up on it",
-                        MAX_RESULT >> 20
-                    )));
-                }
-                data.push_str(&piece);
-            }
-            Frame::Prompt(_) => {
-                if !data.is_empty() {
-                    answer.record = Some(serde_json::from_str(&data).map_err(|err| {
-                        SessionError::Io(format!("the server's result is not JSON: {err}"))
-                    })?);
-                }
-                return Ok(());
-            }
-            Frame::Close(reason) => return Err(SessionError::Io(closed(&reason))),
-            _ => {}
         }
     }
 }

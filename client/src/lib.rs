@@ -7,6 +7,7 @@
 
 mod cli;
 mod console;
+mod files;
 mod fleet;
 mod handshake;
 mod input;
@@ -86,7 +87,8 @@ where
     // piped input keeps starting at the local shell (scripts say
     // `connect`, or use -c).
     let direct = target.direct && input.is_interactive();
-    let shell = local::Shell::new(listen, input, conn, Console::stdio());
+    let files = files::Saver::new(&args.out);
+    let shell = local::Shell::new(listen, input, conn, Console::stdio(), files);
     if direct {
         shell.run_connected()
     } else {
@@ -130,6 +132,7 @@ fn one_shot(listen: &ispyd_core::Listen, args: &cli::Args) -> u8 {
         json: args.json,
         timeout: std::time::Duration::from_secs_f64(args.timeout),
         jobs: usize::from(args.jobs),
+        out: args.out.clone(),
     };
     let host = args.host_label.clone().unwrap_or_else(report::hostname);
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());

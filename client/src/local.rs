@@ -9,6 +9,7 @@ use std::time::Duration;
 use ispyd_core::Listen;
 
 use crate::console::Console;
+use crate::files::Saver;
 use crate::input::{Input, Read};
 use crate::remote::{Connection, Shared};
 use crate::servers::{self, ChooseError, Servers};
@@ -135,18 +136,27 @@ pub struct Shell {
     input: Input,
     conn: Shared,
     console: Console,
+    files: Saver,
     failed: bool,
 }
 
 impl Shell {
-    /// A shell finding servers from `listen`, reading `input`. `conn` is the
-    /// slot the line editor's completer reads too.
-    pub fn new(listen: Listen, input: Input, conn: Shared, console: Console) -> Shell {
+    /// A shell finding servers from `listen`, reading `input`, saving the
+    /// files commands send with `files`. `conn` is the slot the line
+    /// editor's completer reads too.
+    pub fn new(
+        listen: Listen,
+        input: Input,
+        conn: Shared,
+        console: Console,
+        files: Saver,
+    ) -> Shell {
         Shell {
             listen,
             input,
             conn,
             console,
+            files,
             failed: false,
         }
     }
@@ -246,7 +256,12 @@ impl Shell {
             ));
         }
         *self.conn.borrow_mut() = Some(conn);
-        let ended = session::run(&self.conn, &mut self.input, &mut self.console);
+        let ended = session::run(
+            &self.conn,
+            &mut self.input,
+            &mut self.console,
+            &mut self.files,
+        );
         self.failed |= ended.failed;
         if ended.input_ended {
             Flow::Exit
@@ -337,7 +352,7 @@ mod tests {
         let (console, out, err) = capture::console();
         let input = Input::piped(Box::new(stdin.as_bytes()));
         let conn: Shared = Rc::new(RefCell::new(None));
-        let status = Shell::new(listen.clone(), input, conn, console).run();
+        let status = Shell::new(listen.clone(), input, conn, console, Saver::new(".")).run();
         (status, out.text(), err.text())
     }
 

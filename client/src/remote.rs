@@ -124,6 +124,10 @@ impl Connection {
             address: address.to_string(),
             problem,
         })?;
+        // ispy saves the files commands send (`--out`). Sent with the
+        // first line, so that a server that has already closed is read
+        // (its `Close` says why) before a write can fail.
+        client.send(&Frame::WantFiles);
         Ok(Connection {
             stream,
             client,
@@ -455,9 +459,10 @@ mod tests {
             peer.write_all(b"\0ISPY/1\n").unwrap();
             let mut buf = [0u8; 64];
             let n = peer.read(&mut buf).unwrap();
+            assert_eq!(decode(&buf[..n], 1024), Decoded::Frame(Frame::WantFiles, 5));
             assert_eq!(
-                decode(&buf[..n], 1024),
-                Decoded::Frame(Frame::Complete("sh".into()), n)
+                decode(&buf[5..n], 1024),
+                Decoded::Frame(Frame::Complete("sh".into()), n - 5)
             );
             peer.write_all(&frame_bytes(&[
                 Frame::Output("late".into()),

@@ -39,6 +39,18 @@ impl TextReport<'_> {
             for error in &answer.errors {
                 writeln!(errors, "{error}")?;
             }
+            for saved in &answer.files {
+                match saved {
+                    Ok(file) => writeln!(self.out, "{file}")?,
+                    Err(why) => {
+                        let line = format!("ispy: {}: {why}", run.target.name(self.host));
+                        if self.grouped {
+                            writeln!(self.out, "{line}")?;
+                        }
+                        writeln!(self.err, "{line}")?;
+                    }
+                }
+            }
         }
         if let Some(failure) = &run.failure {
             let line = format!("ispy: {}: {failure}", run.target.name(self.host));
@@ -77,6 +89,9 @@ pub struct Line<'a> {
     /// The version of the data's shapes (`RESULTS.md`).
     #[serde(default)]
     pub schema: Option<u32>,
+    /// The files the command sent, saved here: their paths.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 impl Serialize for Line<'_> {
@@ -93,6 +108,9 @@ impl Serialize for Line<'_> {
             None => map.serialize_entry("data", &self.data)?,
         }
         map.serialize_entry("schema", &self.schema)?;
+        if !self.files.is_empty() {
+            map.serialize_entry("files", &self.files)?;
+        }
         map.end()
     }
 }
@@ -106,8 +124,10 @@ pub fn json_lines(run: &Run, host: &str) -> Vec<String> {
         command: &str,
         data: Option<&'a RawValue>,
         error: Option<String>,
+        files: Vec<String>,
     ) -> Line<'a> {
         Line {
+            files,
             host: Some(host.to_owned()),
             pid: run.target.pid,
             address: Some(run.target.address.to_string()),
@@ -120,13 +140,35 @@ pub fn json_lines(run: &Run, host: &str) -> Vec<String> {
     }
     let mut lines = Vec::new();
     for answer in &run.answers {
+        let files = || {
+            answer
+                .files
+                .iter()
+                .flatten()
+                .map(|file| file.path.display().to_string())
+                .collect()
+        };
+        let unsaved: Vec<&str> = answer
+            .files
+            .iter()
+            .filter_map(|saved| saved.as_ref().err().map(String::as_str))
+            .collect();
         let line = match &answer.record {
+            Some(record) if record.ok && unsaved.is_empty() => line(
+                run,
+                host,
+                &answer.command,
+                record.data.as_deref(),
+                None,
+                files(),
+            ),
             Some(record) if record.ok => {
-                line(run, host, &answer.command, record.data.as_deref(), None)
+                let error = unsaved.join("\n");
+                line(run, host, &answer.command, None, Some(error), files())
             }
             Some(record) => {
                 let error = record.error.clone().unwrap_or_else(|| "failed".to_owned());
-                line(run, host, &answer.command, None, Some(error))
+                line(run, host, &answer.command, None, Some(error), files())
             }
             None => {
                 let error = answer.errors.join("\n");
@@ -135,7 +177,7 @@ pub fn json_lines(run: &Run, host: &str) -> Vec<String> {
                     (true, Some(failure)) => failure.clone(),
                     (true, None) => "the server sent no result".to_owned(),
                 };
-                line(run, host, &answer.command, None, Some(error))
+                line(run, host, &answer.command, None, Some(error), files())
             }
         };
         lines.push(line.to_json());
@@ -144,7 +186,8 @@ pub fn json_lines(run: &Run, host: &str) -> Vec<String> {
         // The command that was cut short already says so; the ones that
         // never ran say why.
         for command in &run.unsent {
-            lines.push(line(run, host, command, None, Some(failure.clone())).to_json());
+            let failed = line(run, host, command, None, Some(failure.clone()), Vec::new());
+            lines.push(failed.to_json());
         }
     }
     lines

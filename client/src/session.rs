@@ -9,6 +9,7 @@
 use ispyd_core::Frame;
 
 use crate::console::Console;
+use crate::files::{Saved, Saver};
 use crate::input::{Input, Read};
 use crate::remote::{Incoming, SessionError, Shared};
 
@@ -23,17 +24,29 @@ pub struct Ended {
     pub failed: bool,
 }
 
-/// Runs the session on the connection in `conn` until it ends, then drops
-/// the connection and saves the history.
-pub fn run(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
-    let ended = drive(conn, input, console);
+/// Runs the session on the connection in `conn` until it ends, saving the
+/// files commands send with `files`, then drops the connection and saves
+/// the history.
+pub fn run(conn: &Shared, input: &mut Input, console: &mut Console, files: &mut Saver) -> Ended {
+    let ended = drive(conn, input, console, files);
+    if let Some(saved) = files.finish() {
+        show_saved(console, saved);
+    }
     *conn.borrow_mut() = None;
     input.leave_takeover();
     input.save_history();
     ended
 }
 
-fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
+/// Says where a file was saved, or why it was not.
+pub fn show_saved(console: &mut Console, saved: Saved) {
+    match saved {
+        Ok(file) => console.out(&format!("{file}\n")),
+        Err(why) => console.err_line(&format!("ispy: {why}")),
+    }
+}
+
+fn drive(conn: &Shared, input: &mut Input, console: &mut Console, files: &mut Saver) -> Ended {
     let back = |failed| Ended {
         input_ended: false,
         failed,
@@ -61,6 +74,15 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
                 return back(err != SessionError::Interrupted);
             }
         };
+        if let Frame::File { name, bytes } = &frame {
+            if let Some(saved) = files.piece(name, bytes) {
+                show_saved(console, saved);
+            }
+            continue;
+        }
+        if let Some(saved) = files.finish() {
+            show_saved(console, saved);
+        }
         match frame {
             Frame::Output(text) => console.out(&text),
             Frame::Progress(text) => console.progress(&text),
@@ -97,6 +119,8 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console) -> Ended {
             | Frame::Complete(_)
             | Frame::Eof
             | Frame::WantData { .. }
+            | Frame::WantFiles
+            | Frame::File { .. }
             | Frame::Interrupt => {}
         }
     }
@@ -185,6 +209,7 @@ mod tests {
     use super::*;
     use crate::console::capture;
     use crate::remote::Connection;
+    use crate::testutil::TempDir;
     use ispyd_core::{Address, Decoded, decode};
     use ispyd_std::stream::Stream;
     use std::cell::RefCell;
@@ -202,7 +227,8 @@ mod tests {
         out
     }
 
-    /// Reads client frames until `want` lines arrived or the client closed.
+    /// Reads client frames until `want` lines arrived or the client closed;
+    /// the `WantFiles` that comes first is checked and left out.
     fn read_lines(peer: &mut UnixStream, want: usize) -> Vec<Frame> {
         let mut buf = Vec::new();
         let mut got = Vec::new();
@@ -210,6 +236,10 @@ mod tests {
         loop {
             while let Decoded::Frame(frame, used) = decode(&buf, 1 << 16) {
                 buf.drain(..used);
+                if frame == Frame::WantFiles {
+                    assert!(got.is_empty(), "WantFiles comes before any line");
+                    continue;
+                }
                 got.push(frame);
             }
             if got.len() >= want {
@@ -223,6 +253,15 @@ mod tests {
     }
 
     fn session(
+        stdin: &'static str,
+        server: impl FnOnce(&mut UnixStream) + Send + 'static,
+    ) -> (Ended, String, String) {
+        let dir = TempDir::new();
+        session_saving_in(&dir, stdin, server)
+    }
+
+    fn session_saving_in(
+        dir: &TempDir,
         stdin: &'static str,
         server: impl FnOnce(&mut UnixStream) + Send + 'static,
     ) -> (Ended, String, String) {
@@ -242,7 +281,8 @@ mod tests {
         let shared: Shared = Rc::new(RefCell::new(Some(conn)));
         let mut input = Input::piped(Box::new(stdin.as_bytes()));
         let (mut console, out, err) = capture::console();
-        let ended = run(&shared, &mut input, &mut console);
+        let mut files = Saver::new(dir.path());
+        let ended = run(&shared, &mut input, &mut console, &mut files);
         handle.join().unwrap();
         assert!(shared.borrow().is_none());
         (ended, out.text(), err.text())
@@ -274,6 +314,38 @@ mod tests {
         );
         assert_eq!(out, "99\n");
         assert_eq!(err, "*** warning\nbye\n");
+    }
+
+    #[test]
+    fn protocol_files_are_saved_from_their_pieces_and_named_on_stdout() {
+        let dir = TempDir::new();
+        let (ended, out, err) = session_saving_in(&dir, "profile 1\n", |peer| {
+            peer.write_all(&frames(&[Frame::Prompt("(python:99) ".into())]))
+                .unwrap();
+            assert_eq!(read_lines(peer, 1), vec![Frame::Line("profile 1".into())]);
+            let piece = |bytes: &[u8]| Frame::File {
+                name: "profile-99-20261202-061500.svg".into(),
+                bytes: bytes.to_vec(),
+            };
+            peer.write_all(&frames(&[
+                Frame::Output("top\n".into()),
+                piece(b"<svg>"),
+                piece(b"</svg>"),
+                Frame::File {
+                    name: "../../etc/evil".into(),
+                    bytes: b"x".to_vec(),
+                },
+                Frame::Prompt("(python:99) ".into()),
+            ]))
+            .unwrap();
+            assert_eq!(read_lines(peer, 1), vec![]);
+        });
+        assert!(!ended.failed, "{err}");
+        let saved = dir.path().join("profile-99-20261202-061500.svg");
+        assert_eq!(std::fs::read(&saved).unwrap(), b"<svg></svg>");
+        assert_eq!(out, format!("top\nsaved {} (11 bytes)\n", saved.display()));
+        assert!(err.contains("ignored a bad frame"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -223,6 +223,7 @@ pub fn write_json(
                 data: None,
                 error: Some(format!("{}: {failure}", run.host)),
                 schema: Some(SCHEMA_VERSION),
+                files: Vec::new(),
             };
             writeln!(out, "{}", line.to_json())?;
         }

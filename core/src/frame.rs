@@ -46,6 +46,10 @@ pub enum Frame {
     /// local Python prompt), or gives up on the plugin call in progress;
     /// nothing when nothing runs.
     Interrupt,
+    /// Client: the client saves the files commands send
+    /// ([`Frame::File`]); without it, a command that makes files writes
+    /// them on the server's side and says where.
+    WantFiles,
     /// Server: text to show.
     Output(String),
     /// Server: an error message, shown apart from output.
@@ -74,6 +78,30 @@ pub enum Frame {
     /// Server: how far a long command has got (`3 s of 10`): shown in
     /// place of the previous progress, never part of the result.
     Progress(String),
+    /// Server: a file the command made (a flame graph), or a piece of it:
+    /// consecutive `File` frames with the same name are one file, which
+    /// the client saves under `name` (see [`is_file_name`]).
+    File {
+        /// The file's name, without a directory.
+        name: String,
+        /// Its bytes, or the next piece of them.
+        bytes: Vec<u8>,
+    },
+}
+
+/// The longest name a [`Frame::File`] may carry.
+pub const MAX_FILE_NAME: usize = 128;
+
+/// True for a name a [`Frame::File`] may carry: 1 to [`MAX_FILE_NAME`]
+/// bytes of ASCII letters, digits, `.`, `_` and `-`, not starting with `.`
+/// or `-`: a plain file name, never a path, a hidden file or an option.
+pub fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_FILE_NAME
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The payload of a [`Frame::WantData`] that asks for data instead of text.
@@ -86,6 +114,7 @@ mod kind {
     pub const EOF: u8 = 0x03;
     pub const WANT_DATA: u8 = 0x04;
     pub const INTERRUPT: u8 = 0x05;
+    pub const WANT_FILES: u8 = 0x06;
     pub const OUTPUT: u8 = 0x81;
     pub const ERROR: u8 = 0x82;
     pub const PROMPT: u8 = 0x83;
@@ -95,6 +124,7 @@ mod kind {
     pub const CLOSE: u8 = 0x87;
     pub const DATA: u8 = 0x88;
     pub const PROGRESS: u8 = 0x89;
+    pub const FILE: u8 = 0x8a;
 }
 
 /// Why bytes could not be decoded as a frame.
@@ -202,6 +232,24 @@ fn empty(ty: u8, payload: &[u8], frame: Frame) -> Result<Frame, FrameError> {
     }
 }
 
+/// A [`Frame::File`]: `name length: u16 BE`, the name, the bytes.
+fn file(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
+    let (len, rest) = payload
+        .split_at_checked(2)
+        .ok_or(FrameError::Malformed(ty))?;
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let (name, bytes) = rest
+        .split_at_checked(len)
+        .ok_or(FrameError::Malformed(ty))?;
+    match std::str::from_utf8(name) {
+        Ok(name) if is_file_name(name) => Ok(Frame::File {
+            name: name.to_owned(),
+            bytes: bytes.to_vec(),
+        }),
+        _ => Err(FrameError::Malformed(ty)),
+    }
+}
+
 fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
     match ty {
         kind::LINE => text(ty, payload).map(Frame::Line),
@@ -213,6 +261,7 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
             _ => Err(FrameError::Malformed(ty)),
         },
         kind::INTERRUPT => empty(ty, payload, Frame::Interrupt),
+        kind::WANT_FILES => empty(ty, payload, Frame::WantFiles),
         kind::OUTPUT => text(ty, payload).map(Frame::Output),
         kind::ERROR => text(ty, payload).map(Frame::Error),
         kind::PROMPT => text(ty, payload).map(Frame::Prompt),
@@ -233,6 +282,7 @@ fn payload_frame(ty: u8, payload: &[u8]) -> Result<Frame, FrameError> {
         kind::CLOSE => text(ty, payload).map(Frame::Close),
         kind::DATA => text(ty, payload).map(Frame::Data),
         kind::PROGRESS => text(ty, payload).map(Frame::Progress),
+        kind::FILE => file(ty, payload),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -247,6 +297,7 @@ impl Frame {
                 | Frame::Eof
                 | Frame::WantData { .. }
                 | Frame::Interrupt
+                | Frame::WantFiles
         )
     }
 
@@ -262,6 +313,7 @@ impl Frame {
             Frame::WantData { text: true } => (kind::WANT_DATA, b""),
             Frame::WantData { text: false } => (kind::WANT_DATA, DATA_ONLY),
             Frame::Interrupt => (kind::INTERRUPT, b""),
+            Frame::WantFiles => (kind::WANT_FILES, b""),
             Frame::Output(s) => (kind::OUTPUT, s.as_bytes()),
             Frame::Error(s) => (kind::ERROR, s.as_bytes()),
             Frame::Prompt(s) => (kind::PROMPT, s.as_bytes()),
@@ -280,6 +332,15 @@ impl Frame {
                     payload.extend_from_slice(item.as_bytes());
                 }
                 write_frame(out, kind::CANDIDATES, &payload);
+                return;
+            }
+            Frame::File { name, bytes } => {
+                let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+                let mut payload = Vec::with_capacity(2 + name.len() + bytes.len());
+                payload.extend_from_slice(&len.to_be_bytes());
+                payload.extend_from_slice(&name.as_bytes()[..usize::from(len)]);
+                payload.extend_from_slice(bytes);
+                write_frame(out, kind::FILE, &payload);
                 return;
             }
         };

@@ -77,12 +77,12 @@ pub use config::{
 };
 pub use dispatch::{Action, Dispatcher, Job, JobDone};
 pub use frame::{
-    CLIENT_HELLO, Decoded, Frame, FrameError, MAX_FRAME, PROTOCOL_VERSION, SERVER_HELLO, decode,
-    find_server_hello,
+    CLIENT_HELLO, Decoded, Frame, FrameError, MAX_FILE_NAME, MAX_FRAME, PROTOCOL_VERSION,
+    SERVER_HELLO, decode, find_server_hello, is_file_name,
 };
 pub use plugin::{
-    CommandInfo, Execution, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo,
-    Registry, Report, Step,
+    Attachment, CommandInfo, Execution, Interactive, Interrupt, Outcome, Plugin, PluginError,
+    PluginInfo, Registry, Report, Step,
 };
 pub use progress::{Progress, ProgressWaker};
 pub use render::SCHEMA_VERSION;

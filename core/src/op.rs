@@ -94,6 +94,8 @@ pub enum Op {
     WantData(bool),
     /// The peer presses Ctrl-C ([`Frame::Interrupt`]).
     Interrupt,
+    /// The peer saves files ([`Frame::WantFiles`]).
+    WantFiles,
 }
 
 impl Op {
@@ -114,6 +116,7 @@ impl Op {
             Op::FramedComplete(line) => Frame::Complete(line.text().to_owned()).encode(&mut out),
             Op::WantData(text) => Frame::WantData { text: *text }.encode(&mut out),
             Op::Interrupt => Frame::Interrupt.encode(&mut out),
+            Op::WantFiles => Frame::WantFiles.encode(&mut out),
             Op::Frame(frame) => frame.encode(&mut out),
             Op::Eof
             | Op::Advance(_)
@@ -171,6 +174,7 @@ pub enum LineChoice {
     Blank,
     Spaces,
     HelloAsText,
+    File,
 }
 
 impl LineChoice {
@@ -208,6 +212,7 @@ impl LineChoice {
         LineChoice::Blank,
         LineChoice::Spaces,
         LineChoice::HelloAsText,
+        LineChoice::File,
     ];
 
     /// The line, without its terminator.
@@ -245,6 +250,7 @@ impl LineChoice {
             LineChoice::Blank => "",
             LineChoice::Spaces => " \t ",
             LineChoice::HelloAsText => "\0ISPY/1",
+            LineChoice::File => "file",
         }
     }
 }
@@ -275,7 +281,8 @@ pub enum Answer {
 /// - `echo`: `echo ARGS` answers its arguments, `slow` answers only when
 ///   told, `fail` fails, `big` answers more than [`MAX_FRAME`] bytes,
 ///   `takeover` starts an interactive takeover (a fake console that echoes
-///   lines until `quit()` or end of input), `secret` is behind the gate
+///   lines until `quit()` or end of input), `file` sends a file of
+///   [`big_output`] as `fixture.txt` to a client that saves files, `secret` is behind the gate
 ///   `echo:secret`, which is not enabled, and `quiet` has no help text.
 /// - `locked`: gated by `locked`, not enabled.
 pub fn fixture_host(limits: Limits) -> Host {
@@ -293,6 +300,7 @@ pub fn fixture_host(limits: Limits) -> Host {
             .command("fail", "Fail.")
             .command("big", "Print more than a frame holds.")
             .command("takeover", "Take the session over.")
+            .command("file", "Send a file bigger than a frame.")
             .gated_command("secret", "Never enabled.", "echo:secret")
             .command("quiet", "")
             .waits_for("the echo lock"),

@@ -173,6 +173,31 @@ impl From<std::io::Error> for PluginError {
 pub struct Report {
     text: String,
     data: Option<String>,
+    files: Vec<Attachment>,
+}
+
+/// A file a command made (a flame graph, folded stacks), sent with its
+/// result to a client that saves files ([`Call::wants_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// A plain file name (see [`is_file_name`](crate::frame::is_file_name)).
+    pub name: String,
+    /// The file's contents.
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    /// A file called `name`; a name that is not a plain file name (a path,
+    /// a hidden file) is refused.
+    pub fn new(name: impl Into<String>, bytes: Vec<u8>) -> Result<Attachment, PluginError> {
+        let name = name.into();
+        if !crate::frame::is_file_name(&name) {
+            return Err(PluginError::new(format!(
+                "{name:?} is not a file name a client may be sent"
+            )));
+        }
+        Ok(Attachment { name, bytes })
+    }
 }
 
 impl Report {
@@ -202,7 +227,24 @@ impl Report {
         } else {
             None
         };
-        Ok(Report { text, data })
+        Ok(Report {
+            text,
+            data,
+            files: Vec::new(),
+        })
+    }
+
+    /// Adds a file for the client to save; send files only to a call that
+    /// [wants them](Call::wants_files).
+    #[must_use]
+    pub fn attach(mut self, file: Attachment) -> Report {
+        self.files.push(file);
+        self
+    }
+
+    /// The files attached.
+    pub fn files(&self) -> &[Attachment] {
+        &self.files
     }
 
     /// The text a person reads.
@@ -216,12 +258,13 @@ impl Report {
     }
 
     fn into_completion(self) -> Completion {
-        match self.data {
-            Some(data) => Completion::Report {
-                text: self.text,
-                data,
-            },
-            None => Completion::Output(self.text),
+        if self.data.is_none() && self.files.is_empty() {
+            return Completion::Output(self.text);
+        }
+        Completion::Report {
+            text: self.text,
+            data: self.data,
+            files: self.files,
         }
     }
 }

@@ -156,6 +156,28 @@ impl Outbox {
         self.data_parts(&[json]);
     }
 
+    /// A file for the client, in as many `File` frames as its size needs
+    /// (framed mode only: a text-mode client never asks for files).
+    pub(crate) fn file(&mut self, name: &str, bytes: &[u8]) {
+        if !self.framed {
+            return;
+        }
+        let room = MAX_FRAME - 1 - 2 - name.len();
+        // At least one frame: an empty file is still a file.
+        let mut rest = bytes;
+        loop {
+            let (piece, later) = rest.split_at(rest.len().min(room));
+            self.frame(&Frame::File {
+                name: name.to_owned(),
+                bytes: piece.to_vec(),
+            });
+            rest = later;
+            if rest.is_empty() {
+                return;
+            }
+        }
+    }
+
     /// A command's structured result (see [`record`]) written straight
     /// into `Data` frames.
     pub(crate) fn record(&mut self, shell: &str, command: &str, body: Body<'_>) {

@@ -58,6 +58,11 @@ pub struct Call {
     /// False when the client takes the data instead of the text: a plugin
     /// whose text costs much to make may skip it.
     pub wants_text: bool,
+    /// True when the client saves the files a command sends
+    /// ([`Attachment`](crate::Attachment)s of a [`Report`](crate::Report));
+    /// false: a command that makes files writes them where the server is
+    /// configured to, and says where.
+    pub wants_files: bool,
 }
 
 /// A line for the running takeover; answer with [`Session::handle_result`].
@@ -93,13 +98,15 @@ pub struct Completing {
 pub enum Completion {
     /// Finished with this output. After a feed: the takeover is over.
     Output(String),
-    /// Finished with this output and the same facts as data: `data` is a
-    /// JSON document (made by [`Report`](crate::Report)).
+    /// Finished with this output, the same facts as data and files for
+    /// the client to save (made by [`Report`](crate::Report)).
     Report {
         /// The text a person reads.
         text: String,
-        /// The structured result, JSON.
-        data: String,
+        /// The structured result, JSON, when the call wanted data.
+        data: Option<String>,
+        /// Files for the client, when the call wanted files.
+        files: Vec<crate::Attachment>,
     },
     /// Failed with this message (the shell adds `*** `). After a feed: the
     /// takeover is over.
@@ -216,6 +223,7 @@ enum Input {
     WantData {
         text: bool,
     },
+    WantFiles,
     Interrupt,
     /// The peer sent something unusable but the stream can go on.
     Bad(String),
@@ -298,6 +306,8 @@ pub struct Session {
     wants_data: bool,
     /// The client wants the text of commands too (false: data only).
     wants_text: bool,
+    /// The client saves the files commands send.
+    wants_files: bool,
 }
 
 impl Session {
@@ -322,6 +332,7 @@ impl Session {
             closed: false,
             wants_data: false,
             wants_text: true,
+            wants_files: false,
         };
         session.write_prompt();
         session.settle(now);
@@ -545,9 +556,9 @@ impl Session {
         }
         // The data goes out as it came, after the text; the text-only and
         // failed cases are small and made into their record at once.
-        let (completion, data) = match completion {
-            Completion::Report { text, data } => (Completion::Output(text), Some(data)),
-            other => (other, None),
+        let (completion, data, files) = match completion {
+            Completion::Report { text, data, files } => (Completion::Output(text), data, files),
+            other => (other, None, Vec::new()),
         };
         let record = (self.wants_data && pending.is_call && data.is_none()).then(|| {
             let takeover;
@@ -569,6 +580,11 @@ impl Session {
             && !matches!(completion, Completion::Interactive { .. });
         let pieces = self.shell.finish(&pending.command, completion);
         self.show(pieces, data_only);
+        if self.wants_files && pending.is_call {
+            for file in &files {
+                self.out.file(&file.name, &file.bytes);
+            }
+        }
         if let Some(record) = record {
             self.out.data(&record);
         } else if let Some(data) = data.filter(|_| self.wants_data && pending.is_call) {
@@ -817,6 +833,7 @@ impl Session {
                     Frame::Complete(text) => Input::Complete(text),
                     Frame::Eof => Input::Eof,
                     Frame::WantData { text } => Input::WantData { text },
+                    Frame::WantFiles => Input::WantFiles,
                     Frame::Interrupt => Input::Interrupt,
                     other => Input::Bad(format!(
                         "*** Ignored a server-side frame sent by the client: {other:?}"
@@ -898,6 +915,10 @@ impl Session {
                 self.wants_text = text;
                 return;
             }
+            Input::WantFiles => {
+                self.wants_files = true;
+                return;
+            }
             // Nothing runs: a Ctrl-C between commands means nothing.
             Input::Interrupt => return,
             Input::Bad(message) => {
@@ -932,6 +953,7 @@ impl Session {
                     session: self.id,
                     wants_data: self.wants_data,
                     wants_text: !self.wants_data || self.wants_text,
+                    wants_files: self.wants_files,
                 }));
             }
             Next::Feed(line) => {

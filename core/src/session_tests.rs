@@ -872,3 +872,6 @@ mod interrupt;
 
 #[path = "session_tests/progress.rs"]
 mod progress;
+
+#[path = "session_tests/files.rs"]
+mod files;

@@ -284,6 +284,20 @@ fn session_seeds() -> Vec<(&'static str, Vec<Op>)> {
             ],
         ),
         (
+            "file_bigger_than_a_frame_to_a_client_that_saves_files",
+            vec![
+                Op::Handshake,
+                Op::WantFiles,
+                Op::FramedLine(ShellEcho),
+                Op::FramedLine(File),
+                Op::Answer(Answer::Natural),
+                Op::FramedLine(File),
+                Op::Reading(false),
+                Op::Answer(Answer::Natural),
+                Op::Advance(30000),
+            ],
+        ),
+        (
             "long_call_reports_progress_then_is_interrupted",
             vec![
                 Op::Handshake,
@@ -424,7 +438,7 @@ fn variant(index: usize, count: usize, out: &mut Vec<u8>) {
 }
 
 fn encode_op(op: &Op, out: &mut Vec<u8>) {
-    const OPS: usize = 16;
+    const OPS: usize = 17;
     match op {
         Op::Input(bytes) => {
             variant(0, OPS, out);
@@ -459,10 +473,11 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
                 Frame::Eof => 2,
                 Frame::WantData { .. } => 3,
                 Frame::Interrupt => 4,
-                Frame::InteractiveEnd => 10,
+                Frame::WantFiles => 5,
+                Frame::InteractiveEnd => 11,
                 other => unimplemented!("seeds use frames without text, not {other:?}"),
             };
-            variant(index, 13, out);
+            variant(index, 16, out);
             if let Frame::WantData { text } = frame {
                 out.push(u8::from(*text));
             }
@@ -498,6 +513,7 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             out.push(u8::from(*text));
         }
         Op::Interrupt => variant(15, OPS, out),
+        Op::WantFiles => variant(16, OPS, out),
     }
 }
 

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use ispyd_core::{
-    Call, CommandInfo, Interactive, Interrupt, Outcome, Plugin, PluginError, PluginInfo, Progress,
-    Report, Step,
+    Attachment, Call, CommandInfo, Interactive, Interrupt, Outcome, Plugin, PluginError,
+    PluginInfo, Progress, Report, Step,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -264,7 +264,13 @@ impl PyPlugin {
             return Err(PluginError::new(gate::CLOSED));
         };
         Python::attach(|py| {
-            type Ran = (String, Option<Py<PyAny>>, Option<Py<PyAny>>, Option<String>);
+            type Ran = (
+                String,
+                Option<Py<PyAny>>,
+                Option<Py<PyAny>>,
+                Option<String>,
+                Vec<(String, Vec<u8>)>,
+            );
             let run = || -> PyResult<Ran> {
                 let progress = match progress {
                     Some(progress) => Some(Bound::new(
@@ -286,13 +292,19 @@ impl PyPlugin {
                             call.wants_data,
                             call.wants_text,
                             progress,
+                            call.wants_files,
                         ),
                     )?
                     .extract()
             };
+            let attach = |report: Report, files: Vec<(String, Vec<u8>)>| {
+                files.into_iter().try_fold(report, |report, (name, bytes)| {
+                    Ok(report.attach(Attachment::new(name, bytes)?))
+                })
+            };
             match run() {
-                Ok((_, _, _, Some(message))) => Err(PluginError::new(message)),
-                Ok((preamble, Some(interactive), _, None)) => {
+                Ok((_, _, _, Some(message), _)) => Err(PluginError::new(message)),
+                Ok((preamble, Some(interactive), _, None, _)) => {
                     let interrupter = interactive
                         .bind(py)
                         .hasattr("interrupt")
@@ -308,10 +320,11 @@ impl PyPlugin {
                         interrupter,
                     })))
                 }
-                Ok((output, None, Some(data), None)) => {
+                Ok((output, None, Some(data), None, files)) => {
                     let data = data.bind(py);
                     if let Ok(native) = data.cast::<NativeData>() {
-                        return Report::new(call, output, native.get().json()).map(Outcome::Report);
+                        let report = Report::new(call, output, native.get().json())?;
+                        return attach(report, files).map(Outcome::Report);
                     }
                     let json: String = data
                         .extract()
@@ -322,9 +335,14 @@ impl PyPlugin {
                             call.command
                         ))
                     })?;
-                    Report::new(call, output, &json).map(Outcome::Report)
+                    attach(Report::new(call, output, &json)?, files).map(Outcome::Report)
                 }
-                Ok((output, None, None, None)) => Ok(Outcome::Output(output)),
+                Ok((output, None, None, None, files)) if files.is_empty() => {
+                    Ok(Outcome::Output(output))
+                }
+                Ok((output, None, None, None, files)) => {
+                    attach(Report::new(call, output, &())?, files).map(Outcome::Report)
+                }
                 Err(err) => Err(PluginError::new(traceback_text(py, &err))),
             }
         })

@@ -2,17 +2,25 @@
 //! fixed rate from ispyd's own thread, aggregated in Rust as it comes, then
 //! a top table, folded stacks and a flame graph (`inferno`).
 //!
-//! A sample takes the GIL, reads `sys._current_frames()` and walks each
-//! thread's frames through `f_code` and `f_lineno`; each (code, line) place
-//! is interned once, and a stack is a list of place numbers counted in a
-//! map, so a profile's memory grows with the distinct stacks, not with its
-//! length (and that too is capped). Between samples the GIL is let go.
+//! A sample takes the GIL and walks the interpreter's thread states and
+//! their frames through CPython's C API (`PyInterpreterState_ThreadHead`,
+//! `PyThreadState_GetFrame`, `PyFrame_GetBack`, `PyFrame_GetCode`,
+//! `PyFrame_GetLineNumber`): no dict of frames, no attribute lookups, no
+//! Python object made by ispyd. (CPython 3.11+ makes a frame object the
+//! first time a frame is looked at, and keeps it for the frame's life.)
+//! Each (code, line) place is interned once, and a stack is a list of place
+//! numbers counted in a map, so a profile's memory grows with the distinct
+//! stacks, not with its length (and that too is capped). Between samples
+//! the GIL is let go.
 //!
-//! Idle threads (blocked in a lock, `select`, `sleep`: not running on a
-//! CPU, as `/proc/self/task/TID/stat` says) are left out unless asked for,
-//! and counted.
+//! Idle threads (blocked in a lock, `select`, `sleep`: they used no CPU
+//! since the last sample, as `/proc/self/task/TID/schedstat` says, read
+//! without the GIL) are left out unless asked for, and counted.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::raw::{c_int, c_ulong};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,6 +32,19 @@ use pyo3::{ffi, intern};
 use crate::data::NativeData;
 use crate::plugin::NativeProgress;
 
+// Part of CPython's C API since 3.9, exported by every build, though not
+// of the limited API this module is built against.
+unsafe extern "C" {
+    fn PyInterpreterState_ThreadHead(
+        interp: *mut ffi::PyInterpreterState,
+    ) -> *mut ffi::PyThreadState;
+    fn PyThreadState_Next(tstate: *mut ffi::PyThreadState) -> *mut ffi::PyThreadState;
+    fn PyThreadState_GetFrame(tstate: *mut ffi::PyThreadState) -> *mut ffi::PyObject;
+    fn PyFrame_GetBack(frame: *mut ffi::PyObject) -> *mut ffi::PyObject;
+    fn PyFrame_GetCode(frame: *mut ffi::PyObject) -> *mut ffi::PyObject;
+    fn PyFrame_GetLineNumber(frame: *mut ffi::PyObject) -> c_int;
+}
+
 /// One profile at a time per process.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
@@ -31,6 +52,10 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 const MAX_STACKS: usize = 100_000;
 /// Rows of the top table.
 const TOP_ROWS: usize = 20;
+/// Frames read from one thread's stack.
+const MAX_DEPTH: usize = 1000;
+/// Words of a thread state searched for its thread's identity.
+const LAYOUT_WORDS: usize = 32;
 
 /// A function and the line a sample found it at.
 struct Place {
@@ -49,6 +74,8 @@ struct Profile {
     /// Keeps the code objects whose addresses are in `index` alive.
     codes: Vec<Py<PyAny>>,
     stacks: HashMap<Vec<u32>, u64>,
+    /// The stack being read, reused from sample to sample.
+    scratch: Vec<u32>,
     samples: u64,
     idle: u64,
     /// Samples of stacks past [`MAX_STACKS`].
@@ -63,11 +90,66 @@ struct Request {
     idle: bool,
 }
 
+/// Where a thread state keeps the thread's identity: found once, in the
+/// sampler's own thread state, by the values it must hold (the layout is
+/// CPython's private business and changes between versions).
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Of `thread_id` (`threading.get_ident()`).
+    ident: usize,
+    /// Of `native_thread_id` (3.11+), right after it.
+    native: Option<usize>,
+}
+
+impl Layout {
+    /// Looks for `thread_id`: a word equal to `pthread_self()` among the
+    /// first [`LAYOUT_WORDS`] of the calling thread's state, and for
+    /// `native_thread_id` (3.11+) in the word after it. The GIL must be
+    /// held.
+    fn find() -> Option<Layout> {
+        // SAFETY: the GIL is held (callers have a `Python`), so the
+        // current thread state exists; every CPython from 3.9 on has
+        // `thread_id` within its first 256 bytes and is longer than that.
+        unsafe {
+            let state = ffi::PyThreadState_Get().cast::<c_ulong>();
+            let ident = ffi::PyThread_get_thread_ident();
+            let native = libc::gettid() as c_ulong;
+            (2..LAYOUT_WORDS - 1)
+                .find(|&at| *state.add(at) == ident)
+                .map(|at| Layout {
+                    ident: at,
+                    native: (*state.add(at + 1) == native).then_some(at + 1),
+                })
+        }
+    }
+
+    /// The identity of `state`: `(ident, native id if kept)`.
+    ///
+    /// # Safety
+    /// `state` is a live thread state and the GIL is held.
+    unsafe fn read(self, state: *mut ffi::PyThreadState) -> (u64, Option<u64>) {
+        // `unsigned long` is 64 bits on the LP64 systems this runs on.
+        const _: () = assert!(std::mem::size_of::<c_ulong>() == 8);
+        let words = state.cast::<u64>();
+        // SAFETY: as `find` found, within the struct.
+        unsafe {
+            (
+                *words.add(self.ident),
+                self.native.map(|at| *words.add(at)),
+            )
+        }
+    }
+}
+
 impl Profile {
-    fn place(&mut self, py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<u32> {
-        let code = frame.getattr(intern!(py, "f_code"))?;
-        let line: Option<i64> = frame.getattr(intern!(py, "f_lineno"))?.extract()?;
-        let line = line.unwrap_or(0);
+    /// The place of `frame`, a borrowed frame object.
+    fn place(&mut self, py: Python<'_>, frame: *mut ffi::PyObject) -> PyResult<u32> {
+        // SAFETY: `frame` is a live frame object and the GIL is held; the
+        // code object is a new reference, owned by `code`.
+        let (code, line) = unsafe {
+            let code = Bound::from_owned_ptr(py, PyFrame_GetCode(frame));
+            (code, i64::from(PyFrame_GetLineNumber(frame)))
+        };
         let key = (code.as_ptr() as usize, line);
         if let Some(&at) = self.index.get(&key) {
             return Ok(at);
@@ -85,47 +167,97 @@ impl Profile {
         Ok(at)
     }
 
+    /// Reads the stack of `state` into `scratch`, innermost frame last.
+    ///
+    /// # Safety
+    /// `state` is a live thread state and the GIL is held.
+    unsafe fn read_stack(
+        &mut self,
+        py: Python<'_>,
+        state: *mut ffi::PyThreadState,
+    ) -> PyResult<()> {
+        self.scratch.clear();
+        // SAFETY: the GIL is held; every frame pointer is a new reference,
+        // released once its caller is read.
+        let mut frame = unsafe { PyThreadState_GetFrame(state) };
+        while !frame.is_null() {
+            let placed = if self.scratch.len() < MAX_DEPTH {
+                self.place(py, frame)
+            } else {
+                Ok(u32::MAX)
+            };
+            // SAFETY: as above.
+            let back = unsafe { PyFrame_GetBack(frame) };
+            // SAFETY: `frame` is ours to release.
+            unsafe { ffi::Py_DecRef(frame) };
+            match placed {
+                Ok(u32::MAX) => {}
+                Ok(at) => self.scratch.push(at),
+                Err(err) => {
+                    if !back.is_null() {
+                        // SAFETY: ours to release.
+                        unsafe { ffi::Py_DecRef(back) };
+                    }
+                    return Err(err);
+                }
+            }
+            frame = back;
+        }
+        self.scratch.reverse();
+        Ok(())
+    }
+
+    /// One sample of every thread but `own` that `wanted` keeps. `natives`
+    /// maps idents to kernel ids (updated from the thread states where
+    /// they hold them); `busy` says which kernel ids used CPU since the
+    /// last sample (`None`: count every thread).
     fn sample(
         &mut self,
         py: Python<'_>,
+        layout: Layout,
         own: u64,
-        selected: &dyn Fn(u64) -> bool,
-        idle: &mut dyn FnMut(u64) -> bool,
+        wanted: &dyn Fn(u64) -> bool,
+        natives: &mut HashMap<u64, u64>,
+        busy: Option<&HashMap<u64, bool>>,
     ) -> PyResult<()> {
-        let frames = py
-            .import("sys")?
-            .call_method0(intern!(py, "_current_frames"))?
-            .cast_into::<PyDict>()?;
-        for (ident, frame) in frames.iter() {
-            let ident: u64 = ident.extract()?;
-            if ident == own || !selected(ident) {
-                continue;
-            }
-            if idle(ident) {
-                self.idle += 1;
-                continue;
-            }
-            let mut stack = Vec::new();
-            let mut frame = frame;
-            for _ in 0..1000 {
-                stack.push(self.place(py, &frame)?);
-                let back = frame.getattr(intern!(py, "f_back"))?;
-                if back.is_none() {
-                    break;
+        // SAFETY: the GIL is held, which keeps the list of thread states
+        // and every state on it alive while it is walked.
+        unsafe {
+            let mut state = PyInterpreterState_ThreadHead(ffi::PyInterpreterState_Get());
+            while !state.is_null() {
+                let (ident, native) = layout.read(state);
+                if let Some(native) = native {
+                    natives.insert(ident, native);
                 }
-                frame = back;
-            }
-            stack.reverse();
-            self.samples += 1;
-            if let Some(count) = self.stacks.get_mut(&stack) {
-                *count += 1;
-            } else if self.stacks.len() < MAX_STACKS {
-                self.stacks.insert(stack, 1);
-            } else {
-                self.unkept += 1;
+                if ident != own && wanted(ident) {
+                    // A thread not polled yet counts as busy.
+                    let used = busy.is_none_or(|busy| {
+                        let native = natives.get(&ident);
+                        native.and_then(|n| busy.get(n)).copied().unwrap_or(true)
+                    });
+                    if used {
+                        self.read_stack(py, state)?;
+                        self.count();
+                    } else {
+                        self.idle += 1;
+                    }
+                }
+                state = PyThreadState_Next(state);
             }
         }
         Ok(())
+    }
+
+    /// Counts the stack in `scratch`.
+    fn count(&mut self) {
+        self.samples += 1;
+        if let Some(count) = self.stacks.get_mut(self.scratch.as_slice()) {
+            *count += 1;
+        } else if self.stacks.len() < MAX_STACKS {
+            self.stacks.insert(self.scratch.clone(), 1);
+        } else {
+            self.unkept += 1;
+        }
     }
 
     /// `function (file:line)` of a place, as folded stacks name frames.
@@ -192,41 +324,30 @@ fn run(
     request: &Request,
     progress: Option<&NativeProgress>,
 ) -> PyResult<(Profile, f64)> {
+    let layout = Layout::find().ok_or_else(|| {
+        PyRuntimeError::new_err(format!(
+            "profile cannot find the thread ids in this Python's thread states ({})",
+            Python::version_str()
+        ))
+    })?;
     // SAFETY: reads the calling thread's identity; no precondition.
     let own = unsafe { ffi::PyThread_get_thread_ident() } as u64;
-    let threads = thread_table(py)?;
-    let wanted = request.thread.clone();
-    let selected = |ident: u64| match &wanted {
+    let mut threads = Threads::read(py)?;
+    let mut natives = threads.natives.clone();
+    let wanted_thread = request.thread.clone();
+    let names = threads.names.clone();
+    let wanted = |ident: u64| match &wanted_thread {
         None => true,
         Some(wanted) => {
             wanted.parse::<u64>().ok() == Some(ident)
-                || threads.get(&ident).is_some_and(|(name, _)| name == wanted)
+                || names.get(&ident).is_some_and(|name| name == wanted)
         }
     };
-    let keep_idle = request.idle;
     let interval = Duration::from_secs_f64(1.0 / f64::from(request.hz.max(1)));
     // Idle: a thread that used (almost) no CPU since the last sample. Its
     // state at the sample says nothing: a busy thread waits for the GIL
     // that the sampler holds.
-    let mut cpu: HashMap<u64, u64> = threads
-        .values()
-        .filter_map(|(_, native)| *native)
-        .filter_map(|native| Some((native, cpu_ns(native)?)))
-        .collect();
-    let busy = (interval.as_nanos() as u64) / 50;
-    let mut is_idle = |ident: u64| {
-        if keep_idle {
-            return false;
-        }
-        let Some(native) = threads.get(&ident).and_then(|(_, native)| *native) else {
-            return false;
-        };
-        let Some(now) = cpu_ns(native) else {
-            return false;
-        };
-        let before = cpu.insert(native, now).unwrap_or(now);
-        now.saturating_sub(before) < busy
-    };
+    let mut cpu = Cpu::new((interval.as_nanos() as u64) / 50);
     let total = Duration::from_secs_f64(request.seconds);
     let started = Instant::now();
     let mut next = started;
@@ -236,47 +357,119 @@ fn run(
         if progress.is_some_and(NativeProgress::stop_requested) {
             break;
         }
-        let now = Instant::now();
-        if next > now {
-            let wait = next - now;
-            py.detach(|| std::thread::sleep(wait));
-        }
+        let busy = py.detach(|| {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            (!request.idle).then(|| cpu.busy(natives.values().copied()))
+        });
         next += interval;
-        profile.sample(py, own, &selected, &mut is_idle)?;
+        profile.sample(py, layout, own, &wanted, &mut natives, busy.as_ref())?;
         let elapsed = started.elapsed().as_secs();
-        if let Some(progress) = progress.filter(|_| elapsed > reported) {
+        if elapsed > reported {
             reported = elapsed;
-            progress.report(&format!(
-                "profiling: {elapsed} s of {}, {} samples",
-                request.seconds, profile.samples
-            ));
+            if layout.native.is_none() {
+                // Threads started since: their kernel ids, once a second.
+                threads = Threads::read(py)?;
+                natives.extend(threads.natives.drain());
+            }
+            if let Some(progress) = progress {
+                progress.report(&format!(
+                    "profiling: {elapsed} s of {}, {} samples",
+                    request.seconds, profile.samples
+                ));
+            }
         }
     }
     Ok((profile, started.elapsed().as_secs_f64()))
 }
 
 /// Every Python thread's name and kernel id, by `threading.get_ident()`.
-fn thread_table(py: Python<'_>) -> PyResult<HashMap<u64, (String, Option<u64>)>> {
-    let active = py
-        .import("threading")?
-        .getattr("_active")?
-        .cast_into::<PyDict>()?;
-    let mut table = HashMap::new();
-    for (ident, thread) in active.copy()?.iter() {
-        let name: String = thread.getattr(intern!(py, "name"))?.extract()?;
-        let native: Option<u64> = thread
-            .getattr_opt(intern!(py, "native_id"))?
-            .and_then(|id| id.extract().ok());
-        table.insert(ident.extract()?, (name, native));
-    }
-    Ok(table)
+struct Threads {
+    names: HashMap<u64, String>,
+    natives: HashMap<u64, u64>,
 }
 
-/// The CPU time the kernel thread `native` has used, in nanoseconds
-/// (`/proc/self/task/TID/schedstat`); `None` if it cannot be read.
-fn cpu_ns(native: u64) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{native}/schedstat")).ok()?;
-    stat.split_whitespace().next()?.parse().ok()
+impl Threads {
+    fn read(py: Python<'_>) -> PyResult<Threads> {
+        let active = py
+            .import("threading")?
+            .getattr("_active")?
+            .cast_into::<PyDict>()?;
+        let main: Option<u64> = py
+            .import("threading")?
+            .call_method0("main_thread")?
+            .getattr(intern!(py, "ident"))?
+            .extract()?;
+        let mut threads = Threads {
+            names: HashMap::new(),
+            natives: HashMap::new(),
+        };
+        for (ident, thread) in active.copy()?.iter() {
+            let ident: u64 = ident.extract()?;
+            let name: String = thread.getattr(intern!(py, "name"))?.extract()?;
+            threads.names.insert(ident, name);
+            if let Some(native) = thread
+                .getattr_opt(intern!(py, "native_id"))?
+                .and_then(|id| id.extract::<u64>().ok())
+            {
+                let native = crate::threads::fresh_native_id(native, main == Some(ident));
+                threads.natives.insert(ident, native);
+            }
+        }
+        Ok(threads)
+    }
+}
+
+/// The CPU time of threads, from `/proc/self/task/TID/schedstat`, each
+/// file kept open and read again in place.
+struct Cpu {
+    files: HashMap<u64, (File, u64)>,
+    /// Nanoseconds of CPU between samples that make a thread busy.
+    threshold: u64,
+}
+
+impl Cpu {
+    fn new(threshold: u64) -> Cpu {
+        Cpu {
+            files: HashMap::new(),
+            threshold,
+        }
+    }
+
+    /// Whether each thread of `natives` used CPU since the last call
+    /// (true the first time it is seen, and when it cannot be read).
+    fn busy(&mut self, natives: impl Iterator<Item = u64>) -> HashMap<u64, bool> {
+        let mut busy = HashMap::new();
+        for native in natives {
+            let entry = match self.files.entry(native) {
+                std::collections::hash_map::Entry::Occupied(entry) => Some(entry.into_mut()),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    File::open(format!("/proc/self/task/{native}/schedstat"))
+                        .ok()
+                        .map(|file| entry.insert((file, u64::MAX)))
+                }
+            };
+            let Some((file, before)) = entry else {
+                busy.insert(native, true);
+                continue;
+            };
+            let mut buf = [0u8; 96];
+            let now = file
+                .read_at(&mut buf, 0)
+                .ok()
+                .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+                .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok());
+            let used = match now {
+                Some(now) if *before != u64::MAX => now.saturating_sub(*before) >= self.threshold,
+                _ => true,
+            };
+            *before = now.unwrap_or(u64::MAX);
+            busy.insert(native, used);
+        }
+        busy
+    }
 }
 
 /// The `profile` command's work: `(text, folded, svg, data)`.

@@ -488,7 +488,7 @@ fn describe(
 /// Python (3.11) keeps the main thread's id from before the fork, the
 /// parent's, while the thread that forked, now the child's main thread,
 /// has the child's pid as its id.
-fn fresh_native_id(id: u64, is_main: bool) -> u64 {
+pub(crate) fn fresh_native_id(id: u64, is_main: bool) -> u64 {
     if is_main && !Path::new(&format!("/proc/self/task/{id}")).exists() {
         u64::from(std::process::id())
     } else {

@@ -2,13 +2,17 @@
 Flask app whose ``/hot`` endpoint burns CPU in ``hot()`` while a client
 calls it in a loop: the top table's first row is ``hot``, the flame graph
 is valid SVG that names it and renders, the folded stacks add up to the
-samples, a second profile at once is refused, and Ctrl-C ends one early
-with what it collected."""
+samples; ``ispy`` saves both where it is told (one pair per worker with
+``--all``), a text-mode client gets them written beside the socket; a
+second profile at once is refused, and Ctrl-C ends one early with what it
+collected."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import threading
 import urllib.request
@@ -49,14 +53,25 @@ def hot_worker(start_gunicorn):
     load.stop()
 
 
-def profile(gunicorn, *arguments: str, json_lines: bool = False):
+def profile(gunicorn, *arguments: str, json_lines: bool = False, out: Path | None = None):
     options = ["--json"] if json_lines else []
+    if out is not None:
+        options += ["--out", str(out)]
     return run_ispy(gunicorn.config, [], 60.0, *options, "--pid", str(gunicorn.workers[0]),
                     "-c", "shell python", "-c", " ".join(["profile", *arguments]))
 
 
-def test_the_hot_function_tops_the_table_and_the_files_hold_the_profile(hot_worker):
-    result = profile(hot_worker, "2")
+SAVED = re.compile(r"^saved (\S+/profile-(\d+)-\d{8}-\d{6}\.(svg|folded)) \([\d.]+ (?:bytes|KiB|MiB)\)$", re.M)
+
+
+def saved_files(text: str) -> dict:
+    """{(pid, kind): path} of the files ``ispy`` says it saved."""
+    return {(int(pid), kind): Path(path) for path, pid, kind in SAVED.findall(text)}
+
+
+def test_the_hot_function_tops_the_table_and_ispy_saves_the_files(hot_worker, workdir):
+    out = workdir / "profiles" / "today"
+    result = profile(hot_worker, "2", out=out)
     assert result.code == 0, result
     header = re.search(r"^Profile of pid \d+: [\d.]+ s at 100 Hz, (\d+) samples \((\d+) idle samples left out",
                        result.stdout, re.M)
@@ -66,10 +81,13 @@ def test_the_hot_function_tops_the_table_and_the_files_hold_the_profile(hot_work
     first = re.search(r"^\s+[\d.]+%\s+[\d.]+%\s+\d+\s+\d+\s+(\S+) \(", result.stdout, re.M)
     assert first and first.group(1) == "hot", result.stdout
 
-    svg = Path(re.search(r"^Flame graph: (\S+\.svg)$", result.stdout, re.M).group(1))
-    folded = Path(re.search(r"^Folded stacks: (\S+\.folded)$", result.stdout, re.M).group(1))
+    files = saved_files(result.stdout)
+    worker = hot_worker.workers[0]
+    assert set(files) == {(worker, "svg"), (worker, "folded")}, result.stdout
+    svg, folded = files[worker, "svg"], files[worker, "folded"]
+    assert "Flame graph:" not in result.stdout, "nothing is written on the server's side"
     for path in (svg, folded):
-        assert path.stat().st_mode & 0o777 == 0o600, path
+        assert path.parent == out and path.stat().st_mode & 0o777 == 0o600, path
     ElementTree.parse(svg)  # valid XML
     assert "hot (" in svg.read_text()
     counts = [int(line.rsplit(" ", 1)[1]) for line in folded.read_text().splitlines()]
@@ -81,12 +99,54 @@ def test_the_hot_function_tops_the_table_and_the_files_hold_the_profile(hot_work
     assert width >= 800 and height >= 100, (width, height)
 
 
-def test_json_carries_the_top_table_and_the_folded_stacks(hot_worker):
-    result = profile(hot_worker, "1", "--hz", "200", json_lines=True)
+def test_json_carries_the_top_table_the_folded_stacks_and_the_saved_paths(hot_worker, workdir):
+    result = profile(hot_worker, "1", "--hz", "200", json_lines=True, out=workdir)
     assert result.code == 0, result
-    data = json.loads(result.stdout.splitlines()[-1])["data"]
+    line = json.loads(result.stdout.splitlines()[-1])
+    data = line["data"]
     assert data["hz"] == 200 and data["top"][0]["function"] == "hot", data["top"][:2]
     assert sum(int(line.rsplit(" ", 1)[1]) for line in data["folded"].splitlines()) == data["samples"]
+    assert sorted(Path(path).suffix for path in line["files"]) == [".folded", ".svg"], line
+    folded = next(Path(path) for path in line["files"] if path.endswith(".folded"))
+    assert folded.read_text() == data["folded"]
+
+
+def test_a_text_mode_client_gets_the_files_written_beside_the_socket(hot_worker, workdir):
+    worker = hot_worker.workers[0]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(60)
+        conn.connect(str(workdir / f"ispyd-{worker}.sock"))
+        conn.sendall(b"shell python\nprofile 1\n")
+        conn.shutdown(socket.SHUT_WR)
+        text = b""
+        while chunk := conn.recv(65536):
+            text += chunk
+    text = text.decode()
+    paths = dict(re.findall(r"^(Flame graph|Folded stacks): (\S+)$", text, re.M))
+    assert set(paths) == {"Flame graph", "Folded stacks"}, text
+    for path in map(Path, paths.values()):
+        assert path.parent == workdir and path.name.startswith(f"profile-{worker}-"), path
+        assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_uid == os.getuid(), path
+    assert "hot (" in Path(paths["Flame graph"]).read_text()
+
+
+def test_all_profiles_every_worker_at_once_and_saves_one_flame_graph_per_pid(start_gunicorn, workdir):
+    gunicorn = start_gunicorn(preload=False, workers=2)
+    load = Load(gunicorn.url)
+    try:
+        out = workdir / "fleet"
+        result = run_ispy(gunicorn.config, [], 60.0, "--all", "--out", str(out),
+                          "-c", "shell python", "-c", "profile 1")
+    finally:
+        load.stop()
+    assert result.code == 0, result
+    files = saved_files(result.stdout)
+    assert {pid for pid, kind in files if kind == "svg"} == set(gunicorn.workers), result.stdout
+    assert len(list(out.glob("*.svg"))) == 2
+    for pid in gunicorn.workers:
+        # Each block names its worker, and its own files.
+        block = result.stdout.split(f"pid {pid} ", 1)[1].split("==>", 1)[0]
+        assert f"Profile of pid {pid}:" in block and f"profile-{pid}-" in block, block
 
 
 def test_a_second_profile_at_once_is_refused_and_bad_arguments_are_explained(hot_worker):
@@ -115,8 +175,10 @@ def test_ctrl_c_ends_a_profile_early_with_what_it_collected(hot_worker, terminal
     term.keys("profile 60", "Enter")
     wait_until(lambda: "profiling: 1 s of 60" in term.screen(), "the profile's progress")
     term.keys("C-c")
-    wait_until(lambda: "Folded stacks:" in term.screen(), "the early profile")
-    folded = Path(re.search(r"Folded stacks: (\S+\.folded)", term.screen()).group(1))
+    wait_until(lambda: ".folded (" in term.screen(), "the early profile")
+    folded = Path(re.search(r"saved (\S+\.folded) \(", term.screen()).group(1))
+    if not folded.is_absolute():
+        folded = workdir / folded
     samples = sum(int(line.rsplit(" ", 1)[1]) for line in folded.read_text().splitlines())
     # One busy thread at 100 Hz: about 100 a second; 60 s would be 6000.
     assert 50 <= samples < 3000, samples

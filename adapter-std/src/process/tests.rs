@@ -13,6 +13,7 @@ fn run(command: &str, args: &str, wants_data: bool) -> Result<Report, PluginErro
         session: 1,
         wants_data,
         wants_text: true,
+        wants_files: false,
     };
     match ProcessPlugin::new().call(&call)? {
         Outcome::Report(report) => Ok(report),

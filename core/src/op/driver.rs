@@ -88,7 +88,16 @@ impl Request {
             } => match (plugin.as_str(), command.as_str()) {
                 ("process", "pid") => Completion::Report {
                     text: format!("{PID}\n"),
-                    data: format!(r#"{{"pid":{PID}}}"#),
+                    data: Some(format!(r#"{{"pid":{PID}}}"#)),
+                    files: Vec::new(),
+                },
+                ("echo", "file") => Completion::Report {
+                    text: "sent fixture.txt\n".to_owned(),
+                    data: None,
+                    files: vec![crate::Attachment {
+                        name: "fixture.txt".to_owned(),
+                        bytes: big_output().into_bytes(),
+                    }],
                 },
                 ("process", "environ") => Completion::Output("PATH=/usr/bin\n".to_owned()),
                 ("echo", "echo") => Completion::Output(args.clone()),

@@ -33,7 +33,8 @@ fn a_call_answered_with_a_report_sends_its_data_before_the_prompt() {
     assert!(call.wants_data);
     let completion = Completion::Report {
         text: "4242\n".into(),
-        data: r#"{"pid":4242}"#.into(),
+        data: Some(r#"{"pid":4242}"#.into()),
+        files: Vec::new(),
     };
     peer.complete(call.id, completion);
     let frames = peer.frames();
@@ -155,7 +156,8 @@ fn a_result_larger_than_a_frame_is_split_and_concatenates() {
         call.id,
         Completion::Report {
             text: String::new(),
-            data,
+            data: Some(data),
+            files: Vec::new(),
         },
     );
     let frames = peer.frames();
@@ -216,7 +218,8 @@ fn data_only_leaves_out_the_text_of_commands_but_not_their_errors() {
     let call = peer.call();
     let completion = Completion::Report {
         text: "4242\n".into(),
-        data: r#"{"pid":4242}"#.into(),
+        data: Some(r#"{"pid":4242}"#.into()),
+        files: Vec::new(),
     };
     peer.complete(call.id, completion);
     let frames = peer.frames();

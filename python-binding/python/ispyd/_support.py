@@ -128,7 +128,8 @@ def run_command(
     wants_data: bool = False,
     wants_text: bool = True,
     progress: Any = None,
-) -> Tuple[str, Any, Any, Optional[str]]:
+    wants_files: bool = False,
+) -> Tuple[str, Any, Any, Optional[str], List[Tuple[str, bytes]]]:
     """Runs ``do_<command>(args)`` on a copy of ``plugin`` whose ``stdout``
     collects the output.
 
@@ -149,24 +150,28 @@ def run_command(
     # of 10")), which keeps it going past call_timeout; once it has, Ctrl-C
     # sets self.progress.stop_requested, and it answers with what it has.
     instance.progress = progress if progress is not None else _NoProgress()
+    # A command that makes files (a flame graph) appends (name, bytes) here
+    # when the client saves files; otherwise it writes them itself.
+    instance.wants_files = wants_files
+    instance.files = files = []
     try:
         result = getattr(instance, "do_" + command)(args)
     except CommandError as err:
-        return out.getvalue(), None, None, str(err)
+        return out.getvalue(), None, None, str(err), []
     if result is not None and callable(getattr(result, "feed", None)):
-        return out.getvalue(), result, None, None
+        return out.getvalue(), result, None, None, []
     text = out.getvalue()
     if result is None:
-        return text, None, None, None
+        return text, None, None, None, files
     native = isinstance(result, _native.NativeData)
     if not text and not native:
         text = render(result)
     if not wants_data:
-        return text, None, None, None
+        return text, None, None, None, files
     if native:
         # JSON made by native code: handed back as it is.
-        return text, None, result, None
-    return text, None, json.dumps(result, default=repr, ensure_ascii=False), None
+        return text, None, result, None, files
+    return text, None, json.dumps(result, default=repr, ensure_ascii=False), None, files
 
 
 #: The most completion candidates passed on: a namespace with thousands of

@@ -161,9 +161,11 @@ class PythonPlugin:
         Samples the Python stack of every thread (or one, by its id or
         name) N times a second (default 100) for SECONDS (default 10),
         then shows the 20 hottest functions (self and total share of the
-        samples) and writes a flame graph (SVG) and the folded stacks
-        (for inferno, speedscope, FlameGraph) next to ispyd's socket, or
-        in [python] profile_dir. Threads not running on a CPU (waiting
+        samples) and makes a flame graph (SVG) and the folded stacks (for
+        inferno, speedscope, FlameGraph): ispy saves them where you are
+        (ispy --out DIR); a client that cannot (nc) gets them written
+        next to ispyd's socket, or in [python] profile_dir, and their
+        paths. Threads not running on a CPU (waiting
         on a lock, in select or sleep) are left out unless --idle. It
         says how far it has got while it runs; Ctrl-C ends it early with
         what it collected. One profile at a time per process."""
@@ -175,12 +177,17 @@ class PythonPlugin:
             text, folded, svg, data = _native.profile_report(seconds, hz, thread, idle, progress, True)
         except RuntimeError as err:
             raise CommandError(str(err)) from None
-        written = _write_profile(self._profile_dir(), folded, svg)
         self.stdout.write(text)
-        for kind, path in written.items():
-            self._print(f"{'Flame graph' if kind == 'svg' else 'Folded stacks'}: {path}")
+        files = _profile_files(folded, svg)
         result = json.loads(str(data)) if data is not None else {}
-        result["files"] = written
+        if getattr(self, "wants_files", False):
+            self.files.extend(files)
+            result["files"] = [name for name, _ in files]
+            return result
+        written = _write_profile(self._profile_dir(), files)
+        for name, path in written:
+            self._print(f"{'Flame graph' if name.endswith('.svg') else 'Folded stacks'}: {path}")
+        result["files"] = [path for _, path in written]
         return result
 
     def _profile_dir(self) -> str:
@@ -236,20 +243,27 @@ def _profile_arguments(line: str) -> Tuple[float, int, Optional[str], bool]:
     return seconds, hz, thread, idle
 
 
-def _write_profile(folder: str, folded: str, svg: bytes) -> Dict[str, str]:
-    """Writes the flame graph and the folded stacks, mode 0600, under
-    names no other file has; their paths."""
+def _profile_files(folded: str, svg: bytes) -> List[Tuple[str, bytes]]:
+    """The flame graph and the folded stacks, named
+    ``profile-PID-YYYYmmdd-HHMMSS.svg`` / ``.folded`` (UTC); none when
+    there were no samples."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    written: Dict[str, str] = {}
-    for kind, content in (("svg", svg), ("folded", folded.encode())):
-        if not content:
-            continue
-        path = os.path.join(folder, f"profile-{os.getpid()}-{stamp}.{kind}")
+    prefix = f"profile-{os.getpid()}-{stamp}"
+    named = [(f"{prefix}.svg", svg), (f"{prefix}.folded", folded.encode())]
+    return [(name, content) for name, content in named if content]
+
+
+def _write_profile(folder: str, files: List[Tuple[str, bytes]]) -> List[Tuple[str, str]]:
+    """Writes the files, mode 0600, never over another file; their
+    names and paths."""
+    written: List[Tuple[str, str]] = []
+    for name, content in files:
+        path = os.path.join(folder, name)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except OSError as err:
             raise CommandError(f"cannot write the profile to {path}: {err.strerror}") from None
         with os.fdopen(fd, "wb") as out:
             out.write(content)
-        written[kind] = path
+        written.append((name, path))
     return written
