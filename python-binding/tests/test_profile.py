@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 import urllib.request
 import xml.etree.ElementTree as ElementTree
@@ -26,17 +28,17 @@ from test_gunicorn import start_gunicorn  # noqa: F401 - the fixture
 
 
 class Load:
-    """GET /hot in a loop on a thread, until stopped."""
+    """GET ``path`` in a loop on a thread, until stopped."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, path: str = "/hot") -> None:
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(url + path,), daemon=True)
         self.thread.start()
 
     def _run(self, url: str) -> None:
         while not self.stopped.is_set():
             try:
-                urllib.request.urlopen(url + "/hot", timeout=WAIT).read()
+                urllib.request.urlopen(url, timeout=WAIT).read()
             except OSError:
                 pass
 
@@ -183,3 +185,62 @@ def test_ctrl_c_ends_a_profile_early_with_what_it_collected(hot_worker, terminal
     # One busy thread at 100 Hz: about 100 a second; 60 s would be 6000.
     assert 50 <= samples < 3000, samples
     assert "gave up" not in term.screen(), term.screen()
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if found is None:
+        pytest.fail("py-spy is not installed (test.sh installs it from PyPI)")
+    return found
+
+
+def self_shares_of_folded(folded: str, leave_out: str) -> dict:
+    """{function: percent of the samples it was the innermost frame of},
+    leaving out the stacks that contain the function ``leave_out``."""
+    counts: dict = {}
+    for line in folded.splitlines():
+        stack, count = line.rsplit(" ", 1)
+        if f";{leave_out} (" in stack:
+            continue
+        leaf = stack.rsplit(";", 1)[-1].split(" (", 1)[0]
+        counts[leaf] = counts.get(leaf, 0) + int(count)
+    total = sum(counts.values())
+    return {function: count * 100.0 / total for function, count in counts.items()}
+
+
+def test_the_top_five_agree_with_py_spy_recording_the_same_workload(start_gunicorn, workdir):
+    gunicorn = start_gunicorn(preload=False, workers=1)
+    worker = gunicorn.workers[0]
+    attach = subprocess.run([py_spy(), "dump", "--pid", str(worker)], capture_output=True, text=True, timeout=WAIT)
+    if attach.returncode != 0 and "ermission" in attach.stderr + attach.stdout:
+        pytest.skip(f"ptrace is not permitted on this machine, so py-spy cannot read the worker: {attach.stderr.strip()}")
+    assert attach.returncode == 0, attach
+    load = Load(gunicorn.url, "/mix")
+    try:
+        raw = workdir / "py-spy.folded"
+        # py-spy from outside without stopping the worker, ispyd from inside,
+        # at the same time on the same requests.
+        # 500 Hz for 5 s: some 2,500 samples each, so that two honest
+        # profiles' shares differ by less than 5 points but once in
+        # thousands of runs.
+        recording = subprocess.Popen([py_spy(), "record", "--pid", str(worker), "--duration", "5", "--rate", "500",
+                                      "--nonblocking", "--format", "raw", "--output", str(raw)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ours = run_ispy(gunicorn.config, [], 60.0, "--json", "--out", str(workdir), "--pid", str(worker),
+                        "-c", "shell python", "-c", "profile 5 --hz 500")
+        recorded = recording.communicate(timeout=60)[0]
+    finally:
+        load.stop()
+    assert ours.code == 0, ours
+    assert recording.returncode == 0, recorded
+    data = json.loads(ours.stdout.splitlines()[-1])["data"]
+    ispyd_top = {row["function"]: row["self_pct"] for row in data["top"][:5]}
+    # ispyd leaves its own sampling thread out; py-spy sees it, in
+    # do_profile, holding the GIL while it reads the stacks.
+    theirs = self_shares_of_folded(raw.read_text(), leave_out="PythonPlugin.do_profile")
+    py_spy_top = dict(sorted(theirs.items(), key=lambda item: -item[1])[:5])
+    report = f"ispyd {ispyd_top}\npy-spy {py_spy_top}"
+    print(report)
+    assert set(ispyd_top) == set(py_spy_top) == {"burn_a", "burn_b", "burn_c", "burn_d", "burn_e"}, report
+    for function, share in ispyd_top.items():
+        assert abs(share - py_spy_top[function]) <= 5.0, report
