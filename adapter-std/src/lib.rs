@@ -24,6 +24,7 @@
 mod manager;
 pub mod peer;
 pub mod process;
+pub mod profile;
 mod serve;
 mod setup;
 pub mod signals;

@@ -250,6 +250,9 @@ impl<E: Engine> Builder<E> {
         if let Some(limits) = self.limits {
             config.limits = limits;
         }
+        // The builtin, now that the configuration says where its profiles
+        // go for a client that does not save files.
+        available[0] = Arc::new(ProcessPlugin::with_profile_dir(profile_dir(&config)));
         let registry = Registry::from_config(&config, &available)?;
         let mut warnings = config.warnings(&registry.infos());
         if let Some(asked) = config.engine.filter(|&asked| asked != E::KIND) {
@@ -279,6 +282,25 @@ impl<E: Engine> Builder<E> {
     /// Loads the configuration, binds the socket and starts serving.
     pub fn start(self) -> Result<E::Manager, Error> {
         E::start(self.prepare()?)
+    }
+}
+
+/// `[process] profile_dir`, else the folder of the socket, else the
+/// system's temporary directory.
+fn profile_dir(config: &Config) -> std::path::PathBuf {
+    let configured = config
+        .section(crate::process::NAME)
+        .and_then(|section| section.get("profile_dir"))
+        .filter(|dir| !dir.is_empty());
+    if let Some(dir) = configured {
+        return dir.into();
+    }
+    match &config.listen {
+        Listen::Unix(path) => std::path::Path::new(path)
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf),
+        _ => std::env::temp_dir(),
     }
 }
 

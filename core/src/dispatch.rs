@@ -223,7 +223,7 @@ impl Dispatcher {
             match session.poll_event(now)? {
                 Event::Call(call) => {
                     self.running = Some(call.id);
-                    let inline = registry.is_inline(&call.plugin);
+                    let inline = registry.runs_inline(&call.plugin, &call.command);
                     // An inline call runs on the driver's thread: nothing
                     // could show its progress meanwhile.
                     let (progress, reports) = match inline {

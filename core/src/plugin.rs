@@ -61,6 +61,17 @@ impl PluginInfo {
         self
     }
 
+    /// Adds a command that may run long (a profile): it never runs on the
+    /// session's thread, even in an [inline](PluginInfo::inline) plugin,
+    /// and may report progress.
+    #[must_use]
+    pub fn long_command(mut self, name: impl Into<String>, help: impl Into<String>) -> Self {
+        let mut info = CommandInfo::new(name, help);
+        info.long = true;
+        self.commands.push(info);
+        self
+    }
+
     /// Adds a command that is refused unless `[gate] enabled` is true.
     #[must_use]
     pub fn gated_command(
@@ -113,6 +124,9 @@ pub struct CommandInfo {
     /// Configuration section whose `enabled` key must be true for this one
     /// command to run (the seed's `[python:console]`).
     pub gate: Option<String>,
+    /// It may run long: never on the session's thread (see
+    /// [`PluginInfo::long_command`]).
+    pub long: bool,
 }
 
 impl CommandInfo {
@@ -122,6 +136,7 @@ impl CommandInfo {
             name: name.into(),
             help: help.into(),
             gate: None,
+            long: false,
         }
     }
 }
@@ -463,6 +478,14 @@ impl Registry {
         self.get(name).is_some_and(|(info, _)| info.inline)
     }
 
+    /// True when `command` of plugin `name` may run on the session's
+    /// thread: the plugin is inline and the command is not a long one.
+    pub fn runs_inline(&self, name: &str, command: &str) -> bool {
+        self.get(name).is_some_and(|(info, _)| {
+            info.inline && !info.find(command).is_some_and(|command| command.long)
+        })
+    }
+
     /// Runs a call, turning a failure or a panic into an error completion.
     pub fn execute(&self, call: &Call) -> Execution {
         self.execute_with(call, &Progress::new())
@@ -564,4 +587,33 @@ fn panicked(what: &str, panic: &(dyn Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".to_owned());
     format!("'{what}' failed inside the plugin (panic: {detail}); the session goes on.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quick;
+
+    impl Plugin for Quick {
+        fn describe(&self) -> PluginInfo {
+            PluginInfo::new("quick", "Quick commands, and one long one")
+                .command("pid", "Quick.")
+                .long_command("profile", "Takes its time.")
+                .inline()
+        }
+
+        fn call(&self, _: &Call) -> Result<Outcome, PluginError> {
+            Ok(Outcome::Output(String::new()))
+        }
+    }
+
+    #[test]
+    fn a_long_command_of_an_inline_plugin_never_runs_inline() {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Quick));
+        assert!(registry.runs_inline("quick", "pid"));
+        assert!(!registry.runs_inline("quick", "profile"));
+        assert!(!registry.runs_inline("nobody", "pid"));
+    }
 }

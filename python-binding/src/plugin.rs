@@ -45,7 +45,12 @@ impl PyPlugin {
         info.gate = gate;
         info.commands = commands
             .into_iter()
-            .map(|(name, help, gate)| CommandInfo { name, help, gate })
+            .map(|(name, help, gate)| CommandInfo {
+                name,
+                help,
+                gate,
+                long: false,
+            })
             .collect();
         Ok(PyPlugin { instance, info })
     }

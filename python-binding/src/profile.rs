@@ -8,10 +8,10 @@
 //! `PyFrame_GetLineNumber`): no dict of frames, no attribute lookups, no
 //! Python object made by ispyd. (CPython 3.11+ makes a frame object the
 //! first time a frame is looked at, and keeps it for the frame's life.)
-//! Each (code, line) place is interned once, and a stack is a list of place
-//! numbers counted in a map, so a profile's memory grows with the distinct
-//! stacks, not with its length (and that too is capped). Between samples
-//! the GIL is let go.
+//! Each (code, line) place is interned once and the stacks are counted by
+//! `ispyd_std::profile::Samples` (bounded by the distinct stacks), which
+//! also draws the table and the flame graph. Between samples the GIL is
+//! let go.
 //!
 //! Idle threads (blocked in a lock, `select`, `sleep`: they used no CPU
 //! since the last sample, as `/proc/self/task/TID/schedstat` says, read
@@ -28,6 +28,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{ffi, intern};
+
+use ispyd_std::profile::{Place, Samples};
 
 use crate::data::NativeData;
 use crate::plugin::NativeProgress;
@@ -48,38 +50,20 @@ unsafe extern "C" {
 /// One profile at a time per process.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// Distinct stacks kept; samples of further ones are counted together.
-const MAX_STACKS: usize = 100_000;
-/// Rows of the top table.
-const TOP_ROWS: usize = 20;
 /// Frames read from one thread's stack.
 const MAX_DEPTH: usize = 1000;
 /// Words of a thread state searched for its thread's identity.
 const LAYOUT_WORDS: usize = 32;
 
-/// A function and the line a sample found it at.
-struct Place {
-    /// Its code object's address: what makes it one function.
-    code: usize,
-    function: String,
-    file: String,
-    first_line: i64,
-    line: i64,
-}
-
 #[derive(Default)]
 struct Profile {
-    places: Vec<Place>,
+    samples: Samples,
     index: HashMap<(usize, i64), u32>,
     /// Keeps the code objects whose addresses are in `index` alive.
     codes: Vec<Py<PyAny>>,
-    stacks: HashMap<Vec<u32>, u64>,
     /// The stack being read, reused from sample to sample.
     scratch: Vec<u32>,
-    samples: u64,
     idle: u64,
-    /// Samples of stacks past [`MAX_STACKS`].
-    unkept: u64,
 }
 
 /// What `profile` was asked.
@@ -149,13 +133,12 @@ impl Profile {
         if let Some(&at) = self.index.get(&key) {
             return Ok(at);
         }
-        let at = u32::try_from(self.places.len()).unwrap_or(u32::MAX);
-        self.places.push(Place {
-            code: key.0,
+        let at = self.samples.add_place(Place {
+            function_id: key.0 as u64,
             function: code.getattr(intern!(py, "co_name"))?.extract()?,
             file: code.getattr(intern!(py, "co_filename"))?.extract()?,
-            first_line: code.getattr(intern!(py, "co_firstlineno"))?.extract()?,
-            line,
+            first_line: Some(code.getattr(intern!(py, "co_firstlineno"))?.extract()?),
+            line: Some(line),
         });
         self.index.insert(key, at);
         self.codes.push(code.unbind());
@@ -245,70 +228,7 @@ impl Profile {
 
     /// Counts the stack in `scratch`.
     fn count(&mut self) {
-        self.samples += 1;
-        if let Some(count) = self.stacks.get_mut(self.scratch.as_slice()) {
-            *count += 1;
-        } else if self.stacks.len() < MAX_STACKS {
-            self.stacks.insert(self.scratch.clone(), 1);
-        } else {
-            self.unkept += 1;
-        }
-    }
-
-    /// `function (file:line)` of a place, as folded stacks name frames.
-    fn frame_name(&self, at: u32) -> String {
-        let place = &self.places[at as usize];
-        format!("{} ({}:{})", place.function, place.file, place.line).replace(';', ":")
-    }
-
-    fn folded(&self) -> String {
-        let mut lines: Vec<String> = self
-            .stacks
-            .iter()
-            .map(|(stack, count)| {
-                let names: Vec<String> = stack.iter().map(|&at| self.frame_name(at)).collect();
-                format!("{} {count}", names.join(";"))
-            })
-            .collect();
-        if self.unkept > 0 {
-            lines.push(format!(
-                "[stacks past the {MAX_STACKS} kept] {}",
-                self.unkept
-            ));
-        }
-        lines.sort();
-        lines.join("\n") + if lines.is_empty() { "" } else { "\n" }
-    }
-
-    /// Each function (a code object: one of its places) with its samples
-    /// of its own and in total, most of its own first.
-    fn functions(&self) -> Vec<(&Place, u64, u64)> {
-        let mut table: HashMap<usize, (u32, u64, u64)> = HashMap::new();
-        let mut seen: Vec<usize> = Vec::new();
-        for (stack, &count) in &self.stacks {
-            seen.clear();
-            for (depth, &at) in stack.iter().enumerate() {
-                let code = self.places[at as usize].code;
-                let entry = table.entry(code).or_insert((at, 0, 0));
-                if depth + 1 == stack.len() {
-                    entry.1 += count;
-                }
-                if !seen.contains(&code) {
-                    entry.2 += count;
-                    seen.push(code);
-                }
-            }
-        }
-        let mut rows: Vec<_> = table
-            .into_values()
-            .map(|(at, own, total)| (&self.places[at as usize], own, total))
-            .collect();
-        rows.sort_by(|a, b| {
-            (b.1, b.2)
-                .cmp(&(a.1, a.2))
-                .then_with(|| (&a.0.function, &a.0.file).cmp(&(&b.0.function, &b.0.file)))
-        });
-        rows
+        self.samples.count(&self.scratch, 1);
     }
 }
 
@@ -372,7 +292,7 @@ fn run(
             if let Some(progress) = progress {
                 progress.report(&format!(
                     "profiling: {elapsed} s of {}, {} samples",
-                    request.seconds, profile.samples
+                    request.seconds, profile.samples.samples
                 ));
             }
         }
@@ -509,7 +429,11 @@ impl SwitchInterval {
     }
 }
 
-/// The `profile` command's work: `(text, folded, svg, data)`.
+/// Files with their names.
+type NamedFiles = Vec<(String, Vec<u8>)>;
+
+/// The `profile` command's work: `(text, files, data)`, the files being
+/// the flame graph and the folded stacks, named.
 #[pyfunction]
 #[pyo3(signature = (seconds, hz, thread=None, idle=false, progress=None, wants_data=false))]
 pub(crate) fn profile_report(
@@ -520,7 +444,7 @@ pub(crate) fn profile_report(
     idle: bool,
     progress: Option<Bound<'_, NativeProgress>>,
     wants_data: bool,
-) -> PyResult<(String, String, Vec<u8>, Option<NativeData>)> {
+) -> PyResult<(String, NamedFiles, Option<NativeData>)> {
     if RUNNING.swap(true, Ordering::AcqRel) {
         return Err(PyRuntimeError::new_err(
             "a profile is already running in this process; wait for it to end",
@@ -540,67 +464,33 @@ pub(crate) fn profile_report(
     RUNNING.store(false, Ordering::Release);
     let (profile, took) = ran?;
 
-    let mut text = format!(
-        "Profile of pid {}: {took:.1} s at {hz} Hz, {} samples",
-        std::process::id(),
-        profile.samples
+    let pid = std::process::id();
+    let mut header = format!(
+        "Profile of pid {pid}: {took:.1} s at {hz} Hz, {} samples",
+        profile.samples.samples
     );
     if !request.idle {
-        text.push_str(&format!(
+        header.push_str(&format!(
             " ({} idle samples left out; --idle keeps them)",
             profile.idle
         ));
     }
-    text.push_str("\n\n");
-    let rows = profile.functions();
-    let total = profile.samples.max(1) as f64;
-    text.push_str("  SELF%  TOTAL%    SELF   TOTAL  FUNCTION (FILE:LINE)\n");
-    for (place, own, all) in rows.iter().take(TOP_ROWS) {
-        text.push_str(&format!(
-            "{:>6.1}% {:>6.1}% {own:>7} {all:>7}  {} ({}:{})\n",
-            *own as f64 * 100.0 / total,
-            *all as f64 * 100.0 / total,
-            place.function,
-            place.file,
-            place.first_line,
-        ));
-    }
-    if rows.is_empty() {
-        text.push_str("  (no samples)\n");
-    }
-    let folded = profile.folded();
-    let mut svg = Vec::new();
-    if !folded.is_empty() {
-        let mut options = inferno::flamegraph::Options::default();
-        options.title = format!("ispyd profile of pid {}", std::process::id());
-        options.count_name = "samples".to_owned();
-        inferno::flamegraph::from_lines(&mut options, folded.lines(), &mut svg).map_err(|err| {
-            PyRuntimeError::new_err(format!("cannot draw the flame graph: {err}"))
-        })?;
-    }
+    let rendered = profile
+        .samples
+        .render(&header, &format!("ispyd profile of pid {pid}"))
+        .map_err(|err| PyRuntimeError::new_err(err.message().to_owned()))?;
+    let files = rendered.files();
     let data = if wants_data {
-        let top: Vec<serde_json::Value> = rows
-            .iter()
-            .take(TOP_ROWS)
-            .map(|(place, own, all)| {
-                serde_json::json!({
-                    "function": place.function, "file": place.file, "line": place.first_line,
-                    "self": own, "total": all,
-                    "self_pct": *own as f64 * 100.0 / total,
-                    "total_pct": *all as f64 * 100.0 / total,
-                })
-            })
-            .collect();
         Some(NativeData::of(&serde_json::json!({
             "seconds": took,
             "hz": hz,
-            "samples": profile.samples,
+            "samples": profile.samples.samples,
             "idle_samples": profile.idle,
-            "top": top,
-            "folded": folded,
+            "top": rendered.top,
+            "folded": rendered.folded,
         }))?)
     } else {
         None
     };
-    Ok((text, folded, svg, data))
+    Ok((rendered.text, files, data))
 }

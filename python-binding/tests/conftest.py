@@ -9,6 +9,7 @@ group is killed when the test ends, whatever the outcome.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -226,6 +227,12 @@ class Result:
     code: int
 
 
+#: Where ``run_ispy`` runs ispy, so that the files commands send (a
+#: profile's flame graph) land in no checkout.
+ISPY_CWD = tempfile.mkdtemp(prefix="ispy-cwd-")
+atexit.register(shutil.rmtree, ISPY_CWD, True)
+
+
 def run_ispy(target: object, commands: Sequence[str] | str, timeout: float = WAIT, *options: str) -> Result:
     """Runs the installed ``ispy TARGET`` with ``commands`` piped to it, one
     a line, and returns what it printed and its exit status."""
@@ -233,6 +240,7 @@ def run_ispy(target: object, commands: Sequence[str] | str, timeout: float = WAI
     try:
         done = subprocess.run(
             [ispy_command(), *options, str(target)],
+            cwd=ISPY_CWD,
             input=text,
             capture_output=True,
             text=True,

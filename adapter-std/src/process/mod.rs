@@ -9,9 +9,11 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo, Report};
+use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo, Progress, Report};
+
+use crate::profile::native;
 
 /// The plugin's name, as typed in `shell process`.
 pub const NAME: &str = "process";
@@ -23,13 +25,57 @@ pub const NAME: &str = "process";
 /// serves any number of sessions.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessPlugin {
-    _private: (),
+    /// Where `profile` writes its files for a client that does not save
+    /// them; `None`: the system's temporary directory.
+    profile_dir: Option<PathBuf>,
 }
+
+/// The help of `profile`.
+const PROFILE_HELP: &str = "\
+profile [SECONDS] [--hz N] [--thread NAME]: where this program spends its CPU.
+Samples the machine stack of every thread that is using CPU, N times a second
+of CPU time (default 100), for SECONDS (default 10), on SIGPROF, then shows the
+20 hottest functions (demangled; self and total share of the samples) and
+makes a flame graph (SVG) and the folded stacks (for inferno, speedscope,
+FlameGraph): ispy saves them where you are (ispy --out DIR); a client that
+cannot (nc) gets them written in [process] profile_dir, else beside the
+socket, and their paths. Nothing is installed until it starts and SIGPROF is
+put back as it was after; a program that uses SIGPROF itself is refused. It
+says how far it has got; Ctrl-C ends it early with what it collected.";
 
 impl ProcessPlugin {
     /// The plugin, ready to register.
     pub fn new() -> Self {
         ProcessPlugin::default()
+    }
+
+    /// The plugin, writing `profile`'s files in `dir` for clients that do
+    /// not save them.
+    pub fn with_profile_dir(dir: impl Into<PathBuf>) -> Self {
+        ProcessPlugin {
+            profile_dir: Some(dir.into()),
+        }
+    }
+
+    fn profile(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {
+        let request = native::Request::parse(&call.args)?;
+        let (samples, took) = native::sample(&request, progress)?;
+        let pid = std::process::id();
+        let header = format!(
+            "Profile of pid {pid}: {took:.1} s at {} Hz, {} samples of CPU time (threads \
+             that wait are never sampled)",
+            request.hz, samples.samples
+        );
+        let rendered = samples.render(&header, &format!("ispyd profile of pid {pid}"))?;
+        let data = serde_json::json!({
+            "seconds": took,
+            "hz": request.hz,
+            "samples": samples.samples,
+            "top": rendered.top,
+            "folded": rendered.folded,
+        });
+        let dir = self.profile_dir.clone().unwrap_or_else(std::env::temp_dir);
+        rendered.into_report(call, &dir, data).map(Outcome::Report)
     }
 }
 
@@ -41,9 +87,20 @@ impl Plugin for ProcessPlugin {
             .fold(PluginInfo::new(NAME, summary).inline(), |info, cmd| {
                 info.command(cmd.name, cmd.help)
             })
+            .long_command("profile", PROFILE_HELP)
+    }
+
+    fn call_with_progress(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {
+        if call.command == "profile" {
+            return self.profile(call, progress);
+        }
+        self.call(call)
     }
 
     fn call(&self, call: &Call) -> Result<Outcome, PluginError> {
+        if call.command == "profile" {
+            return self.profile(call, &Progress::new());
+        }
         let command = COMMANDS
             .iter()
             .find(|cmd| cmd.name == call.command)

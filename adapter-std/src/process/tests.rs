@@ -152,16 +152,23 @@ fn unknown_command_is_named_in_the_error() {
 }
 
 #[test]
-fn describe_lists_every_command_inline() {
+fn describe_lists_every_command_inline_but_the_long_profile() {
     let info = ProcessPlugin::new().describe();
     let mut names: Vec<&str> = info.commands.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();
     let expected = [
         "cmdline", "cwd", "dump", "egid", "environ", "euid", "fds", "gid", "limits", "memory",
-        "pid", "threads", "uid", "uptime",
+        "pid", "profile", "threads", "uid", "uptime",
     ];
     assert_eq!(names, expected);
     assert!(info.inline);
+    let long: Vec<&str> = info
+        .commands
+        .iter()
+        .filter(|c| c.long)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(long, ["profile"], "it never runs on the session's thread");
     assert!(info.commands.iter().all(|c| c.help.contains('\n')));
 }
 

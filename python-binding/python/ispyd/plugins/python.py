@@ -174,11 +174,11 @@ class PythonPlugin:
         if not isinstance(progress, _native.NativeProgress):
             progress = None
         try:
-            text, folded, svg, data = _native.profile_report(seconds, hz, thread, idle, progress, True)
+            text, files, data = _native.profile_report(seconds, hz, thread, idle, progress, True)
         except RuntimeError as err:
             raise CommandError(str(err)) from None
         self.stdout.write(text)
-        files = _profile_files(folded, svg)
+        files = [(name, bytes(content)) for name, content in files]
         result = json.loads(str(data)) if data is not None else {}
         if getattr(self, "wants_files", False):
             self.files.extend(files)
@@ -241,16 +241,6 @@ def _profile_arguments(line: str) -> Tuple[float, int, Optional[str], bool]:
                 raise CommandError(f"a profile lasts more than 0 and at most 3600 seconds, not {word}")
         at += 1
     return seconds, hz, thread, idle
-
-
-def _profile_files(folded: str, svg: bytes) -> List[Tuple[str, bytes]]:
-    """The flame graph and the folded stacks, named
-    ``profile-PID-YYYYmmdd-HHMMSS.svg`` / ``.folded`` (UTC); none when
-    there were no samples."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    prefix = f"profile-{os.getpid()}-{stamp}"
-    named = [(f"{prefix}.svg", svg), (f"{prefix}.folded", folded.encode())]
-    return [(name, content) for name, content in named if content]
 
 
 def _write_profile(folder: str, files: List[Tuple[str, bytes]]) -> List[Tuple[str, str]]:
