@@ -25,7 +25,7 @@ done
 cat <<MSG
 The demo runs as pid $demo, listening on $socket.
 Try:  servers   connect   (or connect N when several run)
-      dump   plugins   shell process   threads   fds   exit
+      dump   plugins   shell process   threads   fds   profile 3   exit
       shell demo   stats   workers   slow 2   work 5 (Ctrl-C)   crash   exit
       exit      (leaves ispy and stops the demo)
 MSG

@@ -37,8 +37,9 @@ def main() -> None:
     for count in (10, 100, 1000):
         started += start_threads(count - len(started), 10, release)
         cpu = time.thread_time()
-        _text, folded, _svg, _data = _native.profile_report(args.seconds, 100, None, True, None, False)
+        _text, files, _data = _native.profile_report(args.seconds, 100, None, True, None, False)
         cpu = time.thread_time() - cpu
+        folded = next(bytes(content).decode() for name, content in files if name.endswith(".folded"))
         samples = sum(int(line.rsplit(" ", 1)[1]) for line in folded.splitlines())
         sweeps = round(samples / (count + 1))
         per_sweep = cpu / max(sweeps, 1)

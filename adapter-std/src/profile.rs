@@ -16,9 +16,34 @@ use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ispyd_core::{Attachment, PluginError, Report};
+
+/// One profile at a time per process, whichever plugin takes it.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The right to profile this process, until dropped.
+#[derive(Debug)]
+pub struct Claim(());
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        RUNNING.store(false, Ordering::Release);
+    }
+}
+
+/// Claims the process's one profile; refused while another runs (the
+/// python plugin's or the process plugin's).
+pub fn claim() -> Result<Claim, PluginError> {
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        return Err(PluginError::new(
+            "a profile is already running in this process; wait for it to end",
+        ));
+    }
+    Ok(Claim(()))
+}
 
 /// Distinct stacks kept; samples of further ones are counted together.
 pub const MAX_STACKS: usize = 100_000;

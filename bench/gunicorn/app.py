@@ -21,3 +21,13 @@ app = Flask(__name__)
 @app.route("/")
 def hello() -> str:
     return "Hello, World!\n"
+
+
+@app.route("/compute")
+def compute() -> str:
+    """About 2 ms of pure Python per request: what profile_load.py loads,
+    so that the work measured is the application's, not the connection's."""
+    total = 0
+    for i in range(40_000):
+        total += i * i
+    return f"{total}\n"

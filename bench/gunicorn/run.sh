@@ -2,7 +2,8 @@
 # Request throughput of a small Flask app under gunicorn, with ispyd embedded
 # but idle (B) versus absent (A), alternated in one run; prints markdown.
 #
-#   bench/gunicorn/run.sh
+#   bench/gunicorn/run.sh                   # idle ispyd versus none
+#   bench/gunicorn/run.sh profile_load.py   # a running profile versus none, beside py-spy
 #
 # Settings (environment): BENCH_ROUNDS (5 per variant), BENCH_DURATION (10
 # s), BENCH_WARMUP (3 s), BENCH_CONNECTIONS (8), BENCH_THREADS (1),
@@ -20,4 +21,4 @@ if ! command -v wrk >/dev/null; then
   exit 1
 fi
 source bench/gunicorn/venv.sh
-exec "$venv/bin/python" bench/gunicorn/bench.py
+exec "$venv/bin/python" "bench/gunicorn/${1:-bench.py}"

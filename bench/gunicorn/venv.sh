@@ -13,6 +13,9 @@ fi
 if ! "$venv/bin/python" -c 'import flask, gunicorn' 2>/dev/null; then
   "$venv/bin/pip" install --quiet flask gunicorn >&2
 fi
+if [ ! -x "$venv/bin/py-spy" ]; then
+  "$venv/bin/pip" install --quiet py-spy >&2
+fi
 sources=(Cargo.toml Cargo.lock core/src core/Cargo.toml adapter-std/src
   adapter-std/Cargo.toml client/src client/Cargo.toml python-binding/src
   python-binding/python python-binding/Cargo.toml python-binding/pyproject.toml)

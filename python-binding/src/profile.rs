@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::raw::{c_int, c_ulong};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
@@ -46,9 +45,6 @@ unsafe extern "C" {
     fn PyFrame_GetCode(frame: *mut ffi::PyObject) -> *mut ffi::PyObject;
     fn PyFrame_GetLineNumber(frame: *mut ffi::PyObject) -> c_int;
 }
-
-/// One profile at a time per process.
-static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// Frames read from one thread's stack.
 const MAX_DEPTH: usize = 1000;
@@ -445,11 +441,8 @@ pub(crate) fn profile_report(
     progress: Option<Bound<'_, NativeProgress>>,
     wants_data: bool,
 ) -> PyResult<(String, NamedFiles, Option<NativeData>)> {
-    if RUNNING.swap(true, Ordering::AcqRel) {
-        return Err(PyRuntimeError::new_err(
-            "a profile is already running in this process; wait for it to end",
-        ));
-    }
+    let claim = ispyd_std::profile::claim()
+        .map_err(|err| PyRuntimeError::new_err(err.message().to_owned()))?;
     let request = Request {
         seconds,
         hz,
@@ -461,7 +454,7 @@ pub(crate) fn profile_report(
         switch.restore(py);
         ran
     });
-    RUNNING.store(false, Ordering::Release);
+    drop(claim);
     let (profile, took) = ran?;
 
     let pid = std::process::id();

@@ -10,15 +10,11 @@
 //! refused: ispyd would take its signal over.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ispyd_core::{PluginError, Progress};
 
 use super::{Place, Samples};
-
-/// One native profile at a time per process (the timer is the process's).
-static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// Libraries pprof does not unwind through: unwinding from a signal
 /// handler that interrupted them can deadlock (pprof's own advice).
@@ -97,14 +93,9 @@ impl Request {
 /// Samples as `request` says, reporting to `progress` each second and
 /// stopping early when it asks: the stacks, and the seconds it took.
 pub fn sample(request: &Request, progress: &Progress) -> Result<(Samples, f64), PluginError> {
-    if RUNNING.swap(true, Ordering::AcqRel) {
-        return Err(PluginError::new(
-            "a profile is already running in this process; wait for it to end",
-        ));
-    }
-    let sampled = sigprof_is_free().and_then(|()| run(request, progress));
-    RUNNING.store(false, Ordering::Release);
-    sampled
+    let _claim = super::claim()?;
+    sigprof_is_free()?;
+    run(request, progress)
 }
 
 fn run(request: &Request, progress: &Progress) -> Result<(Samples, f64), PluginError> {
