@@ -39,7 +39,7 @@ def main() -> None:
         cpu = time.thread_time()
         _text, files, _data = _native.profile_report(args.seconds, 100, None, True, None, False)
         cpu = time.thread_time() - cpu
-        folded = next(bytes(content).decode() for name, content in files if name.endswith(".folded"))
+        folded = next(content.decode() for name, content in files if name.endswith(".folded"))
         samples = sum(int(line.rsplit(" ", 1)[1]) for line in folded.splitlines())
         sweeps = round(samples / (count + 1))
         per_sweep = cpu / max(sweeps, 1)

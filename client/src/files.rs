@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use ispyd_core::is_file_name;
+use ispyd_core::{Frame, is_file_name};
 
 /// The most one file may hold; past it the file is given up on and its
 /// part removed, so a broken or hostile server cannot fill the disk.
@@ -105,6 +105,15 @@ impl Saver {
             }
         }
         ended
+    }
+
+    /// Takes any frame the server sent: a `File` piece is written, any
+    /// other frame ends the file being written. What ended, if anything.
+    pub fn see(&mut self, frame: &Frame) -> Option<Saved> {
+        match frame {
+            Frame::File { name, bytes } => self.piece(name, bytes),
+            _ => self.finish(),
+        }
     }
 
     /// Ends the file being written, if any (at any frame that is not its

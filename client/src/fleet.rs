@@ -345,13 +345,7 @@ impl Reading {
                     _ => continue,
                 }
             };
-            if let Frame::File { name, bytes } = &frame {
-                if let Some(saved) = self.files.piece(name, bytes) {
-                    answer.files.push(saved);
-                }
-                continue;
-            }
-            if let Some(saved) = self.files.finish() {
+            if let Some(saved) = self.files.see(&frame) {
                 answer.files.push(saved);
             }
             match frame {

@@ -74,13 +74,7 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console, files: &mut Sa
                 return back(err != SessionError::Interrupted);
             }
         };
-        if let Frame::File { name, bytes } = &frame {
-            if let Some(saved) = files.piece(name, bytes) {
-                show_saved(console, saved);
-            }
-            continue;
-        }
-        if let Some(saved) = files.finish() {
+        if let Some(saved) = files.see(&frame) {
             show_saved(console, saved);
         }
         match frame {

@@ -12,6 +12,7 @@ use ispyd_core::{
     PluginInfo, Progress, Report, Step,
 };
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyDict;
 use serde_json::value::RawValue;
 
@@ -274,7 +275,7 @@ impl PyPlugin {
                 Option<Py<PyAny>>,
                 Option<Py<PyAny>>,
                 Option<String>,
-                Vec<(String, Vec<u8>)>,
+                Vec<(String, PyBackedBytes)>,
             );
             let run = || -> PyResult<Ran> {
                 let progress = match progress {
@@ -302,9 +303,9 @@ impl PyPlugin {
                     )?
                     .extract()
             };
-            let attach = |report: Report, files: Vec<(String, Vec<u8>)>| {
+            let attach = |report: Report, files: Vec<(String, PyBackedBytes)>| {
                 files.into_iter().try_fold(report, |report, (name, bytes)| {
-                    Ok(report.attach(Attachment::new(name, bytes)?))
+                    Ok(report.attach(Attachment::new(name, bytes.to_vec())?))
                 })
             };
             match run() {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use pyo3::{ffi, intern};
 
 use ispyd_std::profile::{Place, Samples};
@@ -151,34 +151,25 @@ impl Profile {
         state: *mut ffi::PyThreadState,
     ) -> PyResult<()> {
         self.scratch.clear();
+        let mut placed = Ok(());
         // SAFETY: the GIL is held; every frame pointer is a new reference,
-        // released once its caller is read.
+        // released once its caller is had (or the walk stops).
         let mut frame = unsafe { PyThreadState_GetFrame(state) };
         while !frame.is_null() {
-            let placed = if self.scratch.len() < MAX_DEPTH {
-                self.place(py, frame)
-            } else {
-                Ok(u32::MAX)
-            };
+            placed = self.place(py, frame).map(|at| self.scratch.push(at));
+            let stop = placed.is_err() || self.scratch.len() == MAX_DEPTH;
             // SAFETY: as above.
-            let back = unsafe { PyFrame_GetBack(frame) };
+            let back = if stop {
+                std::ptr::null_mut()
+            } else {
+                unsafe { PyFrame_GetBack(frame) }
+            };
             // SAFETY: `frame` is ours to release.
             unsafe { ffi::Py_DecRef(frame) };
-            match placed {
-                Ok(u32::MAX) => {}
-                Ok(at) => self.scratch.push(at),
-                Err(err) => {
-                    if !back.is_null() {
-                        // SAFETY: ours to release.
-                        unsafe { ffi::Py_DecRef(back) };
-                    }
-                    return Err(err);
-                }
-            }
             frame = back;
         }
         self.scratch.reverse();
-        Ok(())
+        placed
     }
 
     /// One sample of every thread but `own` that `wanted` keeps. `natives`
@@ -243,11 +234,8 @@ fn run(
     })?;
     // SAFETY: reads the calling thread's identity; no precondition.
     let own = unsafe { ffi::PyThread_get_thread_ident() } as u64;
-    let mut threads = Threads::read(py)?;
-    let mut natives = threads.natives.clone();
-    let wanted_thread = request.thread.clone();
-    let names = threads.names.clone();
-    let wanted = |ident: u64| match &wanted_thread {
+    let Threads { names, mut natives } = Threads::read(py)?;
+    let wanted = |ident: u64| match &request.thread {
         None => true,
         Some(wanted) => {
             wanted.parse::<u64>().ok() == Some(ident)
@@ -282,8 +270,7 @@ fn run(
             reported = elapsed;
             if layout.native.is_none() {
                 // Threads started since: their kernel ids, once a second.
-                threads = Threads::read(py)?;
-                natives.extend(threads.natives.drain());
+                natives.extend(Threads::read(py)?.natives);
             }
             if let Some(progress) = progress {
                 progress.report(&format!(
@@ -425,8 +412,8 @@ impl SwitchInterval {
     }
 }
 
-/// Files with their names.
-type NamedFiles = Vec<(String, Vec<u8>)>;
+/// Files with their names, their contents as Python `bytes`.
+type NamedFiles = Vec<(String, Py<PyBytes>)>;
 
 /// The `profile` command's work: `(text, files, data)`, the files being
 /// the flame graph and the folded stacks, named.
@@ -472,7 +459,11 @@ pub(crate) fn profile_report(
         .samples
         .render(&header, &format!("ispyd profile of pid {pid}"))
         .map_err(|err| PyRuntimeError::new_err(err.message().to_owned()))?;
-    let files = rendered.files();
+    let files = rendered
+        .files()
+        .into_iter()
+        .map(|(name, bytes)| (name, PyBytes::new(py, &bytes).unbind()))
+        .collect();
     let data = if wants_data {
         Some(NativeData::of(&serde_json::json!({
             "seconds": took,

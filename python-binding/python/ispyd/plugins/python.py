@@ -178,7 +178,6 @@ class PythonPlugin:
         except RuntimeError as err:
             raise CommandError(str(err)) from None
         self.stdout.write(text)
-        files = [(name, bytes(content)) for name, content in files]
         result = json.loads(str(data)) if data is not None else {}
         if getattr(self, "wants_files", False):
             self.files.extend(files)
