@@ -95,6 +95,9 @@ pub struct Server {
     warnings: Vec<ConfigWarning>,
     address: Address,
     host: Arc<Host>,
+    /// What sessions of peers on other machines see (gated features closed
+    /// unless `allow_remote_gated`).
+    remote_host: Arc<Host>,
     registry: Arc<Registry>,
     limits: Limits,
     euid: u32,
@@ -166,6 +169,7 @@ impl Server {
             .register(&mut bell, Token(tokens.start + 1), Interest::READABLE)
             .map_err(Error::Thread)?;
         let host = Arc::new(Host::new(pid, &config, plugins.infos()));
+        let remote_host = Arc::new(host.for_remote_peers());
         let plugins = Arc::new(plugins);
         let mut limits = config.limits;
         limits.max_sessions = limits.max_sessions.min(tokens.len - 2);
@@ -175,6 +179,7 @@ impl Server {
             warnings,
             address,
             host,
+            remote_host,
             registry: plugins,
             limits,
             euid: ispyd_std::peer::effective_uid(),
@@ -382,12 +387,8 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: Stream, now: Instant) {
-        if let Err(refusal) = admit(
-            stream.peer_uid(),
-            self.euid,
-            self.by_session.len(),
-            &self.limits,
-        ) {
+        let peer_uid = stream.peer_uid();
+        if let Err(refusal) = admit(peer_uid, self.euid, self.by_session.len(), &self.limits) {
             refuse(&mut stream, &refusal);
             return;
         }
@@ -399,7 +400,15 @@ impl Server {
         });
         self.conns[slot] = Some(Conn {
             stream,
-            session: Session::new(Arc::clone(&self.host), id, now),
+            session: Session::new(
+                Arc::clone(if peer_uid.is_none() {
+                    &self.remote_host
+                } else {
+                    &self.host
+                }),
+                id,
+                now,
+            ),
             dispatcher: Dispatcher::new(),
             readable: true,
             read_closed: false,

@@ -35,6 +35,9 @@ fn accept(listener: &ListenerSocket) -> io::Result<Stream> {
 /// What the listener and the session threads share.
 struct Shared {
     host: Arc<Host>,
+    /// What sessions of peers on other machines see (gated features closed
+    /// unless `allow_remote_gated`).
+    remote_host: Arc<Host>,
     registry: Arc<Registry>,
     limits: Limits,
     euid: u32,
@@ -101,8 +104,10 @@ impl ShellManager {
             Listener::Tcp(listener) => (ListenerSocket::Tcp(listener), None),
         };
         let host = Arc::new(Host::new(pid, &config, registry.infos()));
+        let remote_host = Arc::new(host.for_remote_peers());
         let shared = Arc::new(Shared {
             host,
+            remote_host,
             registry: Arc::new(registry),
             limits: config.limits,
             euid: peer::effective_uid(),
@@ -280,11 +285,16 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
             Err(_) => return,
         };
     }
-    let session = Session::new(Arc::clone(&shared.host), id, Instant::now());
+    let host = if peer_uid.is_none() {
+        &shared.remote_host
+    } else {
+        &shared.host
+    };
+    let session = Session::new(Arc::clone(host), id, Instant::now());
     let registry = Arc::clone(&shared.registry);
     let owner = Arc::clone(shared);
     let spawned = thread::Builder::new()
-        .name(format!("ispyd-session-{id}"))
+        .name(session_thread_name(id))
         .spawn(move || {
             serve(stream, session, registry, &owner.stopping, wakes);
             lock(&owner.sessions).remove(&id);
@@ -298,8 +308,29 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     }
 }
 
+/// A name that Linux's 15-byte thread names keep whole and unique: the
+/// session number, in hexadecimal past `ispyd-s-ffffff`, wraps only after
+/// 16.7 million sessions.
+fn session_thread_name(id: u64) -> String {
+    format!("ispyd-s-{:x}", id & 0xff_ffff)
+}
+
 fn refuse(mut stream: Stream, refusal: &Refusal) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = stream.write_all(refusal.message().as_bytes());
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_thread_name;
+    use std::collections::HashSet;
+
+    #[test]
+    fn session_thread_names_fit_linux_and_stay_unique() {
+        let names: HashSet<String> = (0..100_000).map(session_thread_name).collect();
+        assert_eq!(names.len(), 100_000);
+        assert!(names.iter().all(|name| name.len() <= 15));
+        assert_eq!(session_thread_name(0xff_ffff), "ispyd-s-ffffff");
+    }
 }

@@ -1,4 +1,5 @@
-//! Who is on the other end of a UNIX socket connection.
+//! Who is on the other end of a connection: a UNIX socket's peer
+//! credentials, or the owner of the local end of a loopback TCP connection.
 //!
 //! The socket file's 0600 mode already keeps other users out, but a mode is a
 //! property of one path at one moment; the kernel's record of the connecting
@@ -6,6 +7,7 @@
 //! rule (design, "Security model"): only the same effective uid, or root.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 
 /// The process that connected, as the kernel recorded it at `connect(2)`.
@@ -55,6 +57,86 @@ pub fn peer_credentials(stream: &impl AsFd) -> io::Result<PeerCredentials> {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// The uid of the process at the other end of the TCP connection whose
+/// own ends are `local` (ours) and `peer`, when `peer` is on this machine.
+///
+/// Linux keeps no credentials on a TCP socket, so this does what identd
+/// does: it finds the socket whose local address is our peer's and whose
+/// remote address is ours in `/proc/net/tcp` and `/proc/net/tcp6`, and reads
+/// its owner's uid. `Ok(None)`: no such socket (the peer is gone already, or
+/// lives in another network namespace); treat it as a refusal.
+pub fn tcp_peer_uid(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<u32>> {
+    let (local, peer) = (unmapped(local), unmapped(peer));
+    let mut last_error = None;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match std::fs::read_to_string(table) {
+            Ok(text) => {
+                if let Some(uid) = find_socket_owner(&text, peer, local) {
+                    return Ok(Some(uid));
+                }
+            }
+            Err(err) => last_error = Some(err),
+        }
+    }
+    match last_error {
+        Some(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(None),
+    }
+}
+
+/// True when `address` belongs to this machine's loopback (IPv4, IPv6, or
+/// IPv4 mapped into IPv6).
+#[must_use]
+pub fn is_loopback(address: SocketAddr) -> bool {
+    unmapped(address).ip().is_loopback()
+}
+
+fn unmapped(address: SocketAddr) -> SocketAddr {
+    match address {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => address,
+        },
+        SocketAddr::V4(_) => address,
+    }
+}
+
+/// The uid column of the row of a `/proc/net/tcp{,6}` table whose local
+/// and remote addresses are `local` and `remote`.
+///
+/// Only a socket a process still holds counts (one that has only shut its
+/// sending side, as `socat` does at the end of its input, still does): a
+/// socket its process has closed (`TIME_WAIT`, an orphaned `FIN_WAIT2`) is
+/// listed with inode 0 and often uid 0, and must not pass for root.
+fn find_socket_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    table.lines().skip(1).find_map(|row| {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let (row_local, row_remote) = (fields.get(1)?, fields.get(2)?);
+        let (uid, inode) = (fields.get(7)?, fields.get(9)?);
+        (*inode != "0" && proc_address(row_local)? == local && proc_address(row_remote)? == remote)
+            .then(|| uid.parse().ok())
+            .flatten()
+    })
+}
+
+/// Reads `HEX:PORT` as the kernel prints it: the address as the 32-bit
+/// words of its network-order bytes, each in this machine's byte order.
+fn proc_address(text: &str) -> Option<SocketAddr> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for word in address.as_bytes().chunks(8) {
+        let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => return None,
+    };
+    Some(unmapped(SocketAddr::new(ip, port)))
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -127,6 +209,44 @@ mod tests {
         // SAFETY: getegid has no preconditions and cannot fail.
         assert_eq!(creds.gid, unsafe { libc::getegid() });
         assert_eq!(peer_credentials(&b).unwrap(), creds);
+    }
+
+    #[test]
+    fn loopback_tcp_peer_is_found_with_its_owner() {
+        for listen in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(listener) = std::net::TcpListener::bind(listen) else {
+                continue; // no IPv6 on this machine
+            };
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            let uid = tcp_peer_uid(server.local_addr().unwrap(), server.peer_addr().unwrap());
+            assert_eq!(uid.unwrap(), Some(effective_uid()), "{listen}");
+            // A peer that has closed its end is no longer anyone's.
+            drop(client);
+            let gone = tcp_peer_uid(server.local_addr().unwrap(), server.peer_addr().unwrap());
+            assert_eq!(gone.unwrap(), None, "{listen}");
+        }
+    }
+
+    #[test]
+    fn proc_net_rows_are_read_in_the_kernels_byte_order() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   \
+                     uid  timeout inode\n   \
+                     0: 0100007F:1F90 0100007F:A2B4 01 00000000:00000000 00:00000000 00000000  \
+                     1000        0 4242 1 0000000000000000 20 4 30 10 -1\n";
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let remote: SocketAddr = "127.0.0.1:41652".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(find_socket_owner(table, local, remote), Some(1000));
+            assert_eq!(find_socket_owner(table, remote, local), None);
+            let closed = table.replace(" 01 ", " 06 ").replace(" 4242 ", " 0 ");
+            let half_closed = table.replace(" 01 ", " 05 ");
+            assert_eq!(find_socket_owner(&half_closed, local, remote), Some(1000));
+            assert_eq!(find_socket_owner(&closed, local, remote), None);
+        }
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:8080".parse().unwrap();
+        assert!(is_loopback(mapped));
+        assert!(!is_loopback("10.0.0.1:1".parse().unwrap()));
     }
 
     #[test]

@@ -105,13 +105,23 @@ impl Stream {
 }
 
 impl<U: AsFd, T: AsFd> Stream<U, T> {
-    /// The peer's uid as [`ispyd_core::admit`] wants it: `Some(None)` when
-    /// a UNIX peer's credentials cannot be read, `None` for TCP (which has
-    /// none to read).
+    /// The peer's uid as [`ispyd_core::admit`] wants it: `Some(Some(uid))`
+    /// for a process on this machine (a UNIX peer's credentials, or the
+    /// owner of a loopback TCP peer's socket), `Some(None)` when that
+    /// cannot be found out, `None` for a TCP peer on another machine (which
+    /// has no uid here; its session gets [`ispyd_core::Host::for_remote_peers`]).
     pub fn peer_uid(&self) -> Option<Option<u32>> {
         match self {
             Stream::Unix(s) => Some(crate::peer::peer_credentials(s).ok().map(|cred| cred.uid)),
-            Stream::Tcp(_) => None,
+            Stream::Tcp(s) => {
+                let Ok((local, peer)) = tcp_addresses(s.as_fd()) else {
+                    return Some(None);
+                };
+                if !crate::peer::is_loopback(peer) {
+                    return None;
+                }
+                Some(crate::peer::tcp_peer_uid(local, peer).ok().flatten())
+            }
         }
     }
 
@@ -124,6 +134,13 @@ impl<U: AsFd, T: AsFd> Stream<U, T> {
             libc::shutdown(self.as_fd().as_raw_fd(), libc::SHUT_RDWR);
         }
     }
+}
+
+/// Our and the peer's addresses of the TCP socket `fd`. (Through a
+/// duplicate in a std `TcpStream`: the mio engine's socket type is not one.)
+fn tcp_addresses(fd: BorrowedFd<'_>) -> io::Result<(std::net::SocketAddr, std::net::SocketAddr)> {
+    let socket = TcpStream::from(fd.try_clone_to_owned()?);
+    Ok((socket.local_addr()?, socket.peer_addr()?))
 }
 
 impl<U: AsFd, T: AsFd> AsFd for Stream<U, T> {

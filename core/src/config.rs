@@ -5,6 +5,7 @@
 //! listen = /tmp/ispyd-%(pid)s.sock   ; absolute path: UNIX socket; host:port: TCP
 //! plugins = %(builtins)s             ; the default
 //! allow_remote = false               ; TCP on a non-loopback address
+//! allow_remote_gated = false         ; gated features for peers on other machines
 //! max_sessions = 8
 //! max_line = 65536                   ; bytes
 //! idle_timeout = 3600                ; seconds without a command
@@ -40,6 +41,7 @@ const MAIN_KEYS: &[&str] = &[
     "listen",
     "plugins",
     "allow_remote",
+    "allow_remote_gated",
     "max_sessions",
     "max_line",
     "idle_timeout",
@@ -458,6 +460,9 @@ pub struct Config {
     pub plugins: Vec<String>,
     /// Allows a TCP `listen` address other than loopback.
     pub allow_remote: bool,
+    /// Lets peers on other machines (no uid rule can apply to them) use
+    /// gated features: the console and the debugger run code as the host.
+    pub allow_remote_gated: bool,
     /// Session and listener limits.
     pub limits: Limits,
     /// The adapter the configuration asks for (`engine`), if it says.
@@ -485,6 +490,7 @@ impl Config {
             listen,
             plugins: builtins.iter().map(|s| (*s).to_owned()).collect(),
             allow_remote: false,
+            allow_remote_gated: false,
             limits: Limits::default(),
             engine: None,
             workers: DEFAULT_WORKERS,
@@ -584,6 +590,10 @@ impl Config {
 
         let allow_remote = match main.get("allow_remote") {
             Some(value) => parse_bool(value).map_err(|what| invalid("allow_remote", what))?,
+            None => false,
+        };
+        let allow_remote_gated = match main.get("allow_remote_gated") {
+            Some(value) => parse_bool(value).map_err(|what| invalid("allow_remote_gated", what))?,
             None => false,
         };
         if let Listen::Tcp { host, .. } = &listen {
@@ -691,6 +701,24 @@ impl Config {
         };
 
         let mut warnings = Vec::new();
+        if let Listen::Tcp { host, .. } = &listen {
+            if !is_loopback_host(host) {
+                let gated = if allow_remote_gated {
+                    "and allow_remote_gated lets them use the console and the debugger"
+                } else {
+                    "the console and the debugger are refused to them (allow_remote_gated)"
+                };
+                warnings.push(ConfigWarning {
+                    file: file.to_owned(),
+                    section: MAIN_SECTION.to_owned(),
+                    key: Some("listen".to_owned()),
+                    message: format!(
+                        "'{host}' is reachable from other machines: no uid check can apply to \
+                         their connections; {gated}"
+                    ),
+                });
+            }
+        }
         for key in main.keys() {
             if !MAIN_KEYS.contains(&key.as_str()) {
                 warnings.push(ConfigWarning {
@@ -722,6 +750,7 @@ impl Config {
             listen,
             plugins,
             allow_remote,
+            allow_remote_gated,
             limits,
             engine,
             workers,

@@ -289,3 +289,44 @@ fn split_at_char_boundaries(text: &str, max: usize) -> impl Iterator<Item = &str
         Some(chunk)
     })
 }
+
+/// The longest piece of a client's own text echoed back in a message.
+pub const ECHO_LIMIT: usize = 200;
+
+/// `text` as it may be shown back to a person: control characters (NUL,
+/// `\r`, escape sequences' ESC…) escaped as Rust writes them (`\u{1b}`),
+/// so a line cannot move another person's cursor or recolour their terminal
+/// (a shared screen, a log), and at most [`ECHO_LIMIT`] characters, the
+/// rest counted.
+pub fn echoed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(ECHO_LIMIT));
+    for (shown, c) in text.chars().enumerate() {
+        if shown == ECHO_LIMIT {
+            let rest = text.chars().count() - shown;
+            out.push_str(&format!("… ({rest} more characters)"));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_long_text_cut() {
+        assert_eq!(echoed("a\0b\r\u{1b}[2Jc\t"), "a\\0b\\r\\u{1b}[2Jc\\t");
+        assert_eq!(echoed("plain words"), "plain words");
+        let long = "x".repeat(ECHO_LIMIT + 5);
+        assert_eq!(
+            echoed(&long),
+            format!("{}… (5 more characters)", "x".repeat(ECHO_LIMIT))
+        );
+    }
+}

@@ -447,7 +447,7 @@ fn handshake_after_the_first_line_is_an_unknown_command() {
     peer.send("help\n");
     peer.text();
     peer.send(CLIENT_HELLO);
-    assert!(peer.text().starts_with("*** Unknown syntax: \0ISPY/1\n"));
+    assert!(peer.text().starts_with("*** Unknown syntax: \\0ISPY/1\n"));
 }
 
 #[test]

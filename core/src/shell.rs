@@ -64,6 +64,10 @@ pub struct Host {
     plugins: Vec<PluginInfo>,
     enabled: BTreeSet<String>,
     limits: Limits,
+    /// Set on the view given to sessions of peers on other machines.
+    remote: bool,
+    /// `allow_remote_gated`: whether such peers may use gated features.
+    remote_gated: bool,
 }
 
 impl Host {
@@ -88,7 +92,26 @@ impl Host {
             plugins,
             enabled,
             limits: config.limits,
+            remote: false,
+            remote_gated: config.allow_remote_gated,
         }
+    }
+
+    /// The same host as seen by a peer on another machine (a TCP
+    /// connection from a non-loopback address, possible only with
+    /// `allow_remote`): its gated features (the console, the debugger: code
+    /// run as the host's user) are closed unless the configuration also
+    /// sets `allow_remote_gated`, since no uid rule can be applied to it.
+    pub fn for_remote_peers(&self) -> Host {
+        Host {
+            remote: true,
+            ..self.clone()
+        }
+    }
+
+    /// True on the view made by [`Host::for_remote_peers`].
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     /// The host's process id, shown in prompts.
@@ -114,7 +137,36 @@ impl Host {
     }
 
     fn is_open(&self, gate: Option<&String>) -> bool {
-        gate.is_none_or(|g| self.enabled.contains(g))
+        gate.is_none_or(|g| self.enabled.contains(g) && (!self.remote || self.remote_gated))
+    }
+
+    /// Why the feature `what` behind `gate` is closed: not enabled, or
+    /// enabled but not for remote peers.
+    fn disabled(&self, what: &str, gate: Option<&String>) -> String {
+        let gate = gate.map_or("", String::as_str);
+        if self.enabled.contains(gate) {
+            format!(
+                "Sorry, the {what} is not available over a remote connection.\n\
+                 To allow it, set 'allow_remote_gated = true' in the [ispyd] section of the \
+                 configuration file."
+            )
+        } else {
+            format!(
+                "Sorry, the {what} is disabled.\n\
+                 To enable it, set 'enabled = true' in the [{gate}] section of the configuration \
+                 file."
+            )
+        }
+    }
+
+    /// How the plugin table marks a closed plugin.
+    fn closed_mark(&self, gate: Option<&String>) -> String {
+        let gate = gate.map_or("", String::as_str);
+        if self.enabled.contains(gate) {
+            " (not over a remote connection: allow_remote_gated)".to_owned()
+        } else {
+            format!(" (disabled: set enabled = true in [{gate}])")
+        }
     }
 
     fn sorted_names(&self) -> Vec<&str> {
@@ -363,10 +415,9 @@ impl Shell {
             "help" => Reply::output(plugin_help(plugin, command.args)),
             "prompt" => self.set_prompt(command.args),
             name => match plugin.find(name) {
-                Some(info) if !host.is_open(info.gate.as_ref()) => Reply::error(disabled(
-                    &format!("{name} command"),
-                    info.gate.as_deref().unwrap_or_default(),
-                )),
+                Some(info) if !host.is_open(info.gate.as_ref()) => {
+                    Reply::error(host.disabled(&format!("{name} command"), info.gate.as_ref()))
+                }
                 Some(_) => Reply::next(Next::Call {
                     plugin: plugin.name.clone(),
                     command: name.to_owned(),
@@ -388,7 +439,12 @@ impl Shell {
                 let state = if self.prompts { "on" } else { "off" };
                 return Reply::output(format!("The prompt is {state}. Use: prompt on|off\n"));
             }
-            _ => return Reply::error(format!("*** Usage: prompt on|off (not '{args}')")),
+            _ => {
+                return Reply::error(format!(
+                    "*** Usage: prompt on|off (not '{}')",
+                    render::echoed(args)
+                ));
+            }
         }
         Reply::prompt(Vec::new())
     }
@@ -402,13 +458,13 @@ impl Shell {
         }
         match host.plugin(name) {
             None => Reply::error(format!(
-                "Unknown plugin '{name}'. Loaded plugins: {}.",
+                "Unknown plugin '{}'. Loaded plugins: {}.",
+                render::echoed(name),
                 host.loaded_list()
             )),
-            Some((_, plugin)) if !host.is_open(plugin.gate.as_ref()) => Reply::error(disabled(
-                &format!("{name} plugin"),
-                plugin.gate.as_deref().unwrap_or_default(),
-            )),
+            Some((_, plugin)) if !host.is_open(plugin.gate.as_ref()) => {
+                Reply::error(host.disabled(&format!("{name} plugin"), plugin.gate.as_ref()))
+            }
             Some((index, _)) => {
                 self.plugin = Some(index);
                 Reply::prompt(Vec::new())
@@ -528,16 +584,12 @@ fn plugin_command_names(plugin: &PluginInfo) -> Vec<&str> {
     names
 }
 
-fn disabled(what: &str, gate: &str) -> String {
-    format!(
-        "Sorry, the {what} is disabled.\n\
-         To enable it, set 'enabled = true' in the [{gate}] section of the configuration file."
-    )
-}
-
 fn unknown<'a>(command: CommandLine<'_>, known: impl Iterator<Item = &'a str>) -> Vec<Piece> {
     let known: Vec<&str> = known.collect();
-    let mut message = format!("*** Unknown syntax: {command}");
+    let mut message = format!(
+        "*** Unknown syntax: {}",
+        render::echoed(&command.to_string())
+    );
     let wanted = if command.name == "quit" {
         Some("exit")
     } else {
@@ -590,16 +642,14 @@ fn dump(args: &str, host: &Host) -> Reply {
         );
     };
     if !host.is_open(plugin.gate.as_ref()) {
-        return Reply::error(disabled(
-            &format!("{} plugin", plugin.name),
-            plugin.gate.as_deref().unwrap_or_default(),
-        ));
+        return Reply::error(
+            host.disabled(&format!("{} plugin", plugin.name), plugin.gate.as_ref()),
+        );
     }
     match plugin.find(DUMP) {
-        Some(info) if !host.is_open(info.gate.as_ref()) => Reply::error(disabled(
-            &format!("{DUMP} command"),
-            info.gate.as_deref().unwrap_or_default(),
-        )),
+        Some(info) if !host.is_open(info.gate.as_ref()) => {
+            Reply::error(host.disabled(&format!("{DUMP} command"), info.gate.as_ref()))
+        }
         _ => Reply::next(Next::Call {
             plugin: plugin.name.clone(),
             command: DUMP.to_owned(),
@@ -660,10 +710,7 @@ fn plugin_table(host: &Host) -> String {
         let state = if host.is_open(plugin.gate.as_ref()) {
             String::new()
         } else {
-            format!(
-                " (disabled: set enabled = true in [{}])",
-                plugin.gate.as_deref().unwrap_or_default()
-            )
+            host.closed_mark(plugin.gate.as_ref())
         };
         out.push_str(&format!(
             "{:<width$}  {}{}\n",
@@ -813,6 +860,21 @@ mod tests {
     }
 
     #[test]
+    fn echoed_user_text_has_its_control_characters_escaped() {
+        let reply = run(&mut Shell::default(), "fo\u{1b}[31mo\0 \rbar");
+        assert_eq!(
+            error_text(&reply),
+            "*** Unknown syntax: fo\\u{1b}[31mo\\0 \\rbar\nType 'help' for the commands here."
+        );
+        let reply = run(&mut Shell::default(), "shell \u{1b}]0;owned\u{7}");
+        assert!(
+            error_text(&reply).starts_with("Unknown plugin '\\u{1b}]0;owned\\u{7}'."),
+            "{}",
+            error_text(&reply)
+        );
+    }
+
+    #[test]
     fn unknown_plugin_lists_loaded_ones() {
         let reply = run(&mut Shell::default(), "shell foo");
         assert_eq!(
@@ -828,6 +890,48 @@ mod tests {
         let reply = shell.run_line("shell debugger", &host, false);
         assert!(error_text(&reply).starts_with("Sorry, the debugger plugin is disabled.\n"));
         assert_eq!(shell.depth(), 1);
+    }
+
+    #[test]
+    fn remote_peers_get_no_gated_feature_unless_allowed() {
+        let mut config = Config::new(Listen::Unix("/tmp/x".into()), &[]);
+        config.set_enabled("python:console", true);
+        let plugins = || {
+            vec![
+                PluginInfo::new("python", "The interpreter")
+                    .command("threads", "Dump stacks.")
+                    .gated_command("console", "Interpreter.", "python:console"),
+            ]
+        };
+        let local = Host::new(42, &config, plugins());
+        let remote = local.for_remote_peers();
+        let mut shell = Shell::default();
+        shell.run_line("shell python", &remote, false);
+        let reply = shell.run_line("console", &remote, false);
+        assert!(
+            error_text(&reply).starts_with(
+                "Sorry, the console command is not available over a remote connection.\n\
+                 To allow it, set 'allow_remote_gated = true'"
+            ),
+            "{}",
+            error_text(&reply)
+        );
+        assert_eq!(reply.next, Next::Prompt);
+        assert!(matches!(
+            shell.run_line("threads", &remote, false).next,
+            Next::Call { .. }
+        ));
+        assert!(matches!(
+            shell.run_line("console", &local, false).next,
+            Next::Call { .. }
+        ));
+        config.allow_remote_gated = true;
+        let allowed = Host::new(42, &config, plugins()).for_remote_peers();
+        assert!(allowed.is_remote());
+        assert!(matches!(
+            shell.run_line("console", &allowed, false).next,
+            Next::Call { .. }
+        ));
     }
 
     #[test]

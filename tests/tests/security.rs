@@ -10,6 +10,22 @@ use std::process::Command;
 
 use common::{Demo, run_with_input, set_mode, shared_tempdir, stderr, stdout, wait_for};
 
+/// Connects to `address` (a socat address) as user `nobody` and prints
+/// what the server says until it closes.
+fn as_nobody_read(address: &str) -> std::process::Output {
+    let mut command = Command::new("setpriv");
+    command.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "socat",
+        "-u",
+        address,
+        "-",
+    ]);
+    run_with_input(command, b"")
+}
+
 /// Connects to `socket` as user `nobody` with socat. With no input, socat
 /// only reads (`-u`), so it shows what the server says before closing.
 fn as_nobody_socat(socket: &std::path::Path, input: &[u8]) -> std::process::Output {
@@ -68,6 +84,34 @@ fn other_user_is_refused_by_peer_credentials_even_if_the_file_is_opened_up() {
         "a refused peer got a prompt: {text}"
     );
     demo.assert_responsive();
+}
+
+#[test]
+fn another_user_on_loopback_tcp_is_refused_as_on_a_unix_socket() {
+    let demo = Demo::start_tcp();
+    let port = demo.port.unwrap();
+    for address in [
+        format!("TCP4:127.0.0.1:{port}"),
+        format!("TCP:localhost:{port}"),
+    ] {
+        let output = as_nobody_read(&address);
+        let text = stdout(&output);
+        assert!(
+            text.starts_with("*** ispyd: uid 65534 may not inspect this process; only root may.\n"),
+            "{address}: {text:?} / {}",
+            stderr(&output)
+        );
+        assert!(
+            !text.contains("(ispyd:"),
+            "a refused peer got a prompt: {text}"
+        );
+    }
+    // The owner (root here) still gets in over the same port.
+    let mut own = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut own, b"exit\n").unwrap();
+    let mut greeting = String::new();
+    std::io::Read::read_to_string(&mut own, &mut greeting).unwrap();
+    assert!(greeting.contains("(ispyd:"), "{greeting:?}");
 }
 
 #[test]

@@ -262,7 +262,7 @@ fn measure(placement: Placement) {
     let ispyd = Target {
         name: "ispyd",
         path: dir.join("ispyd.sock"),
-        session_thread: "ispyd-session-",
+        session_thread: "ispyd-s-",
         hello: Vec::new(),
         hello_end: format!("(ispyd:{pid}) ").into_bytes(),
         reply_end: format!("(process:{pid}) ").into_bytes(),
