@@ -32,6 +32,7 @@ use std::time::Duration;
 use ini::{Ini, ParseOption};
 
 use crate::plugin::PluginInfo;
+use crate::render::echoed;
 use crate::signal::Signal;
 
 /// The main section's name.
@@ -417,13 +418,48 @@ pub struct ConfigWarning {
 }
 
 impl fmt::Display for ConfigWarning {
+    /// One line, whatever the file holds: the section and key are cut and
+    /// their control characters escaped (see [`crate::render::echoed`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: [{}]", self.file, self.section)?;
+        write!(f, "{}: [{}]", self.file, echoed(&self.section))?;
         if let Some(key) = &self.key {
-            write!(f, " {key}")?;
+            write!(f, " {}", echoed(key))?;
         }
         write!(f, ": {}", self.message)
     }
+}
+
+/// At most this many warnings are reported one by one; the rest are
+/// counted in one more line, so that a broken or generated file cannot
+/// make the host write without end.
+pub const MAX_WARNINGS: usize = 10;
+
+/// Names listed in one message before the rest are counted.
+const MAX_LISTED: usize = 10;
+
+/// `names` for a message: each cut and escaped, at most [`MAX_LISTED`].
+fn listed(names: &[&str]) -> String {
+    let mut shown: Vec<String> = names.iter().take(MAX_LISTED).map(|n| echoed(n)).collect();
+    if names.len() > MAX_LISTED {
+        shown.push(format!("and {} more", names.len() - MAX_LISTED));
+    }
+    shown.join(", ")
+}
+
+/// Keeps the first [`MAX_WARNINGS`] of `warnings` and counts the rest.
+fn bounded(mut warnings: Vec<ConfigWarning>) -> Vec<ConfigWarning> {
+    if warnings.len() > MAX_WARNINGS {
+        let more = warnings.len() - MAX_WARNINGS;
+        let last = warnings[MAX_WARNINGS].clone();
+        warnings.truncate(MAX_WARNINGS);
+        warnings.push(ConfigWarning {
+            file: last.file,
+            section: last.section,
+            key: None,
+            message: format!("and {more} more warnings like these, not shown"),
+        });
+    }
+    warnings
 }
 
 /// Which adapter serves the sessions, where a host lets the configuration
@@ -810,12 +846,12 @@ impl Config {
                     key: None,
                     message: format!(
                         "no loaded plugin uses this section, ignored (loaded plugins: {})",
-                        loaded.join(", ")
+                        listed(&loaded)
                     ),
                 });
             }
         }
-        warnings
+        bounded(warnings)
     }
 }
 
@@ -915,6 +951,59 @@ mod tests {
         assert_eq!(
             Listen::parse("[::1]:80").unwrap().resolve(1),
             Address::Tcp("::1".into(), 80)
+        );
+    }
+
+    #[test]
+    fn a_huge_generated_file_gives_a_few_short_warnings() {
+        let mut text = String::from("[ispyd]\nlisten = /tmp/x.sock\n");
+        for n in 0..1000 {
+            text.push_str(&format!("[s{n}]\nenabled = true\n"));
+        }
+        let config = parse(&text).unwrap();
+        let long_name = "x".repeat(100_000);
+        let plugins: Vec<PluginInfo> = (0..50)
+            .map(|n| PluginInfo::new(format!("{long_name}{n}"), ""))
+            .collect();
+        let warnings = config.warnings(&plugins);
+        assert_eq!(warnings.len(), MAX_WARNINGS + 1);
+        let printed: usize = warnings.iter().map(|w| w.to_string().len()).sum();
+        assert!(printed < 40_000, "{printed} bytes of warnings");
+        assert!(
+            warnings[MAX_WARNINGS]
+                .to_string()
+                .ends_with("and 990 more warnings like these, not shown"),
+            "{}",
+            warnings[MAX_WARNINGS]
+        );
+        assert!(
+            warnings[0].to_string().contains(", and 40 more)"),
+            "{}",
+            warnings[0]
+        );
+    }
+
+    #[test]
+    fn remote_listen_warns_and_remote_gated_is_read() {
+        let config =
+            parse("[ispyd]\nlisten = 0.0.0.0:1\nallow_remote = yes\nallow_remote_gated = on\n")
+                .unwrap();
+        assert!(config.allow_remote_gated);
+        let warnings = config.warnings(&[]);
+        assert!(
+            warnings[0]
+                .to_string()
+                .contains("reachable from other machines"),
+            "{}",
+            warnings[0]
+        );
+        let local = parse("[ispyd]\nlisten = 127.0.0.1:1\n").unwrap();
+        assert!(!local.allow_remote_gated);
+        assert!(local.warnings(&[]).is_empty());
+        let err = parse("[ispyd]\nlisten = /tmp/x.sock\nallow_remote_gated = maybe\n").unwrap_err();
+        assert!(
+            err.to_string().contains("[ispyd] allow_remote_gated"),
+            "{err}"
         );
     }
 

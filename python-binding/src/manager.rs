@@ -120,6 +120,16 @@ impl NativeManager {
                 names.push(spec.clone());
                 continue;
             }
+            let (module, class) = spec.split_once(':').unwrap_or_default();
+            if !builtins.contains(&spec.as_str()) && (module.is_empty() || class.is_empty()) {
+                return Err(ConfigurationError::new_err(format!(
+                    "ispyd: {}: [ispyd] plugins: '{}' is neither a builtin ({}) nor of the form \
+                     'package.module:Class'",
+                    config.file,
+                    ispyd_core::echoed(spec),
+                    builtins.join(", ")
+                )));
+            }
             match load_plugin(&support, &config, spec) {
                 Ok(plugin) => {
                     names.push(plugin.name().to_owned());
@@ -128,7 +138,10 @@ impl NativeManager {
                 }
                 Err(err) => {
                     let traceback = traceback_text(py, &err);
-                    eprintln!("ispyd: warning: plugin '{spec}' failed to load:\n{traceback}");
+                    eprintln!(
+                        "ispyd: warning: plugin '{}' failed to load:\n{traceback}",
+                        ispyd_core::echoed(spec)
+                    );
                     names.push(spec.clone());
                     available.push(Arc::new(BrokenPlugin::new(spec, traceback)));
                 }

@@ -68,3 +68,28 @@ def test_a_typo_of_listen_is_pointed_out(write_config):
     message = start_with(path)
     assert "[ispyd] listen: this key is required" in message, message
     assert "'lisen' (did you mean 'listen'?)" in message, message
+
+
+def test_a_plugin_that_is_no_plugin_name_is_one_line_not_a_traceback(write_config, workdir):
+    path = write_config(plugins="process maybe")
+    message = start_with(path)
+    assert message.count("\n") == 0, message
+    assert f"{path}: [ispyd] plugins: 'maybe' is neither a builtin" in message, message
+    assert "Traceback" not in message
+    assert list(workdir.glob("*.sock")) == []
+
+
+def test_a_huge_generated_file_is_reported_in_a_few_short_lines(write_config, capfd):
+    sections = "".join(f"[s{n}]\nenabled = true\n" for n in range(1000))
+    path = write_config(plugins="process", extra=sections)
+    manager = ShellManager(path)
+    try:
+        warnings = manager.warnings
+    finally:
+        manager.shutdown()
+    assert len(warnings) == 11, warnings
+    assert warnings[-1].endswith("and 990 more warnings like these, not shown"), warnings[-1]
+    assert sum(len(w) for w in warnings) < 5000
+    message = start_with(write_config(plugins="x" * 100_000))
+    assert len(message) < 1000, len(message)
+    assert "… (99800 more characters)" in message, message[:300]
