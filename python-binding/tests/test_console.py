@@ -79,6 +79,24 @@ def test_console_exit_leaves_the_apps_stdin_alone(write_config, start_app, conso
     assert not app.proc.stdin.closed and app.proc.poll() is None
 
 
+def test_a_console_setting_sys_stdout_to_none_does_not_break_the_apps_print(write_config, start_app, consoles):
+    app = start_app(write_config(console=True))
+    first = consoles(app.address)
+    first.send("sys.stdout = None")
+    first.finish()
+    # The next console wraps what it finds (None); the app's own
+    # print(..., flush=True) must then do what it does with None: nothing.
+    consoles(app.address).finish()
+    app.send("print into the void")
+    restore = consoles(app.address)
+    restore.send("sys.stdout = sys.__stdout__")
+    restore.finish()
+    app.command("print heard again", r"^heard again$")
+    assert app.proc.poll() is None
+    assert "into the void" not in app.stdout.text()
+    assert "AttributeError" not in app.stderr.text(), app.stderr.text()
+
+
 def test_console_traceback_goes_to_its_client(write_config, start_app, consoles):
     app = start_app(write_config(console=True))
     client = consoles(app.address)

@@ -26,6 +26,20 @@ fn as_nobody_read(address: &str) -> std::process::Output {
     run_with_input(command, b"")
 }
 
+/// Checks that user `nobody` was told why it was refused, and got no prompt.
+fn assert_nobody_refused(output: &std::process::Output, over: &str) {
+    let text = stdout(output);
+    assert!(
+        text.starts_with("*** ispyd: uid 65534 may not inspect this process; only root may.\n"),
+        "{over}: {text:?} / {}",
+        stderr(output)
+    );
+    assert!(
+        !text.contains("(ispyd:"),
+        "{over}: a refused peer got a prompt: {text}"
+    );
+}
+
 /// Connects to `socket` as user `nobody` with socat. With no input, socat
 /// only reads (`-u`), so it shows what the server says before closing.
 fn as_nobody_socat(socket: &std::path::Path, input: &[u8]) -> std::process::Output {
@@ -72,17 +86,7 @@ fn other_user_is_stopped_by_the_socket_permissions() {
 fn other_user_is_refused_by_peer_credentials_even_if_the_file_is_opened_up() {
     let demo = Demo::start("");
     set_mode(demo.socket(), 0o666);
-    let output = as_nobody_socat(demo.socket(), b"");
-    let text = stdout(&output);
-    assert!(
-        text.starts_with("*** ispyd: uid 65534 may not inspect this process; only root may.\n"),
-        "{text:?} / {}",
-        stderr(&output)
-    );
-    assert!(
-        !text.contains("(ispyd:"),
-        "a refused peer got a prompt: {text}"
-    );
+    assert_nobody_refused(&as_nobody_socat(demo.socket(), b""), "the UNIX socket");
     demo.assert_responsive();
 }
 
@@ -94,17 +98,7 @@ fn another_user_on_loopback_tcp_is_refused_as_on_a_unix_socket() {
         format!("TCP4:127.0.0.1:{port}"),
         format!("TCP:localhost:{port}"),
     ] {
-        let output = as_nobody_read(&address);
-        let text = stdout(&output);
-        assert!(
-            text.starts_with("*** ispyd: uid 65534 may not inspect this process; only root may.\n"),
-            "{address}: {text:?} / {}",
-            stderr(&output)
-        );
-        assert!(
-            !text.contains("(ispyd:"),
-            "a refused peer got a prompt: {text}"
-        );
+        assert_nobody_refused(&as_nobody_read(&address), &address);
     }
     // The owner (root here) still gets in over the same port.
     let mut own = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -24,19 +24,28 @@ _install_lock = threading.Lock()
 
 class _Router(io.TextIOBase):
     """Stands in for ``sys.stdout``/``sys.stderr``: console threads write to
-    their console, all others to the original stream."""
+    their console, all others to the original stream.
 
-    def __init__(self, original: TextIO) -> None:
+    For the application it behaves as the stream it replaced, whatever a
+    console line did to ``sys.stdout`` before: if that was ``None`` (a
+    console typed ``sys.stdout = None``, or the program runs without one,
+    as under ``pythonw``), writes are dropped, as ``print`` drops them when
+    ``sys.stdout`` is ``None``, instead of raising in the application's
+    thread."""
+
+    def __init__(self, original: Optional[TextIO]) -> None:
         self._original = original
 
     def write(self, text: str) -> int:
         target = _routes.get(threading.get_ident())
         if target is not None:
             return target.write(text)
+        if self._original is None:
+            return len(text)
         return self._original.write(text)
 
     def flush(self) -> None:
-        if threading.get_ident() not in _routes:
+        if threading.get_ident() not in _routes and self._original is not None:
             self._original.flush()
 
     def writable(self) -> bool:
