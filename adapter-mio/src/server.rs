@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ispyd_core::{
-    Action, Address, Config, ConfigWarning, Dispatcher, Host, Limits, Refusal, Registry, Session,
-    admit,
+    Action, Address, Config, ConfigWarning, Dispatcher, Host, Hosts, Limits, Refusal, Registry,
+    Session, admit,
 };
 use ispyd_std::socket::SocketPathGuard;
 use ispyd_std::{Error, Setup};
@@ -94,10 +94,7 @@ pub struct Server {
     config: Config,
     warnings: Vec<ConfigWarning>,
     address: Address,
-    host: Arc<Host>,
-    /// What sessions of peers on other machines see (gated features closed
-    /// unless `allow_remote_gated`).
-    remote_host: Arc<Host>,
+    hosts: Hosts,
     registry: Arc<Registry>,
     limits: Limits,
     euid: u32,
@@ -168,8 +165,7 @@ impl Server {
         registry
             .register(&mut bell, Token(tokens.start + 1), Interest::READABLE)
             .map_err(Error::Thread)?;
-        let host = Arc::new(Host::new(pid, &config, plugins.infos()));
-        let remote_host = Arc::new(host.for_remote_peers());
+        let hosts = Hosts::new(Host::new(pid, &config, plugins.infos()));
         let plugins = Arc::new(plugins);
         let mut limits = config.limits;
         limits.max_sessions = limits.max_sessions.min(tokens.len - 2);
@@ -178,8 +174,7 @@ impl Server {
             bell,
             warnings,
             address,
-            host,
-            remote_host,
+            hosts,
             registry: plugins,
             limits,
             euid: ispyd_std::peer::effective_uid(),
@@ -400,15 +395,7 @@ impl Server {
         });
         self.conns[slot] = Some(Conn {
             stream,
-            session: Session::new(
-                Arc::clone(if peer_uid.is_none() {
-                    &self.remote_host
-                } else {
-                    &self.host
-                }),
-                id,
-                now,
-            ),
+            session: Session::new(self.hosts.for_peer(peer_uid), id, now),
             dispatcher: Dispatcher::new(),
             readable: true,
             read_closed: false,

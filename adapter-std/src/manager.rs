@@ -13,7 +13,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ispyd_core::{Address, Config, ConfigWarning, Host, Limits, Refusal, Registry, Session, admit};
+use ispyd_core::{
+    Address, Config, ConfigWarning, Host, Hosts, Limits, Refusal, Registry, Session, admit,
+};
 
 use crate::peer;
 use crate::serve::{Wake, Waker, serve, wake_channel};
@@ -34,10 +36,7 @@ fn accept(listener: &ListenerSocket) -> io::Result<Stream> {
 
 /// What the listener and the session threads share.
 struct Shared {
-    host: Arc<Host>,
-    /// What sessions of peers on other machines see (gated features closed
-    /// unless `allow_remote_gated`).
-    remote_host: Arc<Host>,
+    hosts: Hosts,
     registry: Arc<Registry>,
     limits: Limits,
     euid: u32,
@@ -103,11 +102,9 @@ impl ShellManager {
             Listener::Unix(listener, guard) => (ListenerSocket::Unix(listener), Some(guard)),
             Listener::Tcp(listener) => (ListenerSocket::Tcp(listener), None),
         };
-        let host = Arc::new(Host::new(pid, &config, registry.infos()));
-        let remote_host = Arc::new(host.for_remote_peers());
+        let hosts = Hosts::new(Host::new(pid, &config, registry.infos()));
         let shared = Arc::new(Shared {
-            host,
-            remote_host,
+            hosts,
             registry: Arc::new(registry),
             limits: config.limits,
             euid: peer::effective_uid(),
@@ -285,12 +282,7 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
             Err(_) => return,
         };
     }
-    let host = if peer_uid.is_none() {
-        &shared.remote_host
-    } else {
-        &shared.host
-    };
-    let session = Session::new(Arc::clone(host), id, Instant::now());
+    let session = Session::new(shared.hosts.for_peer(peer_uid), id, Instant::now());
     let registry = Arc::clone(&shared.registry);
     let owner = Arc::clone(shared);
     let spawned = thread::Builder::new()

@@ -90,5 +90,5 @@ pub use session::{
     Call, CallId, CloseReason, Completing, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,
     UnexpectedResult,
 };
-pub use shell::Host;
+pub use shell::{Host, Hosts};
 pub use signal::Signal;

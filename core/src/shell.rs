@@ -15,6 +15,7 @@
 //! The depth of the stack is at most three: root, plugin, takeover.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::command::{CommandLine, parse_command};
 use crate::config::{Config, Limits};
@@ -53,6 +54,36 @@ const PLUGIN_BUILTINS: &[(&str, &str)] = &[
     ("help", HELP_HELP),
     ("prompt", PROMPT_HELP),
 ];
+
+/// The host as each kind of peer sees it, chosen by what admission learnt
+/// of the peer: the adapters keep one of these and start every session with
+/// [`Hosts::for_peer`].
+#[derive(Debug, Clone)]
+pub struct Hosts {
+    local: Arc<Host>,
+    remote: Arc<Host>,
+}
+
+impl Hosts {
+    /// Both views of `host`: as it is, and [`Host::for_remote_peers`].
+    pub fn new(host: Host) -> Hosts {
+        Hosts {
+            remote: Arc::new(host.for_remote_peers()),
+            local: Arc::new(host),
+        }
+    }
+
+    /// The view for a peer whose uid is `peer_uid`, as given to
+    /// [`crate::admit`]: `None` (a TCP peer on another machine) gets the
+    /// remote view.
+    pub fn for_peer(&self, peer_uid: Option<Option<u32>>) -> Arc<Host> {
+        Arc::clone(if peer_uid.is_none() {
+            &self.remote
+        } else {
+            &self.local
+        })
+    }
+}
 
 /// What the core knows of the host process: its pid, its plugins, which
 /// gated features are enabled, and the limits. Shared by all its sessions.

@@ -10,22 +10,6 @@ use std::process::Command;
 
 use common::{Demo, run_with_input, set_mode, shared_tempdir, stderr, stdout, wait_for};
 
-/// Connects to `address` (a socat address) as user `nobody` and prints
-/// what the server says until it closes.
-fn as_nobody_read(address: &str) -> std::process::Output {
-    let mut command = Command::new("setpriv");
-    command.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "socat",
-        "-u",
-        address,
-        "-",
-    ]);
-    run_with_input(command, b"")
-}
-
 /// Checks that user `nobody` was told why it was refused, and got no prompt.
 fn assert_nobody_refused(output: &std::process::Output, over: &str) {
     let text = stdout(output);
@@ -40,9 +24,10 @@ fn assert_nobody_refused(output: &std::process::Output, over: &str) {
     );
 }
 
-/// Connects to `socket` as user `nobody` with socat. With no input, socat
-/// only reads (`-u`), so it shows what the server says before closing.
-fn as_nobody_socat(socket: &std::path::Path, input: &[u8]) -> std::process::Output {
+/// Connects to `address` (a socat address: `UNIX-CONNECT:PATH`,
+/// `TCP:HOST:PORT`) as user `nobody` with socat. With no input, socat only
+/// reads (`-u`), so it shows what the server says before closing.
+fn as_nobody_socat(address: &str, input: &[u8]) -> std::process::Output {
     let mut command = Command::new("setpriv");
     command.args([
         "--reuid=nobody",
@@ -50,13 +35,17 @@ fn as_nobody_socat(socket: &std::path::Path, input: &[u8]) -> std::process::Outp
         "--clear-groups",
         "socat",
     ]);
-    let address = format!("UNIX-CONNECT:{}", socket.display());
     if input.is_empty() {
-        command.args(["-u", &address, "-"]);
+        command.args(["-u", address, "-"]);
     } else {
-        command.args(["-", &address]);
+        command.args(["-", address]);
     }
     run_with_input(command, input)
+}
+
+/// The socat address of the UNIX socket `path`.
+fn unix(path: &std::path::Path) -> String {
+    format!("UNIX-CONNECT:{}", path.display())
 }
 
 #[test]
@@ -72,7 +61,7 @@ fn unix_socket_is_created_with_mode_0600() {
 #[test]
 fn other_user_is_stopped_by_the_socket_permissions() {
     let demo = Demo::start("");
-    let output = as_nobody_socat(demo.socket(), b"shell process\npid\n");
+    let output = as_nobody_socat(&unix(demo.socket()), b"shell process\npid\n");
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("Permission denied"),
@@ -86,7 +75,10 @@ fn other_user_is_stopped_by_the_socket_permissions() {
 fn other_user_is_refused_by_peer_credentials_even_if_the_file_is_opened_up() {
     let demo = Demo::start("");
     set_mode(demo.socket(), 0o666);
-    assert_nobody_refused(&as_nobody_socat(demo.socket(), b""), "the UNIX socket");
+    assert_nobody_refused(
+        &as_nobody_socat(&unix(demo.socket()), b""),
+        "the UNIX socket",
+    );
     demo.assert_responsive();
 }
 
@@ -98,7 +90,7 @@ fn another_user_on_loopback_tcp_is_refused_as_on_a_unix_socket() {
         format!("TCP4:127.0.0.1:{port}"),
         format!("TCP:localhost:{port}"),
     ] {
-        assert_nobody_refused(&as_nobody_read(&address), &address);
+        assert_nobody_refused(&as_nobody_socat(&address, b""), &address);
     }
     // The owner (root here) still gets in over the same port.
     let mut own = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
