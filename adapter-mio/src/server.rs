@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use ispyd_core::{
     Action, Address, Config, ConfigWarning, Dispatcher, Host, Hosts, Limits, Refusal, Registry,
-    Session, admit,
+    Session, admit, audit,
 };
 use ispyd_std::socket::SocketPathGuard;
 use ispyd_std::{Error, Setup};
@@ -382,9 +382,10 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: Stream, now: Instant) {
-        let peer_uid = stream.peer_uid();
-        if let Err(refusal) = admit(peer_uid, self.euid, self.by_session.len(), &self.limits) {
+        let peer = stream.peer(&self.address);
+        if let Err(refusal) = admit(peer.uid, self.euid, self.by_session.len(), &self.limits) {
             refuse(&mut stream, &refusal);
+            audit::refused(&peer, &refusal);
             return;
         }
         let id = self.next_id;
@@ -395,7 +396,7 @@ impl Server {
         });
         self.conns[slot] = Some(Conn {
             stream,
-            session: Session::new(self.hosts.for_peer(peer_uid), id, now),
+            session: Session::new(self.hosts.for_peer(peer.uid), id, now),
             dispatcher: Dispatcher::new(),
             readable: true,
             read_closed: false,
@@ -409,6 +410,8 @@ impl Server {
             lock(&self.descriptors).push(conn.stream.as_fd().as_raw_fd());
         }
         self.pump(slot, now);
+        // After the greeting is written: a slow logger delays no prompt.
+        audit::accepted(id, &peer);
     }
 
     fn collect_done(&mut self, now: Instant) {

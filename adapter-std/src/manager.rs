@@ -14,7 +14,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ispyd_core::{
-    Address, Config, ConfigWarning, Host, Hosts, Limits, Refusal, Registry, Session, admit,
+    Address, Config, ConfigWarning, Host, Hosts, Limits, Peer, Refusal, Registry, Session, admit,
+    audit,
 };
 
 use crate::peer;
@@ -37,6 +38,8 @@ fn accept(listener: &ListenerSocket) -> io::Result<Stream> {
 /// What the listener and the session threads share.
 struct Shared {
     hosts: Hosts,
+    /// Where the listener listens, for the audit trail.
+    address: Address,
     registry: Arc<Registry>,
     limits: Limits,
     euid: u32,
@@ -105,6 +108,7 @@ impl ShellManager {
         let hosts = Hosts::new(Host::new(pid, &config, registry.infos()));
         let shared = Arc::new(Shared {
             hosts,
+            address: address.clone(),
             registry: Arc::new(registry),
             limits: config.limits,
             euid: peer::effective_uid(),
@@ -263,7 +267,7 @@ fn listen(listener: &ListenerSocket, shared: &Arc<Shared>) {
 
 /// Checks who is calling and whether there is room, then starts a session.
 fn admit_one(stream: Stream, shared: &Arc<Shared>) {
-    let peer_uid = stream.peer_uid();
+    let peer = stream.peer(&shared.address);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let Ok((waker, wakes)) = wake_channel() else {
         let mut stream = stream;
@@ -273,22 +277,22 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     };
     {
         let mut sessions = lock(&shared.sessions);
-        if let Err(refusal) = admit(peer_uid, shared.euid, sessions.len(), &shared.limits) {
+        if let Err(refusal) = admit(peer.uid, shared.euid, sessions.len(), &shared.limits) {
             drop(sessions);
-            return refuse(stream, &refusal);
+            return refuse(stream, &peer, &refusal);
         }
         match stream.try_clone() {
             Ok(clone) => sessions.insert(id, (clone, waker)),
             Err(_) => return,
         };
     }
-    let session = Session::new(shared.hosts.for_peer(peer_uid), id, Instant::now());
+    let session = Session::new(shared.hosts.for_peer(peer.uid), id, Instant::now());
     let registry = Arc::clone(&shared.registry);
     let owner = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name(session_thread_name(id))
         .spawn(move || {
-            serve(stream, session, registry, &owner.stopping, wakes);
+            serve(stream, session, peer, registry, &owner.stopping, wakes);
             lock(&owner.sessions).remove(&id);
             owner.ended.notify_all();
         });
@@ -307,10 +311,11 @@ fn session_thread_name(id: u64) -> String {
     format!("ispyd-s-{:x}", id & 0xff_ffff)
 }
 
-fn refuse(mut stream: Stream, refusal: &Refusal) {
+fn refuse(mut stream: Stream, peer: &Peer, refusal: &Refusal) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = stream.write_all(refusal.message().as_bytes());
     let _ = stream.shutdown(Shutdown::Both);
+    audit::refused(peer, refusal);
 }
 
 #[cfg(test)]

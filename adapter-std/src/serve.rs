@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ispyd_core::{Action, CloseReason, Dispatcher, Job, JobDone, Registry, Session};
+use ispyd_core::{Action, CloseReason, Dispatcher, Job, JobDone, Peer, Registry, Session, audit};
 
 use crate::stream::Stream;
 
@@ -125,6 +125,7 @@ impl Worker {
 pub(crate) fn serve(
     stream: Stream,
     session: Session,
+    peer: Peer,
     registry: Arc<Registry>,
     stopping: &AtomicBool,
     wake: Wakes,
@@ -132,6 +133,7 @@ pub(crate) fn serve(
     let mut driver = Driver {
         stream,
         session,
+        opened: Some(peer),
         dispatcher: Dispatcher::new(),
         registry,
         wake,
@@ -148,6 +150,9 @@ pub(crate) fn serve(
 struct Driver {
     stream: Stream,
     session: Session,
+    /// The peer, until the session's opening is recorded (once its first
+    /// prompt is written: a slow logger must not delay the prompt).
+    opened: Option<Peer>,
     dispatcher: Dispatcher,
     registry: Arc<Registry>,
     wake: Wakes,
@@ -168,6 +173,9 @@ impl Driver {
                     return;
                 }
                 continue;
+            }
+            if let Some(peer) = self.opened.take() {
+                audit::accepted(self.session.id(), &peer);
             }
             if self.session.is_closed() {
                 return;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ispyd_core::Address;
+use ispyd_core::{Address, Peer};
 
 /// Writes `buf` to the socket `fd` with `MSG_NOSIGNAL`, retrying on EINTR: a client that hangs up must not kill the
 /// host with SIGPIPE when the host has not ignored that signal (a C or
@@ -105,22 +105,40 @@ impl Stream {
 }
 
 impl<U: AsFd, T: AsFd> Stream<U, T> {
-    /// The peer's uid as [`ispyd_core::admit`] wants it: `Some(Some(uid))`
-    /// for a process on this machine (a UNIX peer's credentials, or the
-    /// owner of a loopback TCP peer's socket), `Some(None)` when that
-    /// cannot be found out, `None` for a TCP peer on another machine (which
-    /// has no uid here; its session gets [`ispyd_core::Host::for_remote_peers`]).
-    pub fn peer_uid(&self) -> Option<Option<u32>> {
+    /// Who is on the other end, for [`ispyd_core::admit`] and the audit
+    /// trail: a UNIX peer's credentials (`SO_PEERCRED`) and `listening`,
+    /// the address it connected to; over TCP the peer's address and, for a process on this machine
+    /// (loopback), the owner of its socket. A peer on another machine has
+    /// no uid here (its session gets [`ispyd_core::Host::for_remote_peers`]);
+    /// a local one whose uid cannot be found has `Some(None)`, which
+    /// `admit` refuses.
+    pub fn peer(&self, listening: &Address) -> Peer {
         match self {
-            Stream::Unix(s) => Some(crate::peer::peer_credentials(s).ok().map(|cred| cred.uid)),
+            Stream::Unix(s) => {
+                let credentials = crate::peer::peer_credentials(s).ok();
+                Peer {
+                    uid: Some(credentials.map(|c| c.uid)),
+                    pid: credentials.and_then(|c| u32::try_from(c.pid).ok().filter(|&p| p != 0)),
+                    gid: credentials.map(|c| c.gid),
+                    address: listening.to_string(),
+                }
+            }
             Stream::Tcp(s) => {
                 let Ok((local, peer)) = tcp_addresses(s.as_fd()) else {
-                    return Some(None);
+                    return Peer {
+                        uid: Some(None),
+                        address: "TCP peer of unknown address".to_owned(),
+                        ..Peer::default()
+                    };
                 };
-                if !crate::peer::is_loopback(peer) {
-                    return None;
+                let uid = crate::peer::is_loopback(peer)
+                    .then(|| crate::peer::tcp_peer_uid(local, peer).ok().flatten());
+                Peer {
+                    uid,
+                    pid: None,
+                    gid: None,
+                    address: peer.to_string(),
                 }
-                Some(crate::peer::tcp_peer_uid(local, peer).ok().flatten())
             }
         }
     }

@@ -50,6 +50,7 @@
 //! that checks the session's invariants after every operation.
 
 mod admission;
+pub mod audit;
 mod client;
 mod command;
 mod config;
@@ -62,12 +63,14 @@ pub mod op;
 mod plugin;
 mod progress;
 mod render;
+pub mod secret;
 mod session;
 mod shell;
 mod signal;
 mod telnet;
 
 pub use admission::{Refusal, admit, may_inspect};
+pub use audit::Peer;
 pub use client::{Client, ClientError, ClientEvent, GREETING_LIMIT};
 
 pub use command::{CommandLine, parse_command};

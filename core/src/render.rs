@@ -299,9 +299,15 @@ pub const ECHO_LIMIT: usize = 200;
 /// (a shared screen, a log), and at most [`ECHO_LIMIT`] characters, the
 /// rest counted.
 pub fn echoed(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(ECHO_LIMIT));
+    escaped(text, ECHO_LIMIT)
+}
+
+/// `text` with its control characters escaped and cut at `limit`
+/// characters, the rest counted: [`echoed`] with another limit.
+pub(crate) fn escaped(text: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(limit));
     for (shown, c) in text.chars().enumerate() {
-        if shown == ECHO_LIMIT {
+        if shown == limit {
             let rest = text.chars().count() - shown;
             out.push_str(&format!("… ({rest} more characters)"));
             break;

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::admission::Refusal;
+use crate::audit;
 use crate::frame::{self, Decoded, Frame, PROTOCOL_VERSION};
 use crate::mode::{self, Detected};
 use crate::render::{self, Body, Outbox};
@@ -944,6 +945,9 @@ impl Session {
                 command,
                 args,
             } => {
+                if let Some(gate) = self.host.gate_of(&plugin, &command) {
+                    audit::gated(self.id, gate, &plugin, &command, &args);
+                }
                 let id = self.start_pending(command.clone(), plugin.clone(), true);
                 self.events.push_back(Event::Call(Call {
                     id,
@@ -959,6 +963,9 @@ impl Session {
             Next::Feed(line) => {
                 let command = self.shell.takeover_name().unwrap_or_default().to_owned();
                 let plugin = self.shell.plugin_name(&self.host).to_owned();
+                if let Some(gate) = self.host.gate_of(&plugin, &command) {
+                    audit::line(self.id, gate, &command, line.as_deref());
+                }
                 let id = self.start_pending(command, plugin, false);
                 self.events.push_back(Event::Feed(Feed {
                     id,
@@ -1014,6 +1021,7 @@ impl Session {
             return;
         }
         self.closed = true;
+        audit::ended(self.id, &reason);
         self.out.close(&message);
         if let Some(pending) = self.pending.take() {
             self.events.push_back(Event::Abandon(pending.id));

@@ -38,10 +38,14 @@ impl Peer {
     }
 
     fn with_limits(limits: Limits) -> Peer {
+        Peer::with_host(fixture_host(limits), SESSION_ID)
+    }
+
+    /// A peer of session `id` of `host`, greeting unread.
+    fn with_host(host: Host, id: u64) -> Peer {
         let now = origin();
-        let host = Arc::new(fixture_host(limits));
         let mut peer = Peer {
-            session: Session::new(host, SESSION_ID, now),
+            session: Session::new(Arc::new(host), id, now),
             now,
             received: Vec::new(),
             events: Vec::new(),
@@ -875,3 +879,6 @@ mod progress;
 
 #[path = "session_tests/files.rs"]
 mod files;
+
+#[path = "session_tests/audit.rs"]
+mod audit;

@@ -167,6 +167,16 @@ impl Host {
             .find(|(_, p)| p.name == name)
     }
 
+    /// The gate (the configuration section that enables it) behind
+    /// `plugin`'s `command`: the command's own, else its plugin's. `None`
+    /// for a command anyone admitted may run.
+    pub(crate) fn gate_of(&self, plugin: &str, command: &str) -> Option<&str> {
+        let (_, info) = self.plugin(plugin)?;
+        info.find(command)
+            .and_then(|c| c.gate.as_deref())
+            .or(info.gate.as_deref())
+    }
+
     fn is_open(&self, gate: Option<&String>) -> bool {
         gate.is_none_or(|g| self.enabled.contains(g) && (!self.remote || self.remote_gated))
     }

@@ -16,6 +16,7 @@
 //! listening (`activate`).
 
 mod activate;
+mod audit;
 mod data;
 mod dump;
 mod error;
@@ -35,6 +36,14 @@ use pyo3::prelude::*;
 fn ispy_main(py: Python<'_>) -> PyResult<u8> {
     let argv: Vec<String> = py.import("sys")?.getattr("argv")?.extract()?;
     Ok(py.detach(|| ispy::run(argv)))
+}
+
+/// How `environ` shows `value` of the variable `name` by default: `None`
+/// as it is, else the masked text (the core's rule, shared with the
+/// process plugin: [`ispyd_core::secret::masked`]).
+#[pyfunction]
+fn masked_value(name: &str, value: &str) -> Option<String> {
+    ispyd_core::secret::masked(name, value)
 }
 
 /// `os.register_at_fork(before=...)`, while a manager runs.
@@ -63,12 +72,14 @@ fn fork_child(py: Python<'_>) {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    audit::install(py)?;
     m.add_class::<manager::NativeManager>()?;
     m.add_class::<data::NativeData>()?;
     m.add_class::<plugin::NativeProgress>()?;
     m.add_function(wrap_pyfunction!(ispy_main, m)?)?;
     m.add_function(wrap_pyfunction!(threads::format_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads::threads_report, m)?)?;
+    m.add_function(wrap_pyfunction!(masked_value, m)?)?;
     m.add_function(wrap_pyfunction!(fork_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(fork_parent, m)?)?;
     m.add_function(wrap_pyfunction!(fork_child, m)?)?;

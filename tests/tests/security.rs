@@ -220,3 +220,69 @@ fn another_user_is_told_the_socket_folder_cannot_be_read_and_why() {
     );
     assert!(said.contains("Permission denied"), "{said}");
 }
+
+#[test]
+fn environ_masks_values_that_look_secret_until_revealed() {
+    let demo = Demo::start_env(
+        "",
+        &[
+            ("DEMO_API_TOKEN", "tok-7f3a9c"),
+            ("DATABASE_URL", "postgres://app:pw-4f1e@db.internal/app"),
+            ("DEMO_PLAIN", "nothing to hide"),
+        ],
+    );
+    let socket = demo.socket().display().to_string();
+    let masked = stdout(&common::ispy_piped(
+        &socket,
+        "connect\nshell process\nenviron\n",
+    ));
+    assert!(
+        !masked.contains("tok-7f3a9c") && !masked.contains("pw-4f1e"),
+        "{masked}"
+    );
+    assert!(
+        masked.contains("DEMO_API_TOKEN = ******** (masked)\n"),
+        "{masked}"
+    );
+    assert!(
+        masked.contains(
+            "DATABASE_URL = 'postgres://app:********@db.internal/app' (password masked)\n"
+        ),
+        "{masked}"
+    );
+    assert!(
+        masked.contains("DEMO_PLAIN = 'nothing to hide'\n"),
+        "{masked}"
+    );
+    assert!(
+        masked.contains("'environ --reveal' shows them."),
+        "{masked}"
+    );
+
+    let revealed = stdout(&common::ispy_piped(
+        &socket,
+        "connect\nshell process\nenviron --reveal\n",
+    ));
+    assert!(
+        revealed.contains("DEMO_API_TOKEN = 'tok-7f3a9c'\n"),
+        "{revealed}"
+    );
+    assert!(
+        revealed.contains("DATABASE_URL = 'postgres://app:pw-4f1e@db.internal/app'\n"),
+        "{revealed}"
+    );
+
+    let json = common::ispy(&[&socket, "--json", "-c", "shell process", "-c", "environ"]);
+    let data = stdout(&json);
+    let environ = data.lines().last().unwrap_or_default();
+    let environ: serde_json::Value = serde_json::from_str(environ).expect("a JSON line");
+    assert_eq!(
+        environ["data"]["environ"]["DEMO_API_TOKEN"], "********",
+        "{data}"
+    );
+    assert_eq!(
+        environ["data"]["masked"],
+        serde_json::json!(["DATABASE_URL", "DEMO_API_TOKEN"])
+    );
+    assert!(data.contains("\"masked\""), "{data}");
+}

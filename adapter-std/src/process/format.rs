@@ -301,21 +301,46 @@ pub fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
-pub(super) fn format_environ() -> Output {
+/// The environment, sorted by name; unless `reveal`, values that look
+/// secret are masked ([`ispyd_core::secret::masked`]) and counted at the
+/// end. The data lists the masked names under `masked`.
+pub(super) fn format_environ(reveal: bool) -> Output {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     vars.sort();
     let mut out = String::new();
     let mut data = serde_json::Map::new();
+    let mut masked_names = Vec::new();
     for (name, value) in &vars {
         let (name, value) = (name.to_string_lossy(), value.to_string_lossy());
-        out.push_str(&line(format!(
-            "{} = {}",
-            escape_controls(&name),
-            quote_value(&value)
-        )));
-        data.insert(name.into_owned(), value.into_owned().into());
+        let shown = if reveal {
+            None
+        } else {
+            secret::masked(&name, &value)
+        };
+        let text = match &shown {
+            None => quote_value(&value),
+            Some(mask) if mask == secret::MASK => format!("{mask} (masked)"),
+            Some(mask) => format!("{} (password masked)", quote_value(mask)),
+        };
+        out.push_str(&line(format!("{} = {text}", escape_controls(&name))));
+        if shown.is_some() {
+            masked_names.push(serde_json::Value::from(name.as_ref()));
+        }
+        let value = shown.unwrap_or_else(|| value.into_owned());
+        data.insert(name.into_owned(), value.into());
     }
-    Ok((out, serde_json::json!({ "environ": data })))
+    if !masked_names.is_empty() {
+        out.push_str(&line(format!(
+            "{} value{} masked (names that look secret, passwords in URLs): 'environ --reveal' \
+             shows them.",
+            masked_names.len(),
+            plural(masked_names.len())
+        )));
+    }
+    Ok((
+        out,
+        serde_json::json!({ "environ": data, "masked": masked_names }),
+    ))
 }
 
 /// Single-quotes a value as Python's `repr` would, so one variable stays on

@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo, Progress, Report};
+use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo, Progress, Report, audit, secret};
 
 use crate::profile::native;
 
@@ -101,6 +101,9 @@ impl Plugin for ProcessPlugin {
         if call.command == "profile" {
             return self.profile(call, &Progress::new());
         }
+        if call.command == "environ" {
+            return environ(call);
+        }
         let command = COMMANDS
             .iter()
             .find(|cmd| cmd.name == call.command)
@@ -121,7 +124,26 @@ impl Plugin for ProcessPlugin {
     }
 }
 
-/// One command: none of them takes arguments, so a table is all dispatch needs.
+/// `environ [--reveal]`: the one command with an argument.
+fn environ(call: &Call) -> Result<Outcome, PluginError> {
+    let reveal = match call.args.trim() {
+        "" => false,
+        "--reveal" => true,
+        other => {
+            return Err(PluginError::new(format!(
+                "Usage: environ [--reveal] (not '{}')",
+                ispyd_core::echoed(other)
+            )));
+        }
+    };
+    let (text, data) = format_environ(reveal)?;
+    if reveal {
+        audit::revealed(call.session, NAME, "environ", "every environment value");
+    }
+    Report::new(call, text, &data).map(Outcome::Report)
+}
+
+/// One command: the others take no arguments, so a table is all dispatch needs.
 struct Command {
     name: &'static str,
     help: &'static str,
@@ -195,8 +217,8 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "environ",
-        help: "The process's environment variables, sorted by name.\nThe live environment, including changes the program made after it started; may contain secrets.",
-        run: format_environ,
+        help: "environ [--reveal]: the process's environment variables, sorted by name.\nThe live environment, including changes the program made after it started. Values that look secret (names with KEY, TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIAL; passwords in URLs) are masked; --reveal shows them, and the audit log records it.",
+        run: || format_environ(false),
     },
     Command {
         name: "uptime",

@@ -61,6 +61,15 @@ def cmd_gil(arg):
     threading.Thread(target=_hold_gil, args=(int(arg),), name="gil-holder", daemon=True).start()
 
 
+def cmd_logging(arg):
+    """Sends the process's logs to the file ``arg``, as an application
+    configures its logging (after ispyd has started)."""
+    import logging
+
+    logging.basicConfig(filename=arg, level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+    say("LOGGING")
+
+
 def cmd_shutdown(arg):
     manager.shutdown()
     say("SHUT DOWN", manager.running)

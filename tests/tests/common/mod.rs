@@ -130,9 +130,15 @@ impl Demo {
     /// Starts the demo listening on a per-pid UNIX socket in a fresh
     /// directory; `extra` is appended to the `[ispyd]` section.
     pub fn start(extra: &str) -> Demo {
+        Demo::start_env(extra, &[])
+    }
+
+    /// [`Demo::start`] with `env` added to the demo's environment.
+    pub fn start_env(extra: &str, env: &[(&str, &str)]) -> Demo {
         let dir = shared_tempdir();
         let listen = format!("{}/ispyd-%(pid)s.sock", dir.path().display());
-        let mut demo = Demo::start_with(dir.path(), &format!("listen = {listen}\n{extra}"));
+        let main = format!("listen = {listen}\n{extra}");
+        let mut demo = Demo::spawn(dir.path(), &main, env);
         let socket = dir.path().join(format!("ispyd-{}.sock", demo.pid));
         wait_for(|| socket.exists(), "the demo's socket to appear");
         demo.socket = Some(socket);
@@ -143,10 +149,15 @@ impl Demo {
     /// Starts the demo with `main` as the body of its `[ispyd]` section,
     /// its config written into `dir`. Does not wait for the socket.
     pub fn start_with(dir: &Path, main: &str) -> Demo {
+        Demo::spawn(dir, main, &[])
+    }
+
+    fn spawn(dir: &Path, main: &str, env: &[(&str, &str)]) -> Demo {
         let config = dir.join(format!("demo-{}.ini", unique()));
         std::fs::write(&config, format!("[ispyd]\n{main}\n")).expect("write config");
         let child = Command::new(demo_bin())
             .arg(&config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

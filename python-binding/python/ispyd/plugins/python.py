@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -26,6 +27,7 @@ class PythonPlugin:
     name = "python"
     gated_commands = {"console": "python:console"}
     stdout: Any = sys.stdout
+    session = 0
     wants_data = False
     wants_text = True
 
@@ -101,11 +103,39 @@ class PythonPlugin:
         return self._value("maxunicode", sys.maxunicode)
 
     def do_environ(self, line: str) -> Dict[str, Any]:
-        """The environment as Python sees it (os.environ), sorted."""
-        environ = {key: os.environ[key] for key in sorted(os.environ)}
-        for key, value in environ.items():
-            self._print(f"{key} = {value!r}")
-        return {"environ": environ}
+        """environ [--reveal]: the environment as Python sees it (os.environ), sorted.
+
+        Values that look secret (names with KEY, TOKEN, SECRET, PASSWORD,
+        PASSWD or CREDENTIAL; passwords in URLs) are masked; --reveal shows
+        them, and the audit log records it."""
+        if line.strip() not in ("", "--reveal"):
+            raise CommandError(f"Usage: environ [--reveal] (not {line.strip()[:200]!r})")
+        reveal = line.strip() == "--reveal"
+        environ: Dict[str, str] = {}
+        masked: List[str] = []
+        for key in sorted(os.environ):
+            value = os.environ[key]
+            shown = None if reveal else _native.masked_value(key, value)
+            if shown is None:
+                self._print(f"{key} = {value!r}")
+            elif "://" not in shown:
+                self._print(f"{key} = {shown} (masked)")
+            else:
+                self._print(f"{key} = {shown!r} (password masked)")
+            if shown is not None:
+                masked.append(key)
+            environ[key] = value if shown is None else shown
+        if masked:
+            plural = "" if len(masked) == 1 else "s"
+            self._print(
+                f"{len(masked)} value{plural} masked (names that look secret, passwords in URLs): "
+                "'environ --reveal' shows them."
+            )
+        if reveal:
+            logging.getLogger("ispyd.audit").info(
+                "session %s ran python environ --reveal: every value of os.environ", self.session
+            )
+        return {"environ": environ, "masked": masked}
 
     def do_modules(self, line: str) -> Dict[str, Any]:
         """modules [GLOB]: the imported modules and where they come from.

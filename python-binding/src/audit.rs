@@ -1,0 +1,142 @@
+//! The audit trail (`ispyd::audit` records) into Python's `logging`.
+//!
+//! `pyo3-log` does the bridging, but a record handed to it takes the GIL,
+//! and a session must never wait for the GIL to say hello: a C extension
+//! that holds it for seconds would stall every handshake. So ispyd's
+//! logger only queues the record; one thread, `ispyd-audit`, started at the
+//! first record (and again in a forked child, where it does not exist),
+//! hands the records to Python one by one. The queue is bounded: while
+//! Python cannot take them, records past [`QUEUE`] are counted, and the
+//! count is logged once Python takes records again.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::thread;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use pyo3::prelude::*;
+
+/// The most records waiting for the GIL.
+const QUEUE: usize = 1024;
+
+/// A record taken out of its borrowed `log::Record`.
+struct Owned {
+    level: Level,
+    target: String,
+    message: String,
+}
+
+struct Queue {
+    /// The process that started the thread: after `fork`, a child has no
+    /// thread behind this sender.
+    pid: u32,
+    sender: SyncSender<Owned>,
+    dropped: u64,
+}
+
+/// The `log` facade's logger for a Python host.
+struct Deferred {
+    python: pyo3_log::Logger,
+    queue: Mutex<Option<Queue>>,
+}
+
+impl Deferred {
+    fn send(&self, record: Owned) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = std::process::id();
+        if queue.as_ref().is_none_or(|q| q.pid != pid) {
+            *queue = start(pid);
+        }
+        let Some(q) = queue.as_mut() else {
+            return;
+        };
+        if q.dropped > 0 {
+            let note = Owned {
+                level: Level::Warn,
+                target: ispyd_core::audit::TARGET.to_owned(),
+                message: format!(
+                    "{} audit records were dropped while Python's logging did not take them",
+                    q.dropped
+                ),
+            };
+            match q.sender.try_send(note) {
+                Ok(()) => q.dropped = 0,
+                Err(_) => {
+                    q.dropped += 1;
+                    return;
+                }
+            }
+        }
+        match q.sender.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => q.dropped += 1,
+            Err(TrySendError::Disconnected(_)) => *queue = None,
+        }
+    }
+}
+
+static LOGGER: OnceLock<Deferred> = OnceLock::new();
+
+/// Starts the thread that hands records to Python.
+fn start(pid: u32) -> Option<Queue> {
+    let (sender, receiver) = mpsc::sync_channel(QUEUE);
+    let spawned = ispyd_std::signals::with_signals_blocked(|| {
+        thread::Builder::new()
+            .name("ispyd-audit".to_owned())
+            .spawn(move || forward(receiver))
+    });
+    spawned.ok().map(|_| Queue {
+        pid,
+        sender,
+        dropped: 0,
+    })
+}
+
+fn forward(receiver: Receiver<Owned>) {
+    for owned in receiver {
+        let Some(logger) = LOGGER.get() else {
+            return;
+        };
+        logger.python.log(
+            &Record::builder()
+                .level(owned.level)
+                .target(&owned.target)
+                .args(format_args!("{}", owned.message))
+                .build(),
+        );
+    }
+}
+
+impl Log for Deferred {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= Level::Info
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.send(Owned {
+                level: record.level(),
+                target: record.target().to_owned(),
+                message: record.args().to_string(),
+            });
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Makes `log` records of this extension (the audit trail) go to Python's
+/// `logging`: `ispyd::audit` becomes the logger `ispyd.audit`. Levels are
+/// asked of Python at each record (records are rare), so configuring
+/// `logging` after ispyd started still applies.
+pub fn install(py: Python<'_>) -> PyResult<()> {
+    let python = pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers)?;
+    let logger = LOGGER.get_or_init(|| Deferred {
+        python,
+        queue: Mutex::new(None),
+    });
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+    Ok(())
+}
