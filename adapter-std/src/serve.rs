@@ -99,21 +99,34 @@ impl Wakes {
 /// A thread that runs the session's slow jobs one at a time.
 struct Worker {
     jobs: Sender<Job>,
+    /// Set when the session gives up on the worker's job: its result, and
+    /// the takeover it carries, are then dropped by the worker as soon as
+    /// the job returns, instead of waiting in the session's channel until
+    /// the session next waits for a job (a pdb would linger until then).
+    forgotten: Arc<AtomicBool>,
 }
 
 impl Worker {
     fn spawn(registry: Arc<Registry>, session: u64, done: Waker) -> std::io::Result<Worker> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
+        let forgotten = Arc::new(AtomicBool::new(false));
+        let left_behind = Arc::clone(&forgotten);
         thread::Builder::new()
             .name(format!("ispyd-call-{session}"))
             .spawn(move || {
                 for job in job_rx {
-                    if !done.wake(Wake::Done(job.run(&registry))) {
+                    let result = job.run(&registry);
+                    if left_behind.load(Ordering::SeqCst) || !done.wake(Wake::Done(result)) {
                         break;
                     }
                 }
             })?;
-        Ok(Worker { jobs })
+        Ok(Worker { jobs, forgotten })
+    }
+
+    /// Leaves the worker to finish its job alone.
+    fn forget(self) {
+        self.forgotten.store(true, Ordering::SeqCst);
     }
 }
 
@@ -238,7 +251,11 @@ impl Driver {
                 }
                 Action::Run(job) => self.dispatch(job),
                 // The worker is stuck in the job; leave it behind.
-                Action::Forget(_) => self.worker = None,
+                Action::Forget(_) => {
+                    if let Some(worker) = self.worker.take() {
+                        worker.forget();
+                    }
+                }
                 Action::Interrupt(interrupter) => interrupter.interrupt(),
                 Action::Close(reason) => self.reason = Some(reason),
             }

@@ -217,11 +217,38 @@ impl Interactive for PyInteractive {
     fn feed(&mut self, line: Option<&str>) -> Step {
         let step = self.step("feed", line);
         if matches!(step, Step::Done { .. }) {
-            // pyo3 defers the decref to the next time a thread holds the GIL.
-            self.object = None;
+            release(self.object.take());
         }
         step
     }
+}
+
+impl Drop for PyInteractive {
+    /// A takeover given up on (its session ended, its line timed out) is
+    /// released now, so that what it runs stops now: a pdb's `__del__`
+    /// ends that pdb's thread.
+    fn drop(&mut self) {
+        release(self.object.take());
+    }
+}
+
+/// Drops a Python object from a short-lived thread that takes the GIL:
+/// pyo3 would defer a decref made without the GIL until some thread next
+/// enters Python through ispyd, and the thread dropping it (a driver's
+/// loop) must not wait for the GIL.
+fn release(object: Option<Py<PyAny>>) {
+    let Some(object) = object else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("ispyd-release".into())
+        .spawn(move || {
+            let Some(_entry) = gate::enter() else {
+                // The interpreter is exiting: pyo3's deferred decref will do.
+                return;
+            };
+            Python::attach(|_| drop(object));
+        });
 }
 
 /// Stands for a plugin that failed to load, so that the failure is seen
