@@ -131,6 +131,16 @@ impl NativeManager {
                 )));
             }
             match load_plugin(&support, &config, spec) {
+                // The plugin's own section is wrong: a bad configuration,
+                // told as one for [ispyd] keys is, not a plugin failure.
+                Err(err) if err.is_instance_of::<ConfigurationError>(py) => {
+                    let message = err.value(py).to_string();
+                    return Err(ConfigurationError::new_err(format!(
+                        "ispyd: {}: {}",
+                        config.file,
+                        ispyd_core::echoed(message.lines().next().unwrap_or_default())
+                    )));
+                }
                 Ok(plugin) => {
                     names.push(plugin.name().to_owned());
                     plugins.push(plugin.instance(py));

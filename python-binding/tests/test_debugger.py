@@ -450,14 +450,26 @@ def test_failure_is_explained(write_config, start_host, shells, setup, command, 
     assert host.eval("t.function is t.ORIGINAL['function']") == ("False" if setup else "True")
 
 
-def test_bad_max_tracebacks_is_reported_when_the_plugin_loads(write_config, start_host):
-    host = start_host(debugger_config(write_config, max_tracebacks="lots"))
-    result = run_ispy(host.address, ["connect", "plugins"])
-    assert re.search(
-        r"^debugger\s+FAILED TO LOAD \(ValueError: \[debugger\] max_tracebacks: 'lots' is not a whole number",
-        result.stdout,
-        re.M,
-    ), result
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("max_tracebacks", "lots", "[debugger] max_tracebacks: 'lots' is not a whole number from 1 to 100000"),
+        ("max_tracebacks", "-5", "[debugger] max_tracebacks: '-5' is not a whole number from 1 to 100000"),
+        ("command_timeout", "1e9", "[debugger] command_timeout: '1e9' is not a number of seconds above 0, at most 86400"),
+        ("command_timeout", "x" * 100_000, "[debugger] command_timeout: 'xxxx"),
+    ],
+)
+def test_a_bad_debugger_value_is_one_configuration_error_line(write_config, key, value, message):
+    import ispyd
+    from ispyd.manager import ShellManager
+
+    path = debugger_config(write_config, **{key: value})
+    with pytest.raises(ispyd.ConfigurationError) as raised:
+        ShellManager(path)
+    text = str(raised.value)
+    assert text.startswith(f"ispyd: {path}: {message}"), text
+    assert "\n" not in text and "Traceback" not in text and len(text) < 600, text
+    assert not list(path.parent.glob("*.sock")), "nothing listens"
 
 
 # ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import sys
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ispyd import probes
+from ispyd._native import ConfigurationError
 from ispyd._support import CommandError
 from ispyd.postmortem import DebugSession
 from ispyd.probes import ProbeError
@@ -32,13 +33,18 @@ class _Settings:
     command_timeout = DEFAULT_COMMAND_TIMEOUT
 
 
+def _shown(value: str) -> str:
+    """``value`` as a message quotes it: its repr, cut at 200 characters."""
+    return repr(value) if len(value) <= 200 else repr(value[:200]) + f"... ({len(value) - 200} more characters)"
+
+
 def _whole(key: str, value: str, low: int, high: int) -> int:
     try:
         number = int(value.strip())
     except ValueError:
         number = low - 1
     if not low <= number <= high:
-        raise ValueError(f"[debugger] {key}: {value!r} is not a whole number from {low} to {high}")
+        raise ConfigurationError(f"[debugger] {key}: {_shown(value)} is not a whole number from {low} to {high}")
     return number
 
 
@@ -48,16 +54,22 @@ def _seconds(key: str, value: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds <= 86400:
-        raise ValueError(f"[debugger] {key}: {value!r} is not a number of seconds above 0, at most 86400")
+        raise ConfigurationError(
+            f"[debugger] {key}: {_shown(value)} is not a number of seconds above 0, at most 86400"
+        )
     return seconds
 
 
 def configure(config: Dict[str, str]) -> None:
-    """Applies the ``[debugger]`` section; a bad value raises ValueError
-    naming the key, and the plugin is reported as failed to load."""
-    for key in sorted(set(config) - set(_KNOWN_KEYS)):
+    """Applies the ``[debugger]`` section; a bad value raises
+    :class:`ispyd.ConfigurationError` naming the key, which ``ShellManager``
+    reports as a bad configuration, in one line naming the file."""
+    unknown = sorted(set(config) - set(_KNOWN_KEYS))
+    if unknown:
+        listed = ", ".join(_shown(key) for key in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         print(
-            f"ispyd: warning: [debugger] {key}: unknown key, ignored (known: {', '.join(_KNOWN_KEYS)})",
+            f"ispyd: warning: [debugger]: unknown keys, ignored: {listed}{more} (known: {', '.join(_KNOWN_KEYS)})",
             file=sys.stderr,
         )
     default_max = str(probes.DEFAULT_MAX_TRACEBACKS)
