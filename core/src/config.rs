@@ -8,6 +8,7 @@
 //! allow_remote_gated = false         ; gated features for peers on other machines
 //! max_sessions = 8
 //! max_line = 65536                   ; bytes
+//! max_output = 8388608               ; bytes of one command's output kept
 //! idle_timeout = 3600                ; seconds without a command
 //! call_timeout = 10                  ; seconds before a slow call is given up on
 //! send_timeout = 60                  ; seconds a client may stall reading
@@ -45,6 +46,7 @@ const MAIN_KEYS: &[&str] = &[
     "allow_remote_gated",
     "max_sessions",
     "max_line",
+    "max_output",
     "idle_timeout",
     "call_timeout",
     "send_timeout",
@@ -55,6 +57,10 @@ const MAIN_KEYS: &[&str] = &[
     "activate_on",
 ];
 
+/// `max_output` unless configured: 8 MiB, room for `threads` of a process
+/// with thousands of threads, not for a runaway `print`.
+pub const DEFAULT_MAX_OUTPUT: usize = 8 << 20;
+
 /// Worker threads of the mio engine unless `workers` says otherwise.
 pub const DEFAULT_WORKERS: usize = 2;
 
@@ -63,6 +69,9 @@ pub const DEFAULT_WORKERS: usize = 2;
 pub struct Limits {
     /// Longest accepted line (text mode) or frame (framed mode), in bytes.
     pub max_line: usize,
+    /// The most bytes of one command's output (or one takeover line's)
+    /// kept and sent; the rest is cut, and the user told how much.
+    pub max_output: usize,
     /// Sessions served at once; further connections are refused politely.
     pub max_sessions: usize,
     /// A session with no command for this long is closed.
@@ -79,6 +88,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: 64 * 1024,
+            max_output: DEFAULT_MAX_OUTPUT,
             max_sessions: 8,
             idle_timeout: Duration::from_secs(3600),
             call_timeout: Duration::from_secs(10),
@@ -672,6 +682,10 @@ impl Config {
         if let Some(value) = main.get("max_line") {
             limits.max_line = parse_number(value, 256, 16 << 20, "bytes")
                 .map_err(|what| invalid("max_line", what))?;
+        }
+        if let Some(value) = main.get("max_output") {
+            limits.max_output = parse_number(value, 1024, 1 << 30, "bytes")
+                .map_err(|what| invalid("max_output", what))?;
         }
         for (key, slot) in [
             ("idle_timeout", &mut limits.idle_timeout),

@@ -42,6 +42,7 @@ pub const SESSION_ID: u64 = 7;
 /// the over-long line and both timeouts with few bytes.
 pub const DRIVE_LIMITS: Limits = Limits {
     max_line: 1024,
+    max_output: 64 * 1024,
     max_sessions: 1,
     idle_timeout: Duration::from_secs(60),
     call_timeout: Duration::from_secs(5),

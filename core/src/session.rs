@@ -557,10 +557,16 @@ impl Session {
         }
         // The data goes out as it came, after the text; the text-only and
         // failed cases are small and made into their record at once.
-        let (completion, data, files) = match completion {
+        let (mut completion, data, files) = match completion {
             Completion::Report { text, data, files } => (Completion::Output(text), data, files),
             other => (other, None, Vec::new()),
         };
+        if let Completion::Output(text) | Completion::Interactive { output: text, .. } =
+            &mut completion
+        {
+            cut_output(text, self.host.limits().max_output);
+        }
+        let data = data.filter(|data| data.len() <= self.host.limits().max_output);
         let record = (self.wants_data && pending.is_call && data.is_none()).then(|| {
             let takeover;
             let body = match &completion {
@@ -1028,6 +1034,28 @@ impl Session {
         }
         self.events.push_back(Event::Close(reason));
     }
+}
+
+/// Cuts `text` to at most `limit` bytes (at a character boundary) and
+/// says how much was left out: one command's output must not fill the
+/// host's memory or the client's screen (`print('x' * 50_000_000)`).
+///
+/// A plugin that bounds its own buffer (the Python binding's) cuts first
+/// and adds its own note; the room below keeps that note from being cut.
+fn cut_output(text: &mut String, limit: usize) {
+    const NOTE_ROOM: usize = 256;
+    if text.len() <= limit + NOTE_ROOM {
+        return;
+    }
+    let mut at = limit;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let left_out = text.len() - at;
+    text.truncate(at);
+    text.push_str(&format!(
+        "\n*** Output cut at {limit} bytes (max_output); {left_out} more bytes not shown.\n"
+    ));
 }
 
 fn too_long(limit: usize) -> Input {

@@ -882,3 +882,6 @@ mod files;
 
 #[path = "session_tests/audit.rs"]
 mod audit;
+
+#[path = "session_tests/output.rs"]
+mod output;

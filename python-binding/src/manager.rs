@@ -111,6 +111,9 @@ impl NativeManager {
 
         let mut config = ispyd_std::read_config(Path::new(&config_file), &builtins)
             .map_err(|err| ConfigurationError::new_err(format!("ispyd: {err}")))?;
+        // What one command or console line keeps of its output, before it
+        // reaches Rust (where the core bounds it again, for every plugin).
+        support.setattr("MAX_OUTPUT", config.limits.max_output)?;
 
         let mut available: Vec<Arc<dyn Plugin>> = Vec::new();
         let mut names = Vec::with_capacity(config.plugins.len());

@@ -113,3 +113,21 @@ def test_console_is_off_unless_enabled(write_config, start_app):
     assert result.code == 0, result
     assert "[python:console]" in result.stdout + result.stderr, result
     assert sys.version.split()[0] in result.stdout, result
+
+
+def test_a_huge_print_in_the_console_is_cut_at_max_output_and_the_host_stays_small(write_config, start_app, consoles):
+    app = start_app(write_config(console=True, max_output=100000))
+    client = consoles(app.address)
+    # The peak resident size, reset first (clear_refs 5): what the line cost at its worst.
+    client.send("peak = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024")
+    client.send("open('/proc/self/clear_refs', 'w').write('5'); before = peak()")
+    client.send("print('x' * 50_000_000)")
+    client.send("print('grew', peak() - before, 'MB')")
+    lines = client.finish()
+    cut = [line for line in lines if line.startswith("*** Output cut at")]
+    assert cut == ["*** Output cut at 100000 characters (max_output); 49900001 more characters not shown."], lines[-5:]
+    kept = [line for line in lines if set(line) == {"x"}]
+    assert len(kept) == 1 and len(kept[0]) == 100000, [len(line) for line in kept]
+    grew = [line for line in lines if line.startswith("grew ")]
+    # The 50 MB string itself is the user's; ispyd keeps no copy of it.
+    assert grew and int(grew[0].split()[1]) < 80, grew

@@ -94,6 +94,46 @@ def describe(plugin: Any) -> Dict[str, Any]:
     }
 
 
+#: The most characters one command (or console line) keeps of what it
+#: prints: ``[ispyd] max_output``, set by the manager at start.
+MAX_OUTPUT = 8 << 20
+
+
+class BoundedText(io.TextIOBase):
+    """A ``StringIO`` that keeps at most :data:`MAX_OUTPUT` characters and
+    counts the rest: ``print('x' * 50_000_000)`` in a console must not
+    double the host's memory (nor reach the client whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: List[str] = []
+        self._room = MAX_OUTPUT
+        self._dropped = 0
+
+    def write(self, text: str) -> int:
+        if len(text) <= self._room:
+            self._parts.append(text)
+            self._room -= len(text)
+        else:
+            if self._room:
+                self._parts.append(text[: self._room])
+            self._dropped += len(text) - self._room
+            self._room = 0
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+    def getvalue(self) -> str:
+        text = "".join(self._parts)
+        if self._dropped:
+            text += (
+                f"\n*** Output cut at {MAX_OUTPUT} characters (max_output); "
+                f"{self._dropped} more characters not shown.\n"
+            )
+        return text
+
+
 class CommandError(Exception):
     """Raised by a plugin command that fails: the user sees ``*** MESSAGE``
     (an ``Error`` frame in ``ispy``), and a structured result says
@@ -139,7 +179,7 @@ def run_command(
     raised. A command that returns data and prints nothing gets its text
     from :func:`render`."""
     instance = copy.copy(plugin)
-    out = io.StringIO()
+    out = BoundedText()
     instance.stdout = out
     instance.session = session
     instance.wants_data = wants_data

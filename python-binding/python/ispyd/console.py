@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from ispyd import _interrupt
 
-_routes: Dict[int, io.StringIO] = {}
+_routes: Dict[int, Any] = {}
 _install_lock = threading.Lock()
 
 
@@ -156,7 +156,9 @@ class ConsoleSession:
     def feed(self, line: Optional[str]) -> Tuple[str, Optional[str]]:
         if line is None:
             return "\n", None
-        out = io.StringIO()
+        from ispyd._support import BoundedText
+
+        out = BoundedText()
         outcome: Dict[str, bool] = {}
         done = threading.Event()
         self._interrupted.clear()
