@@ -27,6 +27,12 @@
 //!   once: each round, every active client sends, and each reply's latency
 //!   is timed from its own send; median and p99.
 //!
+//! Everything runs once per placement of `ISPYD_BENCH_PLACEMENTS` (default
+//! `same-cpu,different-cpus`; `unpinned` too if asked): the servers' threads
+//! and the client process on CPU 0, or the servers on CPU 1 and the client
+//! on CPU 0. Each table says its placement; unpinned the scheduler picks
+//! one of those from run to run, so no verdict is read from it.
+//!
 //! Settings: `ISPYD_BENCH_SESSIONS` (N, default 10000), `ISPYD_BENCH_IDLE_SECS`
 //! (default 10), `ISPYD_BENCH_SAMPLES` (round trips timed per active count,
 //! default 20000, in at least 5 rounds), `ISPYD_BENCH_STD_SESSIONS` (N for ispyd-std, default N up to 5000). Under
@@ -44,7 +50,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::task::{self, Counters};
-use common::{PrivateDir, env_or, full_run};
+use common::{Placement, PrivateDir, env_or, full_run};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -61,25 +67,34 @@ fn main() {
     let std_n: usize = env_or("ISPYD_BENCH_STD_SESSIONS", n.min(5_000));
     let idle_secs: f64 = env_or("ISPYD_BENCH_IDLE_SECS", if full { 10.0 } else { 0.2 });
     let samples: usize = env_or("ISPYD_BENCH_SAMPLES", if full { 20_000 } else { 30 });
+    let placements: String = env_or(
+        "ISPYD_BENCH_PLACEMENTS",
+        "same-cpu,different-cpus".to_owned(),
+    );
     let dir = PrivateDir::new("sessions");
     let pid = std::process::id();
-    let mut rows = Vec::new();
-    for server in [Server::Echo, Server::Mio, Server::Std] {
-        let count = if server == Server::Std { std_n } else { n };
-        let socket = dir.join(&format!("{}.sock", server.name()));
-        let running = server.start(&socket, count);
-        let mut client = Client::start(&socket, server.replies(pid));
-        rows.push(measure(
-            server,
-            count,
-            &mut client,
-            Duration::from_secs_f64(idle_secs),
-            samples,
-        ));
-        client.finish();
-        drop(running);
+    for placement in placements.split(',').map(|p| Placement::from_arg(p.trim())) {
+        // The servers' threads inherit this thread's mask; the client
+        // process pins itself (BENCH_CLIENT_CPU).
+        placement.pin_servers();
+        let mut rows = Vec::new();
+        for server in [Server::Echo, Server::Mio, Server::Std] {
+            let count = if server == Server::Std { std_n } else { n };
+            let socket = dir.join(&format!("{}.sock", server.name()));
+            let running = server.start(&socket, count);
+            let mut client = Client::start(&socket, server.replies(pid), placement.client_cpu());
+            rows.push(measure(
+                server,
+                count,
+                &mut client,
+                Duration::from_secs_f64(idle_secs),
+                samples,
+            ));
+            client.finish();
+            drop(running);
+        }
+        report(placement, &rows);
     }
-    report(&rows);
 }
 
 /// Raises this process's soft open-file limit to its hard limit.
@@ -249,8 +264,9 @@ fn measure(server: Server, n: usize, client: &mut Client, idle: Duration, sample
     }
 }
 
-fn report(rows: &[Row]) {
-    println!("\n### Sessions held at once (one run; each server beside the others)\n");
+fn report(placement: Placement, rows: &[Row]) {
+    let placement = placement.name();
+    println!("\n### Sessions held at once, {placement} (one run; each server beside the others)\n");
     println!(
         "| server | sessions | connect storm: all greeted | RSS per idle session | server \
          threads | idle: CPU ns / ctx switches over the window |"
@@ -269,7 +285,7 @@ fn report(rows: &[Row]) {
             row.idle_secs,
         );
     }
-    println!("\n### Round trip `pid` (µs) with many clients active at once\n");
+    println!("\n### Round trip `pid` (µs) with many clients active at once, {placement}\n");
     println!("| server | active clients | median | p99 | median ÷ echo | p99 ÷ echo |");
     println!("|---|---|---|---|---|---|");
     let echo: HashMap<usize, (f64, f64)> = rows
@@ -298,9 +314,13 @@ struct Client {
 }
 
 impl Client {
-    fn start(socket: &Path, replies: Replies) -> Client {
+    fn start(socket: &Path, replies: Replies, cpu: Option<usize>) -> Client {
         let mut child = Command::new(std::env::current_exe().expect("own path"))
             .arg("--client")
+            .env(
+                "BENCH_CLIENT_CPU",
+                cpu.map_or_else(String::new, |cpu| cpu.to_string()),
+            )
             .arg(socket)
             .env("BENCH_GREETING", replies.greeting)
             .env("BENCH_SHELL", replies.shell)
@@ -351,6 +371,12 @@ mod client {
     }
 
     pub fn run(socket: &Path) {
+        if let Ok(cpu) = std::env::var("BENCH_CLIENT_CPU")
+            .unwrap_or_default()
+            .parse()
+        {
+            super::common::pin_thread_to_cpu(cpu);
+        }
         let greeting = var("BENCH_GREETING");
         let shell = var("BENCH_SHELL");
         let shell_reply = var("BENCH_SHELL_REPLY");

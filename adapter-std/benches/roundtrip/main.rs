@@ -19,9 +19,12 @@
 //! The echo server ([`echo`]) has ispyd's threading shape: a listener
 //! thread, a thread per connection doing blocking `read` then `write` back.
 //!
-//! Both run twice, each in a child process that re-executes this binary:
-//! unpinned, and with the whole process (client, listener and session
-//! threads) pinned to CPU 0 before any thread starts. Echo and ispyd
+//! Both run three times, each in a child process that re-executes this
+//! binary: unpinned; with client and servers on one CPU (the whole process
+//! pinned to CPU 0 before any thread starts); and on different CPUs (the
+//! servers' threads on CPU 1, the client on CPU 0). Each ratio is reported
+//! with its placement: unpinned, the scheduler picks one of the other two
+//! from run to run, so that figure is bimodal and decides nothing. Echo and ispyd
 //! alternate in blocks so that drift in the machine hits both alike. Around
 //! each block of round trips the kernel's counters of the client thread and
 //! of the serving thread are read (untimed), to show where time goes: CPU
@@ -51,7 +54,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::task::{self, Counters};
-use common::{PrivateDir, env_or, full_run};
+use common::{Placement, PrivateDir, env_or, full_run};
 use echo::EchoServer;
 use ispyd_std::{Limits, ShellManager};
 use report::{Record, Stats};
@@ -67,39 +70,6 @@ const LINE: &[u8] = b"pid\n";
 const PING: &[u8] = b"x";
 
 /// Where the child process's threads may run.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Placement {
-    /// Wherever the scheduler puts them.
-    Unpinned,
-    /// All on CPU 0.
-    Pinned,
-}
-
-impl Placement {
-    const ALL: [Placement; 2] = [Placement::Unpinned, Placement::Pinned];
-
-    fn name(self) -> &'static str {
-        match self {
-            Placement::Unpinned => "unpinned",
-            Placement::Pinned => "pinned to CPU 0",
-        }
-    }
-
-    fn arg(self) -> &'static str {
-        match self {
-            Placement::Unpinned => "unpinned",
-            Placement::Pinned => "pinned",
-        }
-    }
-
-    fn from_arg(arg: &str) -> Placement {
-        Placement::ALL
-            .into_iter()
-            .find(|p| p.arg() == arg)
-            .unwrap_or_else(|| panic!("unknown placement {arg:?}"))
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--child") {
@@ -239,9 +209,7 @@ fn children_cpu_seconds() -> f64 {
 /// What the child does: starts both servers in this process, measures
 /// them, and prints its records.
 fn measure(placement: Placement) {
-    if placement == Placement::Pinned {
-        pin_process_to_cpu(0);
-    }
+    placement.pin_servers();
     let full = full_run();
     let rounds: usize = env_or("ISPYD_BENCH_ROUNDS", if full { 20_000 } else { 200 });
     let warmup = if full { 2_000 } else { 20 };
@@ -258,6 +226,7 @@ fn measure(placement: Placement) {
         .start()
         .expect("cannot start ispyd");
     let echo_server = EchoServer::start(&dir.join("echo.sock"));
+    placement.pin_client();
     let pid = std::process::id();
     let ispyd = Target {
         name: "ispyd",
@@ -506,24 +475,6 @@ fn time_round_trips(stream: &mut UnixStream, end: &[u8], n: usize, samples: &mut
         exchange(stream, LINE, end, &mut reply).expect("round trip failed");
         samples.push(start.elapsed());
     }
-}
-
-/// Pins the calling thread, and so every thread it starts later, to `cpu`.
-fn pin_process_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO and CPU_SET write inside it
-    // and sched_setaffinity only reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        rc,
-        0,
-        "cannot pin to CPU {cpu}: {}",
-        io::Error::last_os_error()
-    );
 }
 
 fn path_text(path: &Path) -> String {
