@@ -286,3 +286,95 @@ fn environ_masks_values_that_look_secret_until_revealed() {
     );
     assert!(data.contains("\"masked\""), "{data}");
 }
+
+/// An IPv4 address of this machine that is not loopback (a peer connecting
+/// to it is "on another machine" as far as the address tells), from
+/// getifaddrs(3). A machine with none cannot run the test: it says so.
+fn own_non_loopback_ipv4() -> std::net::Ipv4Addr {
+    let mut found = None;
+    // SAFETY: getifaddrs fills a list that is read while it lives and
+    // freed once with freeifaddrs; each ifa_addr is checked for null and
+    // read as sockaddr_in only when its family says AF_INET.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        assert_eq!(libc::getifaddrs(&mut list), 0, "getifaddrs failed");
+        let mut at = list;
+        while !at.is_null() {
+            let addr = (*at).ifa_addr;
+            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                let v4 = &*(addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                if !ip.is_loopback() && found.is_none() {
+                    found = Some(ip);
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found.expect(
+        "this machine has no non-loopback IPv4 address to reach the demo from 'another machine'",
+    )
+}
+
+/// Runs `input` in text mode over TCP from `from` to `to:port`, and
+/// returns everything the server said.
+fn tcp_session(to: std::net::IpAddr, port: u16, input: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((to, port)).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(input.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut said = String::new();
+    stream.read_to_string(&mut said).expect("read the session");
+    said
+}
+
+#[test]
+fn a_peer_from_another_address_gets_gated_commands_only_with_allow_remote_gated() {
+    let ip = own_non_loopback_ipv4();
+    for allowed in [false, true] {
+        let dir = shared_tempdir();
+        let port = common::free_port();
+        let mut demo = Demo::start_with(
+            dir.path(),
+            &format!(
+                "listen = 0.0.0.0:{port}\nallow_remote = true\nallow_remote_gated = {allowed}\n\n\
+                 [demo:reset]\nenabled = true"
+            ),
+        );
+        wait_for(
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "the demo's TCP port to accept",
+        );
+        let input = "shell demo\nreset\nstats\nexit\nexit\n";
+        let remote = tcp_session(ip.into(), port, input);
+        let local = tcp_session([127, 0, 0, 1].into(), port, input);
+        assert!(
+            local.contains("counters reset"),
+            "loopback, allowed = {allowed}: {local}"
+        );
+        if allowed {
+            assert!(remote.contains("counters reset"), "{remote}");
+        } else {
+            assert!(
+                remote.contains("not available over a remote connection")
+                    && remote.contains("allow_remote_gated")
+                    && !remote.contains("counters reset"),
+                "{remote}"
+            );
+            assert!(
+                remote.contains("hashed bytes"),
+                "ungated commands still work remotely: {remote}"
+            );
+        }
+        let stopped = demo.stop();
+        let warned = stderr(&stopped);
+        assert!(
+            warned.contains("0.0.0.0"),
+            "a non-loopback listen warns at start-up: {warned}"
+        );
+    }
+}
