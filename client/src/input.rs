@@ -17,9 +17,9 @@ use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use crate::local;
 use crate::remote::Shared;
 
-/// What reading a line gave.
+/// What the user typed, as reading a line gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Read {
+pub enum Typed {
     /// A line, without its terminator.
     Line(String),
     /// Ctrl-C: the line was abandoned; read again.
@@ -60,7 +60,7 @@ impl Input {
     }
 
     /// Reads a line, showing `prompt` on a terminal (never when piped).
-    pub fn read_line(&mut self, prompt: &str) -> Read {
+    pub fn read_line(&mut self, prompt: &str) -> Typed {
         match &mut self.kind {
             Kind::Terminal(terminal) => terminal.read_line(prompt),
             Kind::Piped(reader) => read_piped(reader.as_mut()),
@@ -90,10 +90,10 @@ impl Input {
     }
 }
 
-fn read_piped(reader: &mut dyn BufRead) -> Read {
+fn read_piped(reader: &mut dyn BufRead) -> Typed {
     let mut line = Vec::new();
     match reader.read_until(b'\n', &mut line) {
-        Ok(0) => Read::Eof,
+        Ok(0) => Typed::Eof,
         Ok(_) => {
             if line.last() == Some(&b'\n') {
                 line.pop();
@@ -103,11 +103,11 @@ fn read_piped(reader: &mut dyn BufRead) -> Read {
             }
             // The server would refuse bytes that are not UTF-8 anyway; a
             // replacement character at least shows where the fault was.
-            Read::Line(String::from_utf8_lossy(&line).into_owned())
+            Typed::Line(String::from_utf8_lossy(&line).into_owned())
         }
         Err(err) => {
             eprintln!("ispy: cannot read stdin: {err}");
-            Read::Eof
+            Typed::Eof
         }
     }
 }
@@ -150,14 +150,14 @@ impl Terminal {
         Ok(terminal)
     }
 
-    fn read_line(&mut self, prompt: &str) -> Read {
+    fn read_line(&mut self, prompt: &str) -> Typed {
         match self.editor.readline(prompt) {
-            Ok(line) => Read::Line(line),
-            Err(ReadlineError::Interrupted | ReadlineError::Signal(_)) => Read::Interrupted,
-            Err(ReadlineError::Eof) => Read::Eof,
+            Ok(line) => Typed::Line(line),
+            Err(ReadlineError::Interrupted | ReadlineError::Signal(_)) => Typed::Interrupted,
+            Err(ReadlineError::Eof) => Typed::Eof,
             Err(err) => {
                 eprintln!("ispy: cannot read the terminal: {err}");
-                Read::Eof
+                Typed::Eof
             }
         }
     }
@@ -265,16 +265,16 @@ mod tests {
     fn piped_lines_lose_their_terminators() {
         let mut input = piped("connect 1\r\npid\nlast");
         assert!(!input.is_interactive());
-        assert_eq!(input.read_line("(ispyd) "), Read::Line("connect 1".into()));
-        assert_eq!(input.read_line(""), Read::Line("pid".into()));
-        assert_eq!(input.read_line(""), Read::Line("last".into()));
-        assert_eq!(input.read_line(""), Read::Eof);
+        assert_eq!(input.read_line("(ispyd) "), Typed::Line("connect 1".into()));
+        assert_eq!(input.read_line(""), Typed::Line("pid".into()));
+        assert_eq!(input.read_line(""), Typed::Line("last".into()));
+        assert_eq!(input.read_line(""), Typed::Eof);
     }
 
     #[test]
     fn piped_empty_line_is_a_line_not_the_end() {
         let mut input = piped("\n");
-        assert_eq!(input.read_line(""), Read::Line(String::new()));
-        assert_eq!(input.read_line(""), Read::Eof);
+        assert_eq!(input.read_line(""), Typed::Line(String::new()));
+        assert_eq!(input.read_line(""), Typed::Eof);
     }
 }

@@ -10,7 +10,7 @@ use ispyd_core::Listen;
 
 use crate::console::Console;
 use crate::files::Saver;
-use crate::input::{Input, Read};
+use crate::input::{Input, Typed};
 use crate::remote::{Connection, Shared};
 use crate::servers::{self, ChooseError, Servers};
 use crate::session;
@@ -176,9 +176,9 @@ impl Shell {
     pub fn run(mut self) -> u8 {
         loop {
             let line = match self.input.read_line(PROMPT) {
-                Read::Line(line) => line,
-                Read::Interrupted => continue,
-                Read::Eof => break,
+                Typed::Line(line) => line,
+                Typed::Interrupted => continue,
+                Typed::Eof => break,
             };
             if self.execute(&line) == Flow::Exit {
                 break;

@@ -10,7 +10,7 @@ use ispyd_core::Frame;
 
 use crate::console::Console;
 use crate::files::{Saved, Saver};
-use crate::input::{Input, Read};
+use crate::input::{Input, Typed};
 use crate::remote::{Incoming, SessionError, Shared};
 
 /// How a session ended.
@@ -91,12 +91,12 @@ fn drive(conn: &Shared, input: &mut Input, console: &mut Console, files: &mut Sa
                 console.wipe_progress();
                 let line = loop {
                     match input.read_line(&prompt) {
-                        Read::Interrupted => {}
-                        Read::Line(line) => break Frame::Line(line),
+                        Typed::Interrupted => {}
+                        Typed::Line(line) => break Frame::Line(line),
                         // On a terminal Ctrl-D leaves the current shell or
                         // takeover; the server decides what that means.
-                        Read::Eof if input.is_interactive() => break Frame::Eof,
-                        Read::Eof => return finish(conn, console),
+                        Typed::Eof if input.is_interactive() => break Frame::Eof,
+                        Typed::Eof => return finish(conn, console),
                     }
                 };
                 crate::interrupt::clear();

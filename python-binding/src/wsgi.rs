@@ -31,7 +31,7 @@
 //! request costs it one registry insert and one remove, one clock read and
 //! one small object, and nothing per chunk of the response:
 //!
-//! 1. `__call__` records the request in [`REGISTRY`] under a fresh number:
+//! 1. `__call__` records the request in [`IN_FLIGHT`] under a fresh number:
 //!    the calling thread's `threading.get_ident()` (the key of
 //!    `sys._current_frames()`), a monotonic clock reading and a reference to
 //!    the environ. It then calls the application with the very argument
@@ -83,7 +83,7 @@ pub(crate) use requests::{format_requests, requests_report};
 use crate::dump::{self, slots};
 
 /// Every request a wrapper is serving now.
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+static IN_FLIGHT: Mutex<InFlight> = Mutex::new(InFlight {
     last: 0,
     active: HashMap::with_hasher(BuildHasherDefault::new()),
 });
@@ -92,7 +92,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 /// why it never sees one.
 static WRAPPED: AtomicBool = AtomicBool::new(false);
 
-struct Registry {
+struct InFlight {
     /// The number of the last request recorded; numbers are never reused.
     last: u64,
     active: HashMap<u64, Request, BuildHasherDefault<NumberHasher>>,
@@ -221,8 +221,8 @@ impl Hasher for NumberHasher {
     }
 }
 
-fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+fn in_flight() -> MutexGuard<'static, InFlight> {
+    IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Records a request of the calling thread; returns its number.
@@ -283,7 +283,7 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
     let started = Instant::now();
-    let mut registry = registry();
+    let mut registry = in_flight();
     registry.last += 1;
     let number = registry.last;
     let slot = text.map(|text| {
@@ -314,7 +314,7 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
 /// Forgets request `number`, if it is still recorded.
 fn untrack(number: u64) {
     let request = {
-        let mut registry = registry();
+        let mut registry = in_flight();
         registry.active.remove(&number)
     };
     // Unlocked: dropping the environ may run Python code (a finalizer).
@@ -338,7 +338,7 @@ struct Copied {
 /// code: the environs are only referenced once more.
 fn copy_requests(py: Python<'_>, minimum: Option<Duration>) -> (usize, Vec<Copied>) {
     let now = Instant::now();
-    let registry = registry();
+    let registry = in_flight();
     let copied = registry
         .active
         .iter()
@@ -409,7 +409,7 @@ pub(crate) fn asgi_requests(py: Python<'_>) -> Vec<(u64, String, f64, Py<PyAny>,
 /// How many requests are being served now.
 #[pyfunction]
 pub(crate) fn active_request_count() -> usize {
-    registry().active.len()
+    in_flight().active.len()
 }
 
 /// In a forked child, forgets the requests of every thread but the one
@@ -418,7 +418,7 @@ pub(crate) fn forget_other_threads_after_fork() {
     // SAFETY: as in `track`.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let gone: Vec<Request> = {
-        let mut registry = registry();
+        let mut registry = in_flight();
         let numbers: Vec<u64> = registry
             .active
             .iter()
