@@ -93,8 +93,28 @@ fn start(pid: u32) -> Option<Queue> {
 }
 
 fn forward(receiver: Receiver<Owned>) {
+    // A thread state of its own for the thread's whole life: without it
+    // every record would create one and destroy it, and with it the
+    // interpreter's frame stack, mapped and unmapped each time; an unmap
+    // in a process with many threads costs a TLB shootdown on every CPU,
+    // and made each connection slower as the host ran more threads.
+    let Some(entry) = crate::gate::enter() else {
+        return;
+    };
+    // SAFETY: the interpreter is running (the gate let us in); the state
+    // made here is this thread's, the GIL is released at once and taken
+    // again only through `Python::attach`, and both are undone below.
+    let (gil, saved) = unsafe {
+        let gil = pyo3::ffi::PyGILState_Ensure();
+        (gil, pyo3::ffi::PyEval_SaveThread())
+    };
+    drop(entry);
     for owned in receiver {
         let Some(logger) = LOGGER.get() else {
+            break;
+        };
+        let Some(_entry) = crate::gate::enter() else {
+            // The interpreter is exiting: records now have nowhere to go.
             return;
         };
         logger.python.log(
@@ -104,6 +124,13 @@ fn forward(receiver: Receiver<Owned>) {
                 .args(format_args!("{}", owned.message))
                 .build(),
         );
+    }
+    if let Some(_entry) = crate::gate::enter() {
+        // SAFETY: undoes the two calls above, on the same thread.
+        unsafe {
+            pyo3::ffi::PyEval_RestoreThread(saved);
+            pyo3::ffi::PyGILState_Release(gil);
+        }
     }
 }
 
