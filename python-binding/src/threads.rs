@@ -49,11 +49,9 @@
 //!    then `linecache.getline` once per place; each place is rendered once
 //!    and the text assembled into one `String` of the exact size.
 
-use std::collections::HashMap;
 use std::collections::HashSet;
 use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 
 use pyo3::prelude::*;
@@ -692,45 +690,8 @@ fn os_thread_name(_ident: u64) -> Option<String> {
     None
 }
 
-/// A `HashMap` keyed by addresses and small integers of this process.
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-/// The multiply-rotate hash of rustc ("FxHash"): the keys here are not
-/// chosen by anyone, so SipHash's defence buys nothing, and it cost a tenth
-/// of a large dump's time.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_i64(&mut self, n: i64) {
-        self.add(n as u64);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The product's entropy is in its high bits; the table indexes by
-        // the low ones.
-        self.0.rotate_left(26)
-    }
-}
+/// A `HashMap` keyed by addresses and small integers of this process,
+/// with rustc's FxHash: the keys here are not chosen by anyone, so
+/// SipHash's defence buys nothing, and it cost a tenth of a large dump's
+/// time.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;

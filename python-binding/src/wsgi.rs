@@ -67,7 +67,6 @@ mod requests;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -77,6 +76,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi, intern};
+use rustc_hash::FxBuildHasher;
 
 pub(crate) use requests::{format_requests, requests_report};
 
@@ -85,7 +85,7 @@ use crate::dump::{self, slots};
 /// Every request a wrapper is serving now.
 static IN_FLIGHT: Mutex<InFlight> = Mutex::new(InFlight {
     last: 0,
-    active: HashMap::with_hasher(BuildHasherDefault::new()),
+    active: HashMap::with_hasher(FxBuildHasher),
 });
 
 /// Whether this process has wrapped an application, for `requests` to say
@@ -95,7 +95,9 @@ static WRAPPED: AtomicBool = AtomicBool::new(false);
 struct InFlight {
     /// The number of the last request recorded; numbers are never reused.
     last: u64,
-    active: HashMap<u64, Request, BuildHasherDefault<NumberHasher>>,
+    /// FxHash: request numbers are chosen by this module, not by anyone
+    /// who could aim at collisions, and hashing one is a multiply.
+    active: HashMap<u64, Request, FxBuildHasher>,
 }
 
 /// One request being served.
@@ -198,27 +200,6 @@ impl SlotText {
 /// The string value of `key` in `dict`, if it is one.
 fn string_item(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> Option<String> {
     dict.get_item(key).ok().flatten()?.extract::<String>().ok()
-}
-
-/// Hashes request numbers: they are chosen by this module, not by anyone
-/// who could aim at collisions.
-#[derive(Default)]
-struct NumberHasher(u64);
-
-impl Hasher for NumberHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 fn in_flight() -> MutexGuard<'static, InFlight> {
