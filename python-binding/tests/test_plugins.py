@@ -4,8 +4,10 @@ the client with their traceback while the shell and the host go on."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import conftest
 from conftest import run_ispy
 
 GOOD = "tests_plugins.good:GoodPlugin"
@@ -80,3 +82,11 @@ def test_plugin_whose_activate_raises_is_reported_as_broken(write_config, start_
     assert re.search(rf"^{re.escape(BROKEN_ACTIVATE)}\s+FAILED TO LOAD \(ValueError", result.stdout, re.M), result
     assert "picky: no configuration is good enough" in result.stdout, result
     assert "in activate" in result.stdout, result
+
+
+def test_what_ispyd_sets_on_a_plugin_is_what_ispyd_plugin_declares(write_config, start_app):
+    app = start_app(write_config(plugins="%(builtins)s tests_plugins.typed:TypedPlugin"))
+    result = run_ispy(app.address, "", conftest.WAIT, "--json", "-c", "shell typed", "-c", "check")
+    data = json.loads(result.stdout.splitlines()[-1])["data"]
+    assert data["plugin"] is True and data["progress"] is True, data
+    assert isinstance(data["session"], int) and data["session"] > 0, data

@@ -10,6 +10,7 @@ then inspect the live process with ``ispy /path/to/ispyd.ini``.
 
 from ispyd._native import ConfigurationError, IspydError, ListenError
 from ispyd._support import CommandError
+from ispyd.plugin import Plugin, Progress
 
-__all__ = ["CommandError", "ConfigurationError", "IspydError", "ListenError"]
+__all__ = ["CommandError", "ConfigurationError", "IspydError", "ListenError", "Plugin", "Progress"]
 __version__ = "0.1.0"
