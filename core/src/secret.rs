@@ -3,9 +3,19 @@
 //! terminal's scrollback, a shared screen or a pasted log by default.
 
 /// Parts of a variable's name that mark its value as secret, compared
-/// without regard to case (`API_KEY`, `github_token`, `DB_PASSWORD`…).
-pub const SECRET_NAME_PARTS: &[&str] =
-    &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
+/// without regard to case (`API_KEY`, `github_token`, `DB_PASSWORD`…),
+/// and the request headers of a WSGI environ that carry credentials
+/// (`HTTP_AUTHORIZATION`, `HTTP_COOKIE`).
+pub const SECRET_NAME_PARTS: &[&str] = &[
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "CREDENTIAL",
+    "AUTHORIZATION",
+    "COOKIE",
+];
 
 /// What a hidden value shows instead.
 pub const MASK: &str = "********";
@@ -76,6 +86,8 @@ mod tests {
             "DB_PASSWORD",
             "pgpasswd",
             "GOOGLE_APPLICATION_CREDENTIALS",
+            "HTTP_AUTHORIZATION",
+            "HTTP_COOKIE",
         ] {
             assert_eq!(masked(name, "hunter2").as_deref(), Some(MASK), "{name}");
         }

@@ -45,10 +45,11 @@ class Gunicorn:
         self.worker = int(worker.group(1))
         wait_for_socket(workdir / f"ispyd-{self.worker}.sock")
 
-    def get(self, path: str):
+    def get(self, path: str, headers: Optional[dict] = None):
         """(status, body) of GET ``path``."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=WAIT) as response:
+            request = urllib.request.Request(self.url + path, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=WAIT) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
@@ -97,13 +98,13 @@ def raw_app(start_gunicorn) -> Gunicorn:
 class Background:
     """A GET on a thread of its own, so the test can look while it runs."""
 
-    def __init__(self, gunicorn: Gunicorn, path: str) -> None:
+    def __init__(self, gunicorn: Gunicorn, path: str, headers: Optional[dict] = None) -> None:
         self.result: Optional[tuple] = None
-        self.thread = threading.Thread(target=self._get, args=(gunicorn, path), daemon=True)
+        self.thread = threading.Thread(target=self._get, args=(gunicorn, path, headers), daemon=True)
         self.thread.start()
 
-    def _get(self, gunicorn: Gunicorn, path: str) -> None:
-        self.result = gunicorn.get(path)
+    def _get(self, gunicorn: Gunicorn, path: str, headers: Optional[dict]) -> None:
+        self.result = gunicorn.get(path, headers)
 
     def wait(self) -> tuple:
         self.thread.join(WAIT)
@@ -113,7 +114,8 @@ class Background:
 
 def test_requests_shows_the_slow_request_its_environ_and_where_it_waits(flask_app, workdir):
     assert flask_app.idle()
-    slow = Background(flask_app, "/slow?who=pytest")
+    credentials = {"Authorization": "Bearer tok-9d2f", "Cookie": "session=sess-77ab"}
+    slow = Background(flask_app, "/slow?who=pytest", credentials)
     started = wait_until(lambda: re.search(r"^started slow (\d+)$", (workdir / "events.log").read_text(), re.M)
                          if (workdir / "events.log").exists() else None, "the slow request to start")
     try:
@@ -128,6 +130,9 @@ def test_requests_shows_the_slow_request_its_environ_and_where_it_waits(flask_ap
     assert "PATH_INFO = '/slow'\n" in first
     assert "QUERY_STRING = 'who=pytest'\n" in first
     assert "REQUEST_METHOD = 'GET'\n" in first
+    # Credentials in request headers are masked, in the text and the data.
+    assert "HTTP_AUTHORIZATION = ******** (masked)\n" in first and "HTTP_COOKIE = ******** (masked)\n" in first
+    assert "tok-9d2f" not in out and "sess-77ab" not in out, out
     # The stack of the worker's thread: gunicorn, Flask, the view, the wait.
     assert "gunicorn/workers/sync.py" in first
     assert re.search(r'File: "[^"]*wsgi_app\.py", line \d+, in slow\n  wait_for_release\("release-slow"\)', first), out

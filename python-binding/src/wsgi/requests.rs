@@ -16,6 +16,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
+use ispyd_core::secret;
+
 use super::{Copied, WRAPPED, copy_requests};
 use crate::data::NativeData;
 use crate::threads::{GcPaused, RecordedStack, StackFormatter};
@@ -306,11 +308,15 @@ fn environ_data(environ: &Result<Bound<'_, PyList>, Bound<'_, PyAny>>) -> serde_
         let (Ok(key), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
             continue;
         };
+        let key = text_of(&key);
         let value = match value.cast::<PyString>() {
-            Ok(text) => text.to_string_lossy().into_owned(),
+            Ok(text) => {
+                let text = text.to_string_lossy();
+                secret::masked(&key, &text).unwrap_or_else(|| text.into_owned())
+            }
             Err(_) => repr_of(&value),
         };
-        map.insert(text_of(&key), value.into());
+        map.insert(key, value.into());
     }
     let mut sorted: Vec<_> = map.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -335,7 +341,7 @@ fn write_environ(out: &mut String, environ: &Result<Bound<'_, PyList>, Bound<'_,
                     .get_item(0)
                     .map(|key| text_of(&key))
                     .unwrap_or_default();
-                let value = pair.get_item(1).map(|value| repr_of(&value));
+                let value = pair.get_item(1).map(|value| shown(&key, &value));
                 (key, value.unwrap_or_default())
             }
             _ => (String::new(), repr_of(&item)),
@@ -344,6 +350,20 @@ fn write_environ(out: &mut String, environ: &Result<Bound<'_, PyList>, Bound<'_,
     lines.sort();
     for (key, value) in lines {
         let _ = writeln!(out, "{key} = {value}");
+    }
+}
+
+/// How the environ's `value` of `key` is shown: its `repr()`, unless it
+/// is a string that looks secret ([`secret::masked`]: an `Authorization`
+/// or `Cookie` header, a key or token, a URL's password), masked.
+fn shown(key: &str, value: &Bound<'_, PyAny>) -> String {
+    let Ok(text) = value.cast::<PyString>() else {
+        return repr_of(value);
+    };
+    match secret::masked(key, &text.to_string_lossy()) {
+        None => repr_of(value),
+        Some(mask) if mask == secret::MASK => format!("{mask} (masked)"),
+        Some(mask) => format!("{mask:?} (password masked)"),
     }
 }
 
