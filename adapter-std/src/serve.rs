@@ -16,7 +16,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -99,34 +99,63 @@ impl Wakes {
 /// A thread that runs the session's slow jobs one at a time.
 struct Worker {
     jobs: Sender<Job>,
-    /// Set when the session gives up on the worker's job: its result, and
-    /// the takeover it carries, are then dropped by the worker as soon as
-    /// the job returns, instead of waiting in the session's channel until
-    /// the session next waits for a job (a pdb would linger until then).
-    forgotten: Arc<AtomicBool>,
+    /// Who the running job's result belongs to (see [`JobState`]): the
+    /// worker and the session decide it with one compare-and-swap each, so
+    /// a result given up on is never left waiting in the session's channel
+    /// (with the takeover it carries: a pdb would linger until the session
+    /// next waited for a job).
+    state: Arc<AtomicU8>,
+}
+
+/// The states of [`Worker::state`].
+struct JobState;
+
+impl JobState {
+    /// A job runs, its result still wanted.
+    const RUNNING: u8 = 0;
+    /// The worker has claimed the result and is sending it.
+    const DELIVERING: u8 = 1;
+    /// The session gave up on the job: the worker drops its result.
+    const FORGOTTEN: u8 = 2;
 }
 
 impl Worker {
     fn spawn(registry: Arc<Registry>, session: u64, done: Waker) -> std::io::Result<Worker> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
-        let forgotten = Arc::new(AtomicBool::new(false));
-        let left_behind = Arc::clone(&forgotten);
+        let state = Arc::new(AtomicU8::new(JobState::RUNNING));
+        let shared = Arc::clone(&state);
         thread::Builder::new()
             .name(format!("ispyd-call-{session}"))
             .spawn(move || {
                 for job in job_rx {
                     let result = job.run(&registry);
-                    if left_behind.load(Ordering::SeqCst) || !done.wake(Wake::Done(result)) {
+                    let claimed = shared.compare_exchange(
+                        JobState::RUNNING,
+                        JobState::DELIVERING,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    // Forgotten: the result (and any takeover in it) is
+                    // dropped here and now, and the worker is done.
+                    if claimed.is_err() || !done.wake(Wake::Done(result)) {
                         break;
                     }
                 }
             })?;
-        Ok(Worker { jobs, forgotten })
+        Ok(Worker { jobs, state })
     }
 
-    /// Leaves the worker to finish its job alone.
-    fn forget(self) {
-        self.forgotten.store(true, Ordering::SeqCst);
+    /// Gives up on the running job. False when its result was already
+    /// claimed: it is in the session's channel, or about to be.
+    fn forget(&self) -> bool {
+        self.state
+            .compare_exchange(
+                JobState::RUNNING,
+                JobState::FORGOTTEN,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
     }
 }
 
@@ -253,7 +282,13 @@ impl Driver {
                 // The worker is stuck in the job; leave it behind.
                 Action::Forget(_) => {
                     if let Some(worker) = self.worker.take() {
-                        worker.forget();
+                        if !worker.forget() {
+                            // It finished as it was given up on: take the
+                            // late result now (the session drops it), and
+                            // keep the worker, which is free again.
+                            self.take_late_result();
+                            self.worker = Some(worker);
+                        }
                     }
                 }
                 Action::Interrupt(interrupter) => interrupter.interrupt(),
@@ -283,6 +318,28 @@ impl Driver {
         true
     }
 
+    /// Waits, briefly, for a result the worker claimed just as the job was
+    /// given up on, and hands it to the dispatcher, which drops it.
+    fn take_late_result(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Ok(wake) = self
+            .wake
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            match wake {
+                Wake::Done(done) => {
+                    let _ = self
+                        .dispatcher
+                        .handle_done(&mut self.session, done, Instant::now());
+                    return;
+                }
+                Wake::Shutdown => self.session.handle_shutdown(Instant::now()),
+                Wake::Progress => {}
+            }
+        }
+    }
+
     fn dispatch(&mut self, job: Job) {
         let id = job.id();
         if let Some(progress) = job.progress() {
@@ -303,10 +360,10 @@ impl Driver {
                 }
             }
         }
-        let sent = self
-            .worker
-            .as_ref()
-            .is_some_and(|w| w.jobs.send(job).is_ok());
+        let sent = self.worker.as_ref().is_some_and(|w| {
+            w.state.store(JobState::RUNNING, Ordering::SeqCst);
+            w.jobs.send(job).is_ok()
+        });
         if !sent {
             self.worker = None;
             self.dispatcher.handle_lost(
