@@ -41,6 +41,17 @@ pub fn masked(name: &str, value: &str) -> Option<String> {
     mask_url_passwords(value)
 }
 
+/// How a listing shows what [`masked`] returned: [`MASK`] marked as
+/// masked, or the URL with its password masked, quoted by `quote` as the
+/// listing quotes its other values.
+pub fn shown(mask: &str, quote: impl FnOnce(&str) -> String) -> String {
+    if mask == MASK {
+        format!("{MASK} (masked)")
+    } else {
+        format!("{} (password masked)", quote(mask))
+    }
+}
+
 /// `value` with the password of every `scheme://user:password@` in it
 /// masked (a DSN, or a list of them), or `None` when it has none.
 fn mask_url_passwords(value: &str) -> Option<String> {

@@ -319,8 +319,7 @@ pub(super) fn format_environ(reveal: bool) -> Output {
         };
         let text = match &shown {
             None => quote_value(&value),
-            Some(mask) if mask == secret::MASK => format!("{mask} (masked)"),
-            Some(mask) => format!("{} (password masked)", quote_value(mask)),
+            Some(mask) => secret::shown(mask, quote_value),
         };
         out.push_str(&line(format!("{} = {text}", escape_controls(&name))));
         if shown.is_some() {

@@ -362,8 +362,7 @@ fn shown(key: &str, value: &Bound<'_, PyAny>) -> String {
     };
     match secret::masked(key, &text.to_string_lossy()) {
         None => repr_of(value),
-        Some(mask) if mask == secret::MASK => format!("{mask} (masked)"),
-        Some(mask) => format!("{mask:?} (password masked)"),
+        Some(mask) => secret::shown(&mask, |mask| format!("{mask:?}")),
     }
 }
 
