@@ -368,8 +368,13 @@ class Terminal:
             cwd=cwd,
             check=True,
         )
+        self._before: Optional[str] = None
 
     def keys(self, *keys: str) -> None:
+        """Types ``keys``; the next ``wait_last_line`` waits for the screen
+        to change from what it shows now, so the prompt the keys were typed
+        at is never taken for the answer to them."""
+        self._before = self.screen()
         subprocess.run(["tmux", "-L", self.socket, "send-keys", "-t", "t", *keys], check=True)
 
     def screen(self) -> str:
@@ -385,7 +390,11 @@ class Terminal:
 
     def wait_last_line(self, expected: str) -> None:
         deadline = time.monotonic() + WAIT
-        while self.last_line() != expected:
+        while True:
+            screen = self.screen()
+            lines = [line for line in screen.splitlines() if line.strip()]
+            if screen != self._before and lines and lines[-1] == expected:
+                return
             if time.monotonic() > deadline:
                 pytest.fail(f"waited for the line {expected!r}; the screen:\n{self.screen()}")
             time.sleep(0.02)

@@ -6,6 +6,10 @@ use std::process::Command;
 /// A private tmux server running `ispy` in a 100×30 terminal.
 pub struct Tmux {
     socket: String,
+    /// The screen as the last keys were sent: `wait_last_line` waits for a
+    /// change from it, so the prompt the keys were typed at is never taken
+    /// for the answer to them.
+    before: std::cell::RefCell<Option<String>>,
 }
 
 impl Tmux {
@@ -35,11 +39,15 @@ impl Tmux {
             .status()
             .unwrap();
         assert!(status.success());
-        Tmux { socket }
+        Tmux {
+            socket,
+            before: Default::default(),
+        }
     }
 
     /// Sends keys, as tmux `send-keys` names them.
     pub fn keys(&self, keys: &[&str]) {
+        *self.before.borrow_mut() = Some(self.screen());
         let status = Command::new("tmux")
             .args(["-L", &self.socket, "send-keys", "-t", "t"])
             .args(keys)
@@ -67,10 +75,15 @@ impl Tmux {
             .to_owned()
     }
 
-    /// Waits until the last non-blank line is `expected`.
+    /// Waits until the last non-blank line is `expected` on a screen that
+    /// has changed since the last keys were sent.
     pub fn wait_last_line(&self, expected: &str) {
+        let before = self.before.borrow().clone();
         self.wait_screen(
-            |_| self.last_line() == expected,
+            |screen| {
+                Some(screen) != before.as_deref()
+                    && screen.lines().rev().find(|l| !l.trim().is_empty()) == Some(expected)
+            },
             &format!("last line {expected:?}"),
         );
     }
