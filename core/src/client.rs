@@ -215,9 +215,11 @@ impl Client {
                 Decoded::Frame(frame, used) => {
                     self.input.drain(..used);
                     if let Frame::Close(_) = frame {
-                        // Nothing after a Close counts.
+                        // Nothing after a Close counts, and nothing will
+                        // answer a completion.
                         self.failed = true;
                         self.input.clear();
+                        self.completing = None;
                     }
                     return Some(match frame {
                         Frame::Candidates { .. } if self.late_candidates > 0 => {

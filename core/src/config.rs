@@ -33,7 +33,7 @@ use std::time::Duration;
 use ini::{Ini, ParseOption};
 
 use crate::plugin::PluginInfo;
-use crate::render::echoed;
+use crate::render::{echoed, escaped};
 use crate::signal::Signal;
 
 /// The main section's name.
@@ -139,13 +139,17 @@ impl Listen {
         if value.starts_with('/') {
             check_template(value, &[PID_VAR])?;
             if value.ends_with('/') {
-                return Err(format!("'{value}' names a directory, not a socket file"));
+                return Err(format!(
+                    "'{value}' names a directory, not a socket file",
+                    value = echoed(value)
+                ));
             }
             return Ok(Listen::Unix(value.to_owned()));
         }
         let Some((host, port)) = value.rsplit_once(':') else {
             return Err(format!(
-                "'{value}' is neither an absolute path (UNIX socket) nor host:port (TCP)"
+                "'{value}' is neither an absolute path (UNIX socket) nor host:port (TCP)",
+                value = echoed(value)
             ));
         };
         let host = host
@@ -153,11 +157,15 @@ impl Listen {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if host.is_empty() {
-            return Err(format!("'{value}' has no host before the port"));
+            return Err(format!(
+                "'{value}' has no host before the port",
+                value = echoed(value)
+            ));
         }
         match port.parse::<u16>() {
             Ok(0) | Err(_) => Err(format!(
-                "'{value}': the port must be a number from 1 to 65535"
+                "'{value}': the port must be a number from 1 to 65535",
+                value = echoed(value)
             )),
             Ok(port) => Ok(Listen::Tcp {
                 host: host.to_owned(),
@@ -266,7 +274,9 @@ fn check_template(value: &str, allowed: &[&str]) -> Result<(), String> {
                 let shown: String = tail.chars().take(12).collect();
                 return Err(format!(
                     "unknown substitution '{shown}' in '{value}' (known: {}; write %% for a literal %)",
-                    allowed.join(", ")
+                    allowed.join(", "),
+                    value = echoed(value),
+                    shown = echoed(&shown)
                 ));
             }
         }
@@ -337,37 +347,49 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line, whatever the file holds: what came from the file (names,
+    /// values, the ini parser's words about a line) is cut and its control
+    /// characters escaped, and unknown keys are listed up to a count.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
         if let ConfigProblem::Syntax { line, .. } = &self.problem {
             write!(f, ", line {line}")?;
         }
         if let Some(section) = &self.section {
-            write!(f, ": [{section}]")?;
+            write!(f, ": [{}]", echoed(section))?;
         }
         if let Some(key) = &self.key {
-            write!(f, " {key}")?;
+            write!(f, " {}", echoed(key))?;
         }
         match &self.problem {
             ConfigProblem::Unreadable(reason) => write!(f, ": cannot read it: {reason}"),
-            ConfigProblem::Syntax { message, .. } => write!(f, ": not valid ini: {message}"),
+            ConfigProblem::Syntax { message, .. } => {
+                write!(f, ": not valid ini: {}", echoed(message))
+            }
             ConfigProblem::MissingSection => f.write_str(": this section is required"),
             ConfigProblem::MissingKey { unknown } => {
                 f.write_str(": this key is required")?;
-                for (i, (key, near)) in unknown.iter().enumerate() {
+                for (i, (key, near)) in unknown.iter().take(MAX_LISTED).enumerate() {
                     let lead = if i == 0 {
                         "; unknown keys here: "
                     } else {
                         ", "
                     };
-                    write!(f, "{lead}'{key}'")?;
+                    write!(f, "{lead}'{}'", echoed(key))?;
                     if let Some(near) = near {
                         write!(f, " (did you mean '{near}'?)")?;
                     }
                 }
+                if unknown.len() > MAX_LISTED {
+                    write!(f, ", and {} more", unknown.len() - MAX_LISTED)?;
+                }
                 Ok(())
             }
-            ConfigProblem::InvalidValue(what) => write!(f, ": {what}"),
+            // Its values were cut as it was made: the bound here only
+            // keeps a message that forgot to from writing without end.
+            ConfigProblem::InvalidValue(what) => {
+                write!(f, ": {}", escaped(what, MAX_PROBLEM))
+            }
             ConfigProblem::Duplicate => f.write_str(": given more than once"),
         }
     }
@@ -379,8 +401,12 @@ impl std::error::Error for ConfigError {}
 /// (a letter left out, added, changed or two swapped), and nearer than any
 /// other.
 fn nearest(typed: &str, known: &[&'static str]) -> Option<&'static str> {
+    let length = typed.chars().count();
     known
         .iter()
+        // Lengths further apart than the distance allowed cannot be near,
+        // and skipping them keeps a hostile 100,000-character key cheap.
+        .filter(|name| name.len().abs_diff(length) <= 2)
         .map(|name| (edits(typed, name), *name))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
@@ -435,7 +461,8 @@ impl fmt::Display for ConfigWarning {
         if let Some(key) = &self.key {
             write!(f, " {}", echoed(key))?;
         }
-        write!(f, ": {}", self.message)
+        // Names in it were cut as it was made, as for a ConfigError.
+        write!(f, ": {}", escaped(&self.message, MAX_PROBLEM))
     }
 }
 
@@ -443,6 +470,11 @@ impl fmt::Display for ConfigWarning {
 /// counted in one more line, so that a broken or generated file cannot
 /// make the host write without end.
 pub const MAX_WARNINGS: usize = 10;
+
+/// The longest description of a problem shown: room for [`MAX_LISTED`]
+/// names of [`crate::render::ECHO_LIMIT`] characters, each already cut as
+/// the description was made.
+const MAX_PROBLEM: usize = 3_000;
 
 /// Names listed in one message before the rest are counted.
 const MAX_LISTED: usize = 10;
@@ -708,7 +740,7 @@ impl Config {
             Some(other) => {
                 return Err(invalid(
                     "engine",
-                    format!("'{other}' is not an engine; use threads or mio"),
+                    format!("'{}' is not an engine; use threads or mio", echoed(other)),
                 ));
             }
         };
@@ -732,7 +764,7 @@ impl Config {
             Some(path) => {
                 return Err(invalid(
                     "dump_file",
-                    format!("'{path}' is not an absolute path (or stderr)"),
+                    format!("'{}' is not an absolute path (or stderr)", echoed(path)),
                 ));
             }
         };
@@ -763,8 +795,9 @@ impl Config {
                     section: MAIN_SECTION.to_owned(),
                     key: Some("listen".to_owned()),
                     message: format!(
-                        "'{host}' is reachable from other machines: no uid check can apply to \
-                         their connections; {gated}"
+                        "'{}' is reachable from other machines: no uid check can apply to \
+                         their connections; {gated}",
+                        echoed(host)
                     ),
                 });
             }
@@ -875,7 +908,8 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
         "1" | "on" | "yes" | "true" => Ok(true),
         "0" | "off" | "no" | "false" => Ok(false),
         _ => Err(format!(
-            "'{value}' is not a boolean (use true/false, on/off, yes/no or 1/0)"
+            "'{value}' is not a boolean (use true/false, on/off, yes/no or 1/0)",
+            value = echoed(value)
         )),
     }
 }
@@ -884,7 +918,8 @@ fn parse_number(value: &str, min: usize, max: usize, unit: &str) -> Result<usize
     match value.trim().parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "'{value}' is not a whole number of {unit} from {min} to {max}"
+            "'{value}' is not a whole number of {unit} from {min} to {max}",
+            value = echoed(value)
         )),
     }
 }
@@ -893,7 +928,8 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
     match value.trim().parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 31_536_000.0 => Ok(Duration::from_secs_f64(secs)),
         _ => Err(format!(
-            "'{value}' is not a number of seconds above 0 (at most a year)"
+            "'{value}' is not a number of seconds above 0 (at most a year)",
+            value = echoed(value)
         )),
     }
 }
@@ -1163,6 +1199,35 @@ mod tests {
         let err = parse("[ispyd\nlisten = /tmp/x\n").unwrap_err();
         assert!(matches!(err.problem, ConfigProblem::Syntax { .. }));
         assert!(err.to_string().starts_with("ispyd.ini, line"), "{err}");
+    }
+
+    #[test]
+    fn an_error_is_one_short_line_whatever_the_file_holds() {
+        let hostile = format!("\u{1b}[2J\r{}", "v".repeat(100_000));
+        let mut texts: Vec<String> = MAIN_KEYS
+            .iter()
+            .filter(|key| **key != "listen" && **key != "plugins")
+            .map(|key| format!("[ispyd]\nlisten = /tmp/x\n{key} = {hostile}\n"))
+            .collect();
+        texts.push(format!("[ispyd]\nlisten = {hostile}\n"));
+        texts.push(format!("[ispyd]\nlisten = /{hostile}/\n"));
+        texts.push(format!("[ispyd]\nlisten = /tmp/%{hostile}\n"));
+        texts.push(format!("[ispyd]\nlisten = x:{hostile}\n"));
+        texts.push(format!(
+            "[ispyd]\nlisten = /tmp/x\n[s]\nenabled = {hostile}\n"
+        ));
+        texts.push(format!("\u{2}{hostile} = 1\n[ispyd]\n"));
+        let unknown: String = (0..1_000).map(|i| format!("k{i}\u{7} = 1\n")).collect();
+        texts.push(format!("[ispyd]\n{unknown}"));
+        for text in texts {
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(
+                message.chars().count() < 1_500,
+                "{} characters",
+                message.len()
+            );
+            assert!(!message.chars().any(char::is_control), "{message:?}");
+        }
     }
 
     #[test]

@@ -302,20 +302,25 @@ pub fn echoed(text: &str) -> String {
     escaped(text, ECHO_LIMIT)
 }
 
-/// `text` with its control characters escaped and cut at `limit`
-/// characters, the rest counted: [`echoed`] with another limit.
+/// `text` with its control characters escaped, and cut where what is
+/// shown (escapes counted at their written length) would pass `limit`
+/// characters, the characters left out counted: [`echoed`] with another
+/// limit.
 pub(crate) fn escaped(text: &str, limit: usize) -> String {
     let mut out = String::with_capacity(text.len().min(limit));
-    for (shown, c) in text.chars().enumerate() {
-        if shown == limit {
-            let rest = text.chars().count() - shown;
+    let mut shown = 0;
+    for (taken, c) in text.chars().enumerate() {
+        let escape = c.is_control().then(|| c.escape_debug());
+        let width = escape.clone().map_or(1, Iterator::count);
+        if shown + width > limit {
+            let rest = text.chars().count() - taken;
             out.push_str(&format!("… ({rest} more characters)"));
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
+        shown += width;
+        match escape {
+            Some(escape) => out.extend(escape),
+            None => out.push(c),
         }
     }
     out
@@ -333,6 +338,15 @@ mod echo_tests {
         assert_eq!(
             echoed(&long),
             format!("{}… (5 more characters)", "x".repeat(ECHO_LIMIT))
+        );
+        let controls = "\u{1e}".repeat(ECHO_LIMIT);
+        let shown = echoed(&controls);
+        assert!(shown.starts_with("\\u{1e}\\u{1e}"), "{shown}");
+        let (escapes, note) = shown.split_once('…').unwrap();
+        assert!(escapes.len() <= ECHO_LIMIT, "{shown}");
+        assert_eq!(
+            note,
+            format!(" ({} more characters)", ECHO_LIMIT - escapes.len() / 6)
         );
     }
 }

@@ -75,7 +75,7 @@ impl Signal {
             ),
             _ => format!(
                 "'{}' is not a signal ispyd can act on; use one of {}",
-                text.trim(),
+                crate::render::echoed(text.trim()),
                 {
                     let names: Vec<&str> = Signal::ALL.iter().map(|s| s.name()).collect();
                     names.join(", ")
