@@ -49,6 +49,10 @@
 //! root of the repository) play against a session, with an in-memory driver
 //! that checks the session's invariants after every operation.
 
+// Memory safety is the compiler's here, not a sanitizer's: the fuzz
+// targets can run without AddressSanitizer (fuzz/README.md).
+#![forbid(unsafe_code)]
+
 mod admission;
 pub mod audit;
 mod client;

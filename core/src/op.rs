@@ -12,13 +12,23 @@
 //! - [`decode_all`]: frame decoding never panics, always advances, and
 //!   decode → encode gives back the input bytes,
 //! - [`parse_line`]: command parsing, printing and parsing again is stable,
-//!   and completion stays inside the text.
+//!   and completion stays inside the text,
+//! - [`parse_config`]: any ini text gives a [`Config`] or one bounded line
+//!   of error, and a bounded list of warnings,
+//! - [`client_bytes`]: bytes → `Vec<ClientOp>` → [`play_client`], the
+//!   client's side of the protocol against whatever a server sends.
+//!
+//! The entry points share one [`fixture_host`], built on first use: a host
+//! never changes once made, so one per process changes nothing a fuzzer
+//! can find, and building it per input cost more than the input's work.
 //!
 //! Nothing here runs in a real session; it lives in the library so that the
 //! fuzz crate and the integration tests can reach it.
 
+mod client;
 mod driver;
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -30,6 +40,7 @@ use crate::plugin::PluginInfo;
 use crate::session::Session;
 use crate::shell::{Host, Shell};
 
+pub use client::{ClientOp, client_bytes, client_ops_from_bytes, play_client};
 pub use driver::Transcript;
 
 /// The fixture host's process id, shown in its prompts.
@@ -452,10 +463,10 @@ pub fn parse_line(data: &[u8]) {
             );
         }
     }
-    let host = fixture_host(DRIVE_LIMITS);
+    let host = shared_host();
     let mut shell = Shell::default();
     for _ in 0..2 {
-        let (start, items) = shell.completions(&text, &host);
+        let (start, items) = shell.completions(&text, host);
         assert!(
             text.is_char_boundary(start),
             "completion of {text:?} starts at {start}, not a character boundary in the text"
@@ -467,15 +478,67 @@ pub fn parse_line(data: &[u8]) {
                 &text[start..]
             );
         }
-        let _ = shell.run_line("shell echo", &host, false);
+        let _ = shell.run_line("shell echo", host, false);
     }
+}
+
+/// The [`fixture_host`] with [`DRIVE_LIMITS`] that every entry point here
+/// shares.
+fn shared_host() -> &'static Arc<Host> {
+    static HOST: OnceLock<Arc<Host>> = OnceLock::new();
+    HOST.get_or_init(|| Arc::new(fixture_host(DRIVE_LIMITS)))
 }
 
 /// A session of [`fixture_host`] with [`DRIVE_LIMITS`], as [`drive`] makes.
 pub(crate) fn fixture_session(base: Instant) -> Session {
-    Session::new(
-        std::sync::Arc::new(fixture_host(DRIVE_LIMITS)),
-        SESSION_ID,
-        base,
-    )
+    Session::new(Arc::clone(shared_host()), SESSION_ID, base)
+}
+
+/// The plugins [`parse_config`] expands `%(builtins)s` to.
+const CONFIG_BUILTINS: &[&str] = &["process", "python"];
+
+/// The longest line [`parse_config`] accepts for an error or a warning:
+/// each name and value in it shows at most [`crate::render::ECHO_LIMIT`]
+/// characters and a message lists at most ten, so even a hostile file's
+/// messages stay within a few thousand.
+pub const MAX_MESSAGE: usize = 4_096;
+
+/// The fuzz entry point for the configuration parser: parses `data`
+/// (lossily decoded as UTF-8) as an ini file.
+///
+/// # Panics
+///
+/// When the error, or a warning, is not one line of at most
+/// [`MAX_MESSAGE`] characters free of control characters, or when there are
+/// more warnings than [`crate::config::MAX_WARNINGS`] and the line counting
+/// the rest.
+pub fn parse_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match Config::parse("fuzz.ini", &text, CONFIG_BUILTINS) {
+        Ok(config) => {
+            let warnings = config.warnings(shared_host().plugins());
+            assert!(
+                warnings.len() <= crate::config::MAX_WARNINGS + 1,
+                "{} warnings",
+                warnings.len()
+            );
+            for warning in &warnings {
+                check_message(&warning.to_string(), "warning");
+            }
+        }
+        Err(err) => check_message(&err.to_string(), "error"),
+    }
+}
+
+fn check_message(message: &str, what: &str) {
+    let length = message.chars().count();
+    assert!(
+        length <= MAX_MESSAGE,
+        "a {what} of {length} characters: {:?}…",
+        message.chars().take(300).collect::<String>()
+    );
+    assert!(
+        !message.chars().any(char::is_control),
+        "a {what} with a control character: {message:?}"
+    );
 }

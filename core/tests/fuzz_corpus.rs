@@ -14,7 +14,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use ispyd_core::op::{self, Answer, LineChoice, Op};
+use ispyd_core::op::{self, Answer, ClientOp, LineChoice, Op};
 use ispyd_core::{CLIENT_HELLO, Frame};
 
 /// A fuzz target's entry point.
@@ -25,6 +25,8 @@ const TARGETS: &[(&str, Entry)] = &[
     ("frame_decode", op::decode_all),
     ("command_parse", op::parse_line),
     ("session_ops", op::drive_bytes),
+    ("config_parse", op::parse_config),
+    ("client_protocol", op::client_bytes),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -73,6 +75,13 @@ fn session_seeds_decode_to_their_operations() {
     for (name, ops) in session_seeds() {
         assert_eq!(op::ops_from_bytes(&encode_ops(&ops)), ops, "seed {name}");
     }
+    for (name, ops) in client_seeds() {
+        assert_eq!(
+            op::client_ops_from_bytes(&encode_client_ops(&ops)),
+            ops,
+            "seed {name}"
+        );
+    }
 }
 
 #[test]
@@ -96,6 +105,12 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     for (name, ops) in session_seeds() {
         seeds.push(("session_ops", name, encode_ops(&ops)));
+    }
+    for (name, text) in config_seeds() {
+        seeds.push(("config_parse", name, text.into_bytes()));
+    }
+    for (name, ops) in client_seeds() {
+        seeds.push(("client_protocol", name, encode_client_ops(&ops)));
     }
     seeds
 }
@@ -523,4 +538,181 @@ fn encode_line(line: LineChoice, out: &mut Vec<u8>) {
         .position(|&l| l == line)
         .expect("every choice is in ALL");
     variant(index, LineChoice::ALL.len(), out);
+}
+
+fn config_seeds() -> Vec<(&'static str, String)> {
+    let main = "[ispyd]\nlisten = /tmp/ispyd-%(pid)s.sock\n";
+    let long = "v".repeat(3_000);
+    vec![
+        ("minimal", main.to_owned()),
+        (
+            "every_key",
+            format!(
+                "{main}plugins = %(builtins)s, debugger\nallow_remote = no\n\
+                 allow_remote_gated = off\nmax_sessions = 4\nmax_line = 8192\n\
+                 max_output = 1048576\nidle_timeout = 600\ncall_timeout = 2.5\n\
+                 send_timeout = 30\nengine = mio\nworkers = 3\ndump_on = SIGUSR1, QUIT\n\
+                 dump_file = /tmp/dump-%(pid)s.txt\nactivate_on = SIGUSR2\n\
+                 [python:console]\nenabled = true\n[debugger]\nmax_tracebacks = 5\n"
+            ),
+        ),
+        (
+            "tcp_remote",
+            "[ispyd]\nlisten = 0.0.0.0:7000\nallow_remote = yes\n".to_owned(),
+        ),
+        (
+            "typo_of_listen",
+            "[ispyd]\nlisen = /tmp/x\nplugns = process\n".to_owned(),
+        ),
+        ("no_main_section", "[process]\nenabled = true\n".to_owned()),
+        ("key_before_section", "\u{2}=\n[ispyd]\n".to_owned()),
+        ("syntax_error", "[ispyd\nlisten = /tmp/x\n".to_owned()),
+        ("duplicate_key", format!("{main}listen = /tmp/y\n")),
+        (
+            "control_characters",
+            "[is\u{1b}[2Jpyd]\nlisten = /tmp/x\n[\u{7}s]\n\r\u{0}k = 1\n".to_owned(),
+        ),
+        ("long_value", format!("{main}idle_timeout = {long}\n")),
+        ("long_section", format!("{main}[{long}]\nenabled = true\n")),
+        (
+            "bad_values",
+            format!("{main}max_line = -1\ncall_timeout = 1e99\ndump_on = SIGFOO\n"),
+        ),
+        (
+            "many_sections",
+            (0..60).fold(main.to_owned(), |text, i| {
+                text + &format!("[s{i}]\nenabled = true\n")
+            }),
+        ),
+        (
+            "unknown_substitution",
+            "[ispyd]\nlisten = /tmp/%(uid)s.sock\n".to_owned(),
+        ),
+    ]
+}
+
+fn client_seeds() -> Vec<(&'static str, Vec<ClientOp>)> {
+    use ClientOp::{Abandon, AwaitCandidates, Complete, Eof, Greeting, Input, Line, Written};
+    let server = |list: &[Frame]| Input(frames(list));
+    let candidates = |start, items: &[&str]| Frame::Candidates {
+        start,
+        items: items.iter().map(|item| (*item).to_owned()).collect(),
+    };
+    let output = |text: &str| Frame::Output(text.to_owned());
+    vec![
+        (
+            "session",
+            vec![
+                Greeting,
+                server(&[output("4242\n"), Frame::Prompt("(ispyd:4242) ".into())]),
+                Line(b"pid".to_vec()),
+                Written(3),
+                Written(1_000),
+                server(&[Frame::Close("bye".into())]),
+                server(&[output("after the close")]),
+            ],
+        ),
+        (
+            "completion_answered",
+            vec![
+                Greeting,
+                Complete(b"sh".to_vec()),
+                server(&[output("meanwhile"), candidates(0, &["shell"])]),
+                AwaitCandidates,
+            ],
+        ),
+        (
+            "completion_given_up_then_late",
+            vec![
+                Greeting,
+                Complete(b"sh".to_vec()),
+                Abandon,
+                Complete(b"pro".to_vec()),
+                server(&[candidates(0, &["shell"]), candidates(0, &["process"])]),
+            ],
+        ),
+        (
+            "completion_outside_the_text",
+            vec![
+                Greeting,
+                Complete("é".as_bytes().to_vec()),
+                server(&[candidates(1, &["x"])]),
+                Complete(b"ab".to_vec()),
+                server(&[candidates(9, &[])]),
+            ],
+        ),
+        (
+            "unsolicited_candidates",
+            vec![Greeting, server(&[candidates(0, &["x"])])],
+        ),
+        (
+            "not_ispyd",
+            vec![Input(b"SSH-2.0-OpenSSH_9.2p1\r\n".to_vec()), Eof],
+        ),
+        (
+            "other_version",
+            vec![Input(b"(ispyd:1) \0ISPY/2\n".to_vec())],
+        ),
+        (
+            "refused_with_a_reason",
+            vec![
+                Input(b"*** ispyd: too many sessions (max_sessions = 1)\n".to_vec()),
+                Eof,
+            ],
+        ),
+        (
+            "hello_in_pieces",
+            vec![
+                Input(b"(ispyd:7".to_vec()),
+                Input(b"7) \0IS".to_vec()),
+                Input(b"PY/1\n".to_vec()),
+            ],
+        ),
+        (
+            "cut_mid_frame",
+            vec![Greeting, Input(vec![0, 0, 0, 9, 0x81, b'x']), Eof],
+        ),
+        (
+            "bad_frames_skipped",
+            vec![
+                Greeting,
+                Input(vec![0, 0, 0, 2, 0x99, b'x']),
+                Input(vec![0, 0, 0, 3, 0x81, 0xff, 0xfe]),
+                server(&[output("still here")]),
+            ],
+        ),
+        (
+            "oversized_frame",
+            vec![Greeting, Input(vec![0xff, 0xff, 0xff, 0xff, 0x81])],
+        ),
+    ]
+}
+
+fn encode_client_ops(ops: &[ClientOp]) -> Vec<u8> {
+    const OPS: usize = 9;
+    let bytes = |index, data: &[u8], out: &mut Vec<u8>| {
+        variant(index, OPS, out);
+        for &byte in data {
+            out.extend_from_slice(&[1, byte]);
+        }
+        out.push(0);
+    };
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            ClientOp::Input(data) => bytes(0, data, &mut out),
+            ClientOp::Greeting => variant(1, OPS, &mut out),
+            ClientOp::Frame(frame) => unimplemented!("seeds send frames as Input, not {frame:?}"),
+            ClientOp::Eof => variant(3, OPS, &mut out),
+            ClientOp::Complete(text) => bytes(4, text, &mut out),
+            ClientOp::Abandon => variant(5, OPS, &mut out),
+            ClientOp::AwaitCandidates => variant(6, OPS, &mut out),
+            ClientOp::Line(text) => bytes(7, text, &mut out),
+            ClientOp::Written(n) => {
+                variant(8, OPS, &mut out);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    out
 }
