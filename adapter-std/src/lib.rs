@@ -33,7 +33,7 @@ pub mod stream;
 
 pub use ispyd_core::{
     Address, Call, CommandInfo, Completion, Interactive, Limits, Outcome, Plugin, PluginError,
-    PluginInfo, Progress, Step,
+    PluginInfo, Progress, Setting, SettingKind, Step,
 };
 pub use manager::ShellManager;
 pub use process::ProcessPlugin;

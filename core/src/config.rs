@@ -400,7 +400,7 @@ impl std::error::Error for ConfigError {}
 /// The known name `typed` is most likely a typo of: at most two edits away
 /// (a letter left out, added, changed or two swapped), and nearer than any
 /// other.
-fn nearest(typed: &str, known: &[&'static str]) -> Option<&'static str> {
+fn nearest<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
     let length = typed.chars().count();
     known
         .iter()
@@ -489,6 +489,57 @@ fn listed(names: &[&str]) -> String {
 }
 
 /// Keeps the first [`MAX_WARNINGS`] of `warnings` and counts the rest.
+/// A key a plugin reads from its own section `[NAME]`, and what its value
+/// must be. A plugin that declares its keys (see
+/// [`PluginInfo::setting`](crate::PluginInfo::setting)) has its section
+/// checked by the core, as `[ispyd]` is: a bad value is a
+/// [`ConfigError`] and an unknown key a [`ConfigWarning`], with the
+/// same wording, bounds and typo hints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The key, as written in the file.
+    pub key: String,
+    /// What its value must be.
+    pub kind: SettingKind,
+}
+
+/// What a [`Setting`]'s value must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingKind {
+    /// Any text (a path, a name).
+    Text,
+    /// A boolean, as `enabled` is: true/false, on/off, yes/no, 1/0.
+    Bool,
+    /// A whole number from `min` to `max`, both included.
+    Whole {
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
+    /// A number of seconds above 0, at most a year (as `call_timeout`).
+    Seconds,
+}
+
+impl SettingKind {
+    /// Checks `value`; the error says what was wrong, quoting it cut and
+    /// escaped.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        match self {
+            SettingKind::Text => Ok(()),
+            SettingKind::Bool => parse_bool(value).map(drop),
+            SettingKind::Whole { min, max } => match value.trim().parse::<u64>() {
+                Ok(n) if (*min..=*max).contains(&n) => Ok(()),
+                _ => Err(format!(
+                    "'{value}' is not a whole number from {min} to {max}",
+                    value = echoed(value)
+                )),
+            },
+            SettingKind::Seconds => parse_seconds(value).map(drop),
+        }
+    }
+}
+
 fn bounded(mut warnings: Vec<ConfigWarning>) -> Vec<ConfigWarning> {
     if warnings.len() > MAX_WARNINGS {
         let more = warnings.len() - MAX_WARNINGS;
@@ -874,10 +925,56 @@ impl Config {
         self.sections.get(name)
     }
 
+    /// Checks the section `[NAME]` of a plugin that declares its keys
+    /// ([`PluginInfo::settings`]): every declared key present must hold a
+    /// value of its kind. Unknown keys are not errors; [`Config::warnings`]
+    /// names them.
+    pub fn check_settings(&self, plugin: &PluginInfo) -> Result<(), ConfigError> {
+        let (Some(settings), Some(section)) = (&plugin.settings, self.sections.get(&plugin.name))
+        else {
+            return Ok(());
+        };
+        for setting in settings {
+            if let Some(value) = section.get(&setting.key) {
+                setting.kind.check(value).map_err(|what| {
+                    ConfigError::at(
+                        &self.file,
+                        &plugin.name,
+                        Some(&setting.key),
+                        ConfigProblem::InvalidValue(what),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Warnings found while parsing, plus sections that match no loaded
-    /// plugin and no gate of one.
+    /// plugin and no gate of one, and keys that a plugin which declares its
+    /// keys does not read.
     pub fn warnings(&self, plugins: &[PluginInfo]) -> Vec<ConfigWarning> {
         let mut warnings = self.warnings.clone();
+        for plugin in plugins {
+            let (Some(settings), Some(section)) =
+                (&plugin.settings, self.sections.get(&plugin.name))
+            else {
+                continue;
+            };
+            let known: Vec<&str> = std::iter::once("enabled")
+                .chain(settings.iter().map(|s| s.key.as_str()))
+                .collect();
+            for key in section.keys().filter(|key| !known.contains(&key.as_str())) {
+                warnings.push(ConfigWarning {
+                    file: self.file.clone(),
+                    section: plugin.name.clone(),
+                    key: Some(key.clone()),
+                    message: match nearest(key, &known) {
+                        Some(near) => format!("unknown key, ignored (did you mean '{near}'?)"),
+                        None => format!("unknown key, ignored (known: {})", listed(&known)),
+                    },
+                });
+            }
+        }
         for name in self.sections.keys() {
             let known = name == MAIN_SECTION
                 || plugins.iter().any(|p| {
@@ -1031,6 +1128,56 @@ mod tests {
             "{}",
             warnings[0]
         );
+    }
+
+    #[test]
+    fn a_plugin_that_declares_its_keys_has_its_section_checked() {
+        let info = PluginInfo::new("cache", "")
+            .setting("size", SettingKind::Whole { min: 1, max: 10 })
+            .setting("ttl", SettingKind::Seconds)
+            .setting("dir", SettingKind::Text);
+        let config = parse(
+            "[ispyd]\nlisten = /tmp/x.sock\n[cache]\nenabled = yes\nsize = 3\nttl = 0.5\n\
+             dir = /x\nszie = 4\nzzzzzzzz = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.check_settings(&info), Ok(()));
+        let texts: Vec<String> = config
+            .warnings(std::slice::from_ref(&info))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "ispyd.ini: [cache] szie: unknown key, ignored (did you mean 'size'?)",
+                "ispyd.ini: [cache] zzzzzzzz: unknown key, ignored (known: enabled, size, ttl, dir)",
+            ]
+        );
+        // A plugin that declares nothing keeps its section to itself.
+        assert!(config.warnings(&[PluginInfo::new("cache", "")]).is_empty());
+
+        for (key, value, said) in [
+            ("size", "-5", "'-5' is not a whole number from 1 to 10"),
+            ("size", "11", "'11' is not a whole number from 1 to 10"),
+            ("ttl", "1e9", "'1e9' is not a number of seconds above 0"),
+        ] {
+            let text = format!("[ispyd]\nlisten = /tmp/x.sock\n[cache]\n{key} = {value}\n");
+            let err = parse(&text).unwrap().check_settings(&info).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key));
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("ispyd.ini: [cache] {key}: {said}")),
+                "{err}"
+            );
+        }
+        let hostile = format!(
+            "[ispyd]\nlisten = /tmp/x.sock\n[cache]\nsize = {}\x1b[2J\n",
+            "9".repeat(100_000)
+        );
+        let err = parse(&hostile).unwrap().check_settings(&info).unwrap_err();
+        let line = err.to_string();
+        assert!(line.len() < 1_000 && !line.contains('\x1b'), "{line}");
     }
 
     #[test]

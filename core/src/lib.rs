@@ -80,8 +80,8 @@ pub use client::{Client, ClientError, ClientEvent, GREETING_LIMIT};
 pub use command::{CommandLine, parse_command};
 pub use config::{
     Address, Config, ConfigError, ConfigProblem, ConfigWarning, DEFAULT_MAX_OUTPUT,
-    DEFAULT_WORKERS, EngineKind, Limits, Listen, MAIN_SECTION, is_loopback_host, is_loopback_ip,
-    parse_bool,
+    DEFAULT_WORKERS, EngineKind, Limits, Listen, MAIN_SECTION, Setting, SettingKind,
+    is_loopback_host, is_loopback_ip, parse_bool,
 };
 pub use dispatch::{Action, Dispatcher, Job, JobDone};
 pub use frame::{

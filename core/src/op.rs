@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::command::parse_command;
-use crate::config::{Config, Limits, Listen};
+use crate::config::{Config, Limits, Listen, SettingKind};
 use crate::frame::{self, CLIENT_HELLO, Decoded, Frame, MAX_FRAME};
 use crate::plugin::PluginInfo;
 use crate::session::Session;
@@ -296,6 +296,8 @@ pub enum Answer {
 ///   lines until `quit()` or end of input), `file` sends a file of
 ///   [`big_output`] as `fixture.txt` to a client that saves files, `secret` is behind the gate
 ///   `echo:secret`, which is not enabled, and `quiet` has no help text.
+///   It declares the keys of `[echo]`: `size` (1 to 10), `delay`
+///   (seconds), `loud` (a boolean) and `label` (text).
 /// - `locked`: gated by `locked`, not enabled.
 pub fn fixture_host(limits: Limits) -> Host {
     let mut config = Config::new(Listen::Unix("/tmp/ispyd-fixture.sock".to_owned()), &[]);
@@ -315,7 +317,11 @@ pub fn fixture_host(limits: Limits) -> Host {
             .command("file", "Send a file bigger than a frame.")
             .gated_command("secret", "Never enabled.", "echo:secret")
             .command("quiet", "")
-            .waits_for("the echo lock"),
+            .waits_for("the echo lock")
+            .setting("size", SettingKind::Whole { min: 1, max: 10 })
+            .setting("delay", SettingKind::Seconds)
+            .setting("loud", SettingKind::Bool)
+            .setting("label", SettingKind::Text),
         PluginInfo::new("locked", "Gated, and the gate is closed")
             .command("open", "Never reachable.")
             .gated("locked"),
@@ -516,6 +522,11 @@ pub fn parse_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     match Config::parse("fuzz.ini", &text, CONFIG_BUILTINS) {
         Ok(config) => {
+            for plugin in shared_host().plugins() {
+                if let Err(err) = config.check_settings(plugin) {
+                    check_message(&err.to_string(), "error");
+                }
+            }
             let warnings = config.warnings(shared_host().plugins());
             assert!(
                 warnings.len() <= crate::config::MAX_WARNINGS + 1,

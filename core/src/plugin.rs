@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, ConfigProblem, MAIN_SECTION};
+use crate::config::{Config, ConfigError, ConfigProblem, MAIN_SECTION, Setting, SettingKind};
 use crate::session::{Call, Completing, Completion, Feed};
 
 /// What a plugin tells the core about itself: its name, its commands and
@@ -39,6 +39,12 @@ pub struct PluginInfo {
     /// What a call may have to wait for before it can run (e.g. "the Python
     /// interpreter (the GIL)"), named when a call is given up on.
     pub waits_for: Option<String>,
+    /// The keys the plugin reads from its own section `[NAME]`, besides
+    /// `enabled`. `Some`: the core checks their values
+    /// ([`Config::check_settings`]) and warns of any other key
+    /// ([`Config::warnings`]). `None` (the default): the section is the
+    /// plugin's own business.
+    pub settings: Option<Vec<Setting>>,
 }
 
 impl PluginInfo {
@@ -51,6 +57,7 @@ impl PluginInfo {
             gate: None,
             inline: false,
             waits_for: None,
+            settings: None,
         }
     }
 
@@ -97,6 +104,17 @@ impl PluginInfo {
     #[must_use]
     pub fn inline(mut self) -> Self {
         self.inline = true;
+        self
+    }
+
+    /// Declares a key of the plugin's section `[NAME]` (see
+    /// [`PluginInfo::settings`]).
+    #[must_use]
+    pub fn setting(mut self, key: impl Into<String>, kind: SettingKind) -> Self {
+        self.settings.get_or_insert_with(Vec::new).push(Setting {
+            key: key.into(),
+            kind,
+        });
         self
     }
 
@@ -284,7 +302,15 @@ impl Report {
     }
 }
 
-/// What a plugin command produced.
+/// What a plugin's command returns: the plugin's side of one call.
+///
+/// The four result types are four points on one path. A command answers
+/// with an `Outcome`; a takeover it starts answers each line with a
+/// [`Step`]; the [`Registry`] turns either (or an error, or a panic) into an
+/// [`Execution`], which splits what goes back to the session (a
+/// [`Completion`](crate::Completion), the session's only result type) from
+/// the takeover object the adapter keeps. Plugins make `Outcome`s and
+/// `Step`s; adapters handle `Execution`s; sessions consume `Completion`s.
 pub enum Outcome {
     /// Text for the user. A missing final newline is added by the shell.
     /// As data, it is `{"text": ...}`.
@@ -306,7 +332,9 @@ impl fmt::Debug for Outcome {
     }
 }
 
-/// One step of an interactive takeover.
+/// What an interactive takeover returns for its start and for each line
+/// fed to it. Unlike an [`Outcome`], it cannot start another takeover or
+/// carry data: it either goes on, with the takeover's own prompt, or ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Show `output`, then read the next line at `prompt` (e.g. `>>> `).
@@ -409,6 +437,10 @@ impl fmt::Debug for Registry {
 
 /// The result of [`Registry::execute`] or [`Registry::feed`]: what to hand
 /// back to the session, and the takeover to keep if one is running.
+///
+/// It exists because a [`Completion`] is plain data that crosses threads and
+/// is compared in tests, while the takeover is a live object owned by the
+/// adapter: the registry hands the two back side by side.
 #[must_use]
 pub struct Execution {
     /// Give this to [`Session::handle_result`](crate::Session::handle_result).
@@ -456,6 +488,9 @@ impl Registry {
                 });
             };
             registry.register(Arc::clone(plugin));
+        }
+        for (info, _) in &registry.entries {
+            config.check_settings(info)?;
         }
         Ok(registry)
     }

@@ -94,7 +94,13 @@ pub struct Completing {
     pub command: Option<(String, String)>,
 }
 
-/// The result of a call or a feed, handed back to the session.
+/// The result of a call, a feed or a completion request, handed back to
+/// the session with [`Session::handle_result`].
+///
+/// It is the session's one result type, whatever produced it: a plugin's
+/// [`Outcome`](crate::Outcome) or [`Step`](crate::Step) (through
+/// [`Execution`](crate::Execution)), an error, or completion candidates.
+/// Adapters that run no plugins (a test, a fuzz driver) make it directly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     /// Finished with this output. After a feed: the takeover is over.

@@ -546,6 +546,14 @@ fn config_seeds() -> Vec<(&'static str, String)> {
     vec![
         ("minimal", main.to_owned()),
         (
+            "plugin_settings",
+            format!("{main}[echo]\nsize = 3\ndelay = 0.5\nloud = yes\nlabel = x\nszie = 11\n"),
+        ),
+        (
+            "plugin_setting_bad",
+            format!("{main}[echo]\nsize = 11\nloud = maybe\n"),
+        ),
+        (
             "every_key",
             format!(
                 "{main}plugins = %(builtins)s, debugger\nallow_remote = no\n\

@@ -134,22 +134,13 @@ impl NativeManager {
                 )));
             }
             match load_plugin(&support, &config, spec) {
-                // The plugin's own section is wrong: a bad configuration,
-                // told as one for [ispyd] keys is, not a plugin failure.
-                Err(err) if err.is_instance_of::<ConfigurationError>(py) => {
-                    let message = err.value(py).to_string();
-                    return Err(ConfigurationError::new_err(format!(
-                        "ispyd: {}: {}",
-                        config.file,
-                        ispyd_core::echoed(message.lines().next().unwrap_or_default())
-                    )));
-                }
+                Err(Loading::Bad(line)) => return Err(ConfigurationError::new_err(line)),
                 Ok(plugin) => {
                     names.push(plugin.name().to_owned());
                     plugins.push(plugin.instance(py));
                     available.push(Arc::new(plugin));
                 }
-                Err(err) => {
+                Err(Loading::Failed(err)) => {
                     let traceback = traceback_text(py, &err);
                     eprintln!(
                         "ispyd: warning: plugin '{}' failed to load:\n{traceback}",
@@ -352,24 +343,50 @@ fn wake_up(
     })
 }
 
-/// Imports the plugin `spec`, activates it with its own section and reads
-/// its description.
+/// Imports the plugin `spec`, reads its description, checks the keys it
+/// declares and activates it with its own section.
 ///
 /// The section is the one named after the plugin (`[NAME]`), as for the
 /// builtins' gates, so the configuration's warnings (which know plugins by
 /// name) agree about which sections are used. The name is only known once
 /// the plugin exists, hence the separate activation step.
-fn load_plugin(support: &Bound<'_, PyModule>, config: &Config, spec: &str) -> PyResult<PyPlugin> {
+fn load_plugin(
+    support: &Bound<'_, PyModule>,
+    config: &Config,
+    spec: &str,
+) -> Result<PyPlugin, Loading> {
     let py = support.py();
-    let instance = support.call_method1("load_plugin", (spec,))?;
-    let name: String = support
-        .call_method1("plugin_name", (&instance,))?
-        .extract()?;
-    support.call_method1(
-        "activate_plugin",
-        (&instance, section_dict(py, config, &name)?),
-    )?;
-    PyPlugin::new(py, instance.unbind())
+    let instance = support
+        .call_method1("load_plugin", (spec,))
+        .map_err(Loading::Failed)?;
+    let plugin = PyPlugin::new(py, instance.unbind()).map_err(Loading::Failed)?;
+    config
+        .check_settings(plugin.info())
+        .map_err(|err| Loading::Bad(format!("ispyd: {err}")))?;
+    let section = section_dict(py, config, plugin.name()).map_err(Loading::Failed)?;
+    match support.call_method1("activate_plugin", (plugin.instance(py), section)) {
+        Ok(_) => Ok(plugin),
+        // The plugin's own section is wrong: a bad configuration, told as
+        // one for [ispyd] keys is, not a plugin failure.
+        Err(err) if err.is_instance_of::<ConfigurationError>(py) => {
+            let message = err.value(py).to_string();
+            Err(Loading::Bad(format!(
+                "ispyd: {}: {}",
+                config.file,
+                ispyd_core::echoed(message.lines().next().unwrap_or_default())
+            )))
+        }
+        Err(err) => Err(Loading::Failed(err)),
+    }
+}
+
+/// Why a plugin named in `plugins` is not loaded.
+enum Loading {
+    /// Its section is wrong: the one line that says so, naming the file.
+    Bad(String),
+    /// It failed (import, describe or activate): it becomes a broken plugin
+    /// that shows the traceback.
+    Failed(PyErr),
 }
 
 /// The keys of the section `[name]`, for a plugin's `activate()`.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ispyd_core::{
     Attachment, Call, CommandInfo, Interactive, Interrupt, Outcome, Plugin, PluginError,
-    PluginInfo, Progress, Report, Step,
+    PluginInfo, Progress, Report, Setting, SettingKind, Step,
 };
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -42,8 +42,23 @@ impl PyPlugin {
         let summary: String = item(described, "summary")?;
         let gate: Option<String> = item(described, "gate")?;
         let commands: Vec<(String, String, Option<String>)> = item(described, "commands")?;
+        let settings: Option<Vec<(String, String, u64, u64)>> = item(described, "settings")?;
         let mut info = PluginInfo::new(name, summary).waits_for(INTERPRETER);
         info.gate = gate;
+        info.settings = settings.map(|settings| {
+            settings
+                .into_iter()
+                .map(|(key, kind, min, max)| Setting {
+                    key,
+                    kind: match kind.as_str() {
+                        "whole" => SettingKind::Whole { min, max },
+                        "bool" => SettingKind::Bool,
+                        "seconds" => SettingKind::Seconds,
+                        _ => SettingKind::Text,
+                    },
+                })
+                .collect()
+        });
         info.commands = commands
             .into_iter()
             .map(|(name, help, gate)| CommandInfo {
@@ -54,6 +69,11 @@ impl PyPlugin {
             })
             .collect();
         Ok(PyPlugin { instance, info })
+    }
+
+    /// What the plugin told the core about itself.
+    pub(crate) fn info(&self) -> &PluginInfo {
+        &self.info
     }
 
     /// The plugin's name.

@@ -8,6 +8,7 @@ import json
 import re
 
 import conftest
+import pytest
 from conftest import run_ispy
 
 GOOD = "tests_plugins.good:GoodPlugin"
@@ -90,3 +91,36 @@ def test_what_ispyd_sets_on_a_plugin_is_what_ispyd_plugin_declares(write_config,
     data = json.loads(result.stdout.splitlines()[-1])["data"]
     assert data["plugin"] is True and data["progress"] is True, data
     assert isinstance(data["session"], int) and data["session"] > 0, data
+
+
+DECLARED = "tests_plugins.declared:Declared"
+
+
+def test_a_plugin_that_declares_its_keys_gets_the_cores_warnings(write_config, start_app):
+    extra = "[declared]\nsize = 3\nttl = 0.5\nszie = 4\n[debugger]\nmax_traceback = 3\n"
+    app = start_app(write_config(plugins=f"%(builtins)s debugger {DECLARED}", extra=extra))
+    result = run_ispy(app.address, ["connect", "shell declared", "show"])
+    assert result.stdout.splitlines() == ["size=3 szie=4 ttl=0.5"], result
+    stderr = app.stderr.text()
+    assert "[declared] szie: unknown key, ignored (did you mean 'size'?)" in stderr, app.output()
+    assert "[debugger] max_traceback: unknown key, ignored (did you mean 'max_tracebacks'?)" in stderr, app.output()
+    assert stderr.count("warning") == 2, app.output()
+
+
+def test_a_bad_value_of_a_declared_key_is_one_configuration_error_line(write_config, monkeypatch):
+    import ispyd
+    from ispyd.manager import ShellManager
+
+    monkeypatch.syspath_prepend(str(conftest.APPS))
+    for key, value, said in [
+        ("size", "11", "'11' is not a whole number from 1 to 10"),
+        ("verbose", "maybe", "'maybe' is not a boolean"),
+        ("ttl", "\x1b[2J" * 10_000, "'\\u{1b}[2J\\u{1b}[2J"),
+    ]:
+        path = write_config(plugins=f"process {DECLARED}", extra=f"[declared]\n{key} = {value}\n")
+        with pytest.raises(ispyd.ConfigurationError) as raised:
+            ShellManager(path)
+        text = str(raised.value)
+        assert text.startswith(f"ispyd: {path}: [declared] {key}: {said}"), text
+        assert "\n" not in text and "\x1b" not in text and len(text) < 600, text
+        assert not list(path.parent.glob("*.sock")), "nothing listens"

@@ -11,7 +11,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ispyd_core::{Call, Outcome, Plugin, PluginError, PluginInfo, Progress, Report, audit, secret};
+use ispyd_core::{
+    Call, Outcome, Plugin, PluginError, PluginInfo, Progress, Report, SettingKind, audit, secret,
+};
 
 use crate::profile::native;
 
@@ -88,6 +90,7 @@ impl Plugin for ProcessPlugin {
                 info.command(cmd.name, cmd.help)
             })
             .long_command("profile", PROFILE_HELP)
+            .setting("profile_dir", SettingKind::Text)
     }
 
     fn call_with_progress(&self, call: &Call, progress: &Progress) -> Result<Outcome, PluginError> {

@@ -91,7 +91,28 @@ def describe(plugin: Any) -> Dict[str, Any]:
         "summary": _first_line(docstring(type(plugin))),
         "gate": getattr(plugin, "gate", None),
         "commands": commands,
+        "settings": _settings(name, getattr(plugin, "settings", None)),
     }
+
+
+def _settings(name: str, declared: Any) -> Optional[List[Tuple[str, str, int, int]]]:
+    """A plugin's ``settings`` (``{'size': range(1, 101), 'ttl': 'seconds'}``)
+    as the core's kinds: ``(key, kind, low, high)``, the bounds used by
+    ``'whole'`` only. ``None``: the plugin does not declare its keys."""
+    if declared is None:
+        return None
+    kinds = []
+    for key, kind in dict(declared).items():
+        if isinstance(kind, range) and kind.step == 1 and len(kind) and kind.start >= 0:
+            kinds.append((str(key), "whole", kind.start, kind.stop - 1))
+        elif kind in ("text", "bool", "seconds"):
+            kinds.append((str(key), kind, 0, 0))
+        else:
+            raise TypeError(
+                f"plugin {name!r}: settings[{key!r}] is {kind!r}; use 'text', 'bool', "
+                "'seconds' or a range of whole numbers from 0 up, such as range(1, 101)"
+            )
+    return kinds
 
 
 #: The most characters one command (or console line) keeps of what it

@@ -7,8 +7,14 @@ A plugin is any object; ispyd looks for these, all optional:
 * ``name``: its shell's name and its configuration section (default: the
   class name in lower case); the class docstring's first line is its
   summary in ``plugins``;
+* ``settings``: the keys of its section, ``{'size': range(1, 101),
+  'ttl': 'seconds', 'dir': 'text', 'fast': 'bool'}``: the core checks
+  their values before ``activate`` (a bad one stops the start with one
+  line naming file, section and key) and puts any other key in
+  ``ShellManager.warnings``, as for ``[ispyd]``;
 * ``activate(self, config)``: called once with its section, a dict; raise
-  :class:`ispyd.ConfigurationError` for a bad value;
+  :class:`ispyd.ConfigurationError` for a bad value the kinds above do not
+  cover;
 * ``do_NAME(self, line)``: a command, its docstring the help;
 * ``gated_commands``: ``{'flush': 'cache:flush'}``, commands off unless
   their section says ``enabled = true``;

@@ -14,15 +14,12 @@ import sys
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ispyd import probes
-from ispyd._native import ConfigurationError
 from ispyd._support import CommandError
 from ispyd.postmortem import DebugSession
 from ispyd.probes import ProbeError
 
 #: The default of ``[debugger] command_timeout``.
 DEFAULT_COMMAND_TIMEOUT = 5.0
-
-_KNOWN_KEYS = ("enabled", "max_tracebacks", "command_timeout")
 
 
 def _iso(when: float) -> str:
@@ -33,49 +30,12 @@ class _Settings:
     command_timeout = DEFAULT_COMMAND_TIMEOUT
 
 
-def _shown(value: str) -> str:
-    """``value`` as a message quotes it: its repr, cut at 200 characters."""
-    return repr(value) if len(value) <= 200 else repr(value[:200]) + f"... ({len(value) - 200} more characters)"
-
-
-def _whole(key: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise ConfigurationError(f"[debugger] {key}: {_shown(value)} is not a whole number from {low} to {high}")
-    return number
-
-
-def _seconds(key: str, value: str) -> float:
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 86400:
-        raise ConfigurationError(
-            f"[debugger] {key}: {_shown(value)} is not a number of seconds above 0, at most 86400"
-        )
-    return seconds
-
-
 def configure(config: Dict[str, str]) -> None:
-    """Applies the ``[debugger]`` section; a bad value raises
-    :class:`ispyd.ConfigurationError` naming the key, which ``ShellManager``
-    reports as a bad configuration, in one line naming the file."""
-    unknown = sorted(set(config) - set(_KNOWN_KEYS))
-    if unknown:
-        listed = ", ".join(_shown(key) for key in unknown[:10])
-        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        print(
-            f"ispyd: warning: [debugger]: unknown keys, ignored: {listed}{more} (known: {', '.join(_KNOWN_KEYS)})",
-            file=sys.stderr,
-        )
-    default_max = str(probes.DEFAULT_MAX_TRACEBACKS)
-    max_tracebacks = _whole("max_tracebacks", config.get("max_tracebacks", default_max), 1, 100000)
-    default_timeout = str(DEFAULT_COMMAND_TIMEOUT)
-    command_timeout = _seconds("command_timeout", config.get("command_timeout", default_timeout))
+    """Applies the ``[debugger]`` section. The core has checked its values
+    against :attr:`DebuggerPlugin.settings` (a bad one is a configuration
+    error naming file, section and key) and warned of unknown keys."""
+    max_tracebacks = int(config.get("max_tracebacks", probes.DEFAULT_MAX_TRACEBACKS))
+    command_timeout = float(config.get("command_timeout", DEFAULT_COMMAND_TIMEOUT))
     probes.set_max_tracebacks(max_tracebacks)
     _Settings.command_timeout = command_timeout
 
@@ -89,6 +49,8 @@ class DebuggerPlugin:
 
     name = "debugger"
     gate = "debugger"
+    #: The keys of ``[debugger]``, checked by the core.
+    settings = {"max_tracebacks": range(1, 100_001), "command_timeout": "seconds"}
     stdout: Any = sys.stdout
 
     def activate(self, config: Dict[str, str]) -> None:

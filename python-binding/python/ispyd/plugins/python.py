@@ -26,6 +26,8 @@ class PythonPlugin:
 
     name = "python"
     gated_commands = {"console": "python:console"}
+    #: The keys of ``[python]``, checked by the core.
+    settings = {"profile_dir": "text"}
     stdout: Any = sys.stdout
     session = 0
     wants_data = False
