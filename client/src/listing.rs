@@ -12,9 +12,9 @@ use crate::servers::{Server, Servers, Status};
 /// them, then the others, unnumbered. Whole command lines: a row is as
 /// long as it needs to be.
 pub fn write_table(servers: &Servers, out: &mut dyn Write) -> io::Result<()> {
-    let rows: Vec<[String; 6]> = rows(servers)
+    let rows: Vec<Vec<String>> = rows(servers)
         .map(|(number, server)| {
-            [
+            vec![
                 number.map_or_else(|| "-".to_owned(), |n| n.to_string()),
                 server
                     .pid
@@ -35,27 +35,8 @@ pub fn write_table(servers: &Servers, out: &mut dyn Write) -> io::Result<()> {
         return Ok(());
     }
     let header = ["#", "PID", "STATUS", "UPTIME", "ADDRESS", "COMMAND"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let header = header.map(str::to_owned);
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else if i < 2 {
-                line.push_str(&format!("{cell:>w$}  ", w = widths[i]));
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
+    let right = [true, true, false, false, false, false];
+    out.write_all(ispyd_core::table(&header, &right, &rows).as_bytes())
 }
 
 /// One JSON object per address, in the table's order.

@@ -93,7 +93,7 @@ pub use plugin::{
     PluginInfo, Registry, Report, Step,
 };
 pub use progress::{Progress, ProgressWaker};
-pub use render::{ECHO_LIMIT, SCHEMA_VERSION, echoed};
+pub use render::{ECHO_LIMIT, SCHEMA_VERSION, echoed, table};
 pub use session::{
     Call, CallId, CloseReason, Completing, Completion, Event, Feed, OUTPUT_HIGH_WATER, Session,
     UnexpectedResult,

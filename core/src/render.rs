@@ -290,6 +290,45 @@ fn split_at_char_boundaries(text: &str, max: usize) -> impl Iterator<Item = &str
     })
 }
 
+/// Rows as aligned columns under `header`, two spaces apart: the text
+/// tables of the `process` plugin and `ispy --list`. `right[i]` right-aligns
+/// column `i` (numbers); widths count characters. A last column aligned
+/// left is not padded, and no line ends in spaces, so a long last cell (a command line)
+/// costs only its own length. Each line ends with a newline.
+///
+/// # Panics
+///
+/// When `right` is shorter than a row.
+pub fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let start = out.len();
+        for (i, cell) in row.iter().enumerate() {
+            let width = if i + 1 == row.len() && !right[i] {
+                0
+            } else {
+                widths[i]
+            };
+            if right[i] {
+                out.push_str(&format!("{cell:>width$}  "));
+            } else {
+                out.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        let end = out[start..].trim_end().len();
+        out.truncate(start + end);
+        out.push('\n');
+    }
+    out
+}
+
 /// The longest piece of a client's own text echoed back in a message.
 pub const ECHO_LIMIT: usize = 200;
 
@@ -348,5 +387,23 @@ mod echo_tests {
             note,
             format!(" ({} more characters)", ECHO_LIMIT - escapes.len() / 6)
         );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_by_characters_and_no_line_ends_in_spaces() {
+        let rows = vec![
+            vec!["1".to_owned(), "é-thread".to_owned(), "running".to_owned()],
+            vec!["1234".to_owned(), "main".to_owned(), String::new()],
+        ];
+        assert_eq!(
+            table(&["TID", "NAME", "STATE"], &[true, false, false], &rows),
+            " TID  NAME      STATE\n   1  é-thread  running\n1234  main\n"
+        );
+        assert_eq!(table(&["N"], &[true], &[]), "N\n");
     }
 }

@@ -1,6 +1,5 @@
-//! Text helpers shared by the formatters: tables, plurals, escaping.
-
-use super::*;
+//! Text helpers shared by the formatters: tables (the core's, shared
+//! with `ispy --list`), plurals, escaping.
 
 pub(super) fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
@@ -20,29 +19,4 @@ pub(super) fn escape_controls(text: &str) -> String {
         .collect()
 }
 
-/// Aligned columns separated by two spaces; `right[i]` right-aligns column i.
-/// The last column is not padded, so lines carry no trailing spaces.
-pub(super) fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let last = row.len() - 1;
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| match (right[i], i == last) {
-                (true, _) => format!("{cell:>w$}", w = widths[i]),
-                (false, false) => format!("{cell:<w$}", w = widths[i]),
-                (false, true) => cell.clone(),
-            })
-            .collect();
-        out.push_str(&line(cells.join("  ")));
-    }
-    out
-}
+pub(super) use ispyd_core::table;
