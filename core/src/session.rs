@@ -649,6 +649,10 @@ impl Session {
         self.pending.is_none() && self.out.is_empty()
     }
 
+    /// What the user is told when `call_timeout` gives up on `pending`:
+    /// only what the session knows. It cannot tell a call still at work
+    /// from one waiting for what its plugin needs (the GIL), so it names
+    /// both; and a takeover's line is a line, not a command.
     fn gave_up_message(&self, pending: &Pending) -> String {
         let seconds = self.host.limits().call_timeout.as_secs_f64();
         let waits_for = self
@@ -657,13 +661,24 @@ impl Session {
             .iter()
             .find(|p| p.name == pending.plugin)
             .and_then(|p| p.waits_for.as_deref())
-            .map(|what| format!(" It needs {what}, which another thread may be holding."))
+            .map(|what| {
+                format!(": it is still running, or waiting for {what}, which another thread may be holding")
+            })
             .unwrap_or_default();
-        format!(
-            "*** '{}' ({} plugin) did not answer within {seconds} s.{waits_for} Gave up waiting \
-             for it (it may still be running, and its output will be discarded).",
-            pending.command, pending.plugin
-        )
+        let (command, plugin) = (&pending.command, &pending.plugin);
+        if pending.is_call {
+            format!(
+                "*** '{command}' ({plugin} plugin) did not answer within {seconds} s{waits_for}. \
+                 Gave up waiting for it (it may still be running, and its output will be \
+                 discarded)."
+            )
+        } else {
+            format!(
+                "*** The line did not finish within {seconds} s in '{command}' ({plugin} \
+                 plugin){waits_for}. Gave up on it and left '{command}' (it may still be \
+                 running, and its output will be discarded)."
+            )
+        }
     }
 
     /// Processes buffered input until it runs out, a call is pending, or
@@ -755,11 +770,30 @@ impl Session {
             render::record(&pending.plugin, &pending.command, Body::Error(text))
         });
         let pieces = self.shell.abandon(message);
+        if pieces.contains(&Piece::TakeoverEnd) {
+            self.drop_eof_for_the_takeover();
+        }
         self.show(pieces, false);
         if let Some(record) = record {
             self.out.data(&record);
         }
         self.write_prompt();
+    }
+
+    /// An end of input the client sent while the takeover's line ran was
+    /// meant for the takeover (Ctrl-D at `>>>` leaves the console). Giving
+    /// up on the line has left the takeover already; taken again, the end
+    /// of input would leave the plugin's shell too: one Ctrl-D, one level.
+    fn drop_eof_for_the_takeover(&mut self) {
+        if self.framed != Some(true) {
+            // In text mode, end of input is the stream's end: the session
+            // closes either way.
+            return;
+        }
+        let limit = self.host.limits().max_line + 1;
+        if let Decoded::Frame(Frame::Eof, used) = frame::decode(&self.input, limit) {
+            self.input.drain(..used);
+        }
     }
 
     /// Starts the send timeout when output appears, ends it when none is

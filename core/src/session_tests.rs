@@ -391,9 +391,9 @@ fn slow_call_is_abandoned_after_call_timeout_and_late_result_ignored() {
     assert_eq!(
         peer.text(),
         format!(
-            "*** 'slow' (echo plugin) did not answer within 10 s. It needs the echo lock, which \
-             another thread may be holding. Gave up waiting for it (it may still be running, and \
-             its output will be discarded).\n{ECHO}"
+            "*** 'slow' (echo plugin) did not answer within 10 s: it is still running, or waiting \
+             for the echo lock, which another thread may be holding. Gave up waiting for it (it \
+             may still be running, and its output will be discarded).\n{ECHO}"
         )
     );
     assert_eq!(peer.events(), [Event::Abandon(call.id)]);

@@ -39,7 +39,7 @@ def test_python_command_gives_up_and_names_the_gil(write_config, start_app):
     assert result.code == 0, result
     message = result.stdout + result.stderr
     assert "'version' (python plugin) did not answer within 1 s" in message, result
-    assert "It needs the Python interpreter (the GIL)" in message, result
+    assert "still running, or waiting for the Python interpreter (the GIL)" in message, result
 
 
 def test_process_plugin_answers_while_the_gil_is_held(write_config, start_app):

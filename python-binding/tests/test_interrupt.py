@@ -102,6 +102,49 @@ def test_a_console_line_given_up_on_at_call_timeout_is_interrupted(write_config,
     assert "Traceback" not in app.stderr.text(), app.output()
 
 
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"the server closed after {data!r}"
+        data += chunk
+    return data
+
+
+def frames_until_prompt(sock: socket.socket) -> list:
+    """The server's frames, ``(type, text)``, up to and with the next
+    ``Prompt``."""
+    frames = []
+    while not frames or frames[-1][0] != 0x83:
+        frame = recv_exactly(sock, int.from_bytes(recv_exactly(sock, 4), "big"))
+        frames.append((frame[0], frame[1:].decode()))
+    return frames
+
+
+def test_ctrl_d_sent_while_a_console_line_outlives_call_timeout_leaves_one_level(write_config, start_app):
+    app = start_app(write_config(console=True, call_timeout=1))
+    sock = framed_console(app.address, "import time; time.sleep(30)")
+    try:
+        hello = b""  # after the text-mode prompt every session starts with
+        while not hello.endswith(b"\0ISPY/1\n"):
+            hello += sock.recv(1)
+        while not any(kind == 0x83 and text == ">>> " for kind, text in frames_until_prompt(sock)):
+            pass
+        sock.sendall((1).to_bytes(4, "big") + b"\x03")  # Ctrl-D, while the line sleeps
+        given_up = frames_until_prompt(sock)
+        assert given_up[0][0] == 0x82 and "The line did not finish within 1 s" in given_up[0][1], given_up
+        assert given_up[-1] == (0x83, f"(python:{app.pid}) "), given_up
+        data = b"version"
+        sock.sendall(len(data + b" ").to_bytes(4, "big") + b"\x01" + data)
+        answer = frames_until_prompt(sock)
+        # Still in the python shell: the Ctrl-D, meant for the console
+        # that the give-up left, did not leave the shell as well.
+        assert answer[-1] == (0x83, f"(python:{app.pid}) "), answer
+        assert any(kind == 0x81 and text.startswith("3.") for kind, text in answer), answer
+    finally:
+        sock.close()
+
+
 def test_a_console_line_left_by_its_client_is_interrupted(write_config, start_app):
     app = start_app(write_config(console=True, call_timeout=3600))
     # A compound statement: the empty line ends it, as at Python's prompt.

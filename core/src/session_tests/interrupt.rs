@@ -158,3 +158,37 @@ fn a_completion_given_up_on_answers_nothing_and_keeps_the_prompts_in_step() {
     peer.send_frame(Frame::Line("where".into()));
     assert!(matches!(peer.events().as_slice(), [Event::Feed(_)]));
 }
+
+#[test]
+fn ctrl_d_during_a_takeover_line_given_up_on_leaves_one_level() {
+    let mut peer = Peer::framed();
+    peer.start_takeover("", ">>> ");
+    peer.frames();
+    assert_eq!(peer.session.depth(), 3);
+    peer.send_frame(Frame::Line("time.sleep(60)".into()));
+    let feed = peer.feed();
+    peer.send_frame(Frame::Eof);
+    assert!(peer.events().is_empty(), "the line runs on");
+    peer.wait(Duration::from_secs(10));
+    assert_eq!(peer.events(), [Event::Abandon(feed.id)]);
+    let frames = peer.frames();
+    assert!(
+        matches!(&frames[0], Frame::Error(e)
+            if e.starts_with("*** The line did not finish within 10 s in 'takeover' (echo plugin): \
+                              it is still running, or waiting for the echo lock")),
+        "{frames:?}"
+    );
+    assert_eq!(frames.last(), Some(&Frame::Prompt(ECHO.into())));
+    assert_eq!(
+        peer.session.depth(),
+        2,
+        "the give-up left the takeover; the Ctrl-D meant for it is spent"
+    );
+    assert!(!peer.session.is_closed());
+    peer.send_frame(Frame::Eof);
+    assert_eq!(
+        peer.session.depth(),
+        1,
+        "the next Ctrl-D leaves the next level"
+    );
+}
