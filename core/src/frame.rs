@@ -353,6 +353,10 @@ impl Frame {
     pub(crate) const PROMPT_TYPE: u8 = kind::PROMPT;
     /// The type byte of [`Frame::Data`].
     pub(crate) const DATA_TYPE: u8 = kind::DATA;
+    /// The type byte of [`Frame::Output`].
+    pub(crate) const OUTPUT_TYPE: u8 = kind::OUTPUT;
+    /// The type byte of [`Frame::Error`].
+    pub(crate) const ERROR_TYPE: u8 = kind::ERROR;
 }
 
 /// Writes a text frame of type `ty` whose payload is `parts` one after the

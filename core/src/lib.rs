@@ -62,6 +62,7 @@ mod dispatch;
 mod frame;
 mod help;
 mod mode;
+mod name;
 #[cfg(any(test, feature = "testing"))]
 pub mod op;
 mod plugin;
@@ -88,6 +89,7 @@ pub use frame::{
     CLIENT_HELLO, Decoded, Frame, FrameError, MAX_FILE_NAME, MAX_FRAME, PROTOCOL_VERSION,
     SERVER_HELLO, decode, find_server_hello, is_file_name,
 };
+pub use name::Name;
 pub use plugin::{
     Attachment, CommandInfo, Execution, Interactive, Interrupt, Outcome, Plugin, PluginError,
     PluginInfo, Registry, Report, Step,

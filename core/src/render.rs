@@ -137,10 +137,10 @@ impl Outbox {
         }
         if self.framed {
             for chunk in split_at_char_boundaries(text, MAX_FRAME - 1) {
-                Frame::Output(chunk.to_owned()).encode(&mut self.buf);
+                frame::write_text_frame(&mut self.buf, Frame::OUTPUT_TYPE, &[chunk]);
             }
             if newline {
-                Frame::Output("\n".to_owned()).encode(&mut self.buf);
+                frame::write_text_frame(&mut self.buf, Frame::OUTPUT_TYPE, &["\n"]);
             }
         } else {
             self.buf.extend_from_slice(text.as_bytes());
@@ -225,7 +225,7 @@ impl Outbox {
     pub(crate) fn error(&mut self, text: &str) {
         if self.framed {
             for chunk in split_at_char_boundaries(text, MAX_FRAME - 1) {
-                Frame::Error(chunk.to_owned()).encode(&mut self.buf);
+                frame::write_text_frame(&mut self.buf, Frame::ERROR_TYPE, &[chunk]);
             }
         } else {
             self.buf.extend_from_slice(text.as_bytes());
@@ -264,7 +264,7 @@ impl Outbox {
     pub(crate) fn close(&mut self, message: &str) {
         if self.framed {
             if !message.is_empty() {
-                Frame::Error(message.to_owned()).encode(&mut self.buf);
+                frame::write_text_frame(&mut self.buf, Frame::ERROR_TYPE, &[message]);
             }
             Frame::Close(message.to_owned()).encode(&mut self.buf);
         } else if !message.is_empty() {

@@ -26,6 +26,7 @@ use crate::admission::Refusal;
 use crate::audit;
 use crate::frame::{self, Decoded, Frame, PROTOCOL_VERSION};
 use crate::mode::{self, Detected};
+use crate::name::Name;
 use crate::render::{self, Body, Outbox};
 use crate::shell::{Host, Next, Piece, Shell};
 use crate::telnet::Telnet;
@@ -45,9 +46,9 @@ pub struct Call {
     /// Give it back with the result.
     pub id: CallId,
     /// The plugin's name.
-    pub plugin: String,
+    pub plugin: Name,
     /// The command's name.
-    pub command: String,
+    pub command: Name,
     /// The rest of the line, trimmed.
     pub args: String,
     /// The session's number, as given to [`Session::new`].
@@ -241,8 +242,8 @@ enum Input {
 #[derive(Debug, Clone)]
 struct Pending {
     id: CallId,
-    command: String,
-    plugin: String,
+    command: Name,
+    plugin: Name,
     /// A call (answered with a structured result when asked), not a feed.
     is_call: bool,
     /// A takeover's completion request: answered with `Candidates`, never
@@ -918,8 +919,7 @@ impl Session {
             Input::Eof => self.shell.end_of_input(),
             Input::Complete(text) if self.shell.in_takeover() => {
                 // The interpreter knows its names: ask it.
-                let command = self.shell.takeover_name().unwrap_or_default().to_owned();
-                let plugin = self.shell.plugin_name(&self.host).to_owned();
+                let (command, plugin) = self.shell.takeover_names(&self.host);
                 let id = self.start_pending(command, plugin, false);
                 if let Some(pending) = self.pending.as_mut() {
                     pending.completing = true;
@@ -938,7 +938,7 @@ impl Session {
                 else {
                     return;
                 };
-                let id = self.start_pending(command.clone(), plugin.clone(), false);
+                let id = self.start_pending(Name::from(&command), Name::from(&plugin), false);
                 if let Some(pending) = self.pending.as_mut() {
                     pending.completing = true;
                     pending.offset = offset;
@@ -1007,8 +1007,7 @@ impl Session {
                 }));
             }
             Next::Feed(line) => {
-                let command = self.shell.takeover_name().unwrap_or_default().to_owned();
-                let plugin = self.shell.plugin_name(&self.host).to_owned();
+                let (command, plugin) = self.shell.takeover_names(&self.host);
                 if let Some(gate) = self.host.gate_of(&plugin, &command) {
                     audit::line(self.id, gate, &command, line.as_deref());
                 }
@@ -1022,7 +1021,7 @@ impl Session {
         }
     }
 
-    fn start_pending(&mut self, command: String, plugin: String, is_call: bool) -> CallId {
+    fn start_pending(&mut self, command: Name, plugin: Name, is_call: bool) -> CallId {
         let id = CallId(self.next_call);
         self.next_call += 1;
         self.pending = Some(Pending {
@@ -1040,7 +1039,7 @@ impl Session {
 
     /// Writes a reply's pieces; `data_only` leaves out the output (the
     /// client takes the command's facts from its data).
-    fn show(&mut self, pieces: Vec<Piece>, data_only: bool) {
+    fn show(&mut self, pieces: impl IntoIterator<Item = Piece>, data_only: bool) {
         for piece in pieces {
             match piece {
                 Piece::Output(_) if data_only => {}

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::command::{CommandLine, parse_command};
 use crate::config::{Config, Limits};
 use crate::help;
+use crate::name::Name;
 use crate::plugin::PluginInfo;
 use crate::render::{self, Body};
 use crate::session::Completion;
@@ -93,6 +94,9 @@ pub struct Host {
     /// `pid` as text, for the prompts written after every command.
     pid_text: String,
     plugins: Vec<PluginInfo>,
+    /// Each plugin's name and its commands' names, in the order of
+    /// `plugins` and their commands, made once for every call to share.
+    names: Vec<(Name, Vec<Name>)>,
     enabled: BTreeSet<String>,
     limits: Limits,
     /// Set on the view given to sessions of peers on other machines.
@@ -117,10 +121,18 @@ impl Host {
                 }
             }
         }
+        let names = plugins
+            .iter()
+            .map(|p| {
+                let commands = p.commands.iter().map(|c| Name::from(&c.name)).collect();
+                (Name::from(&p.name), commands)
+            })
+            .collect();
         Host {
             pid,
             pid_text: pid.to_string(),
             plugins,
+            names,
             enabled,
             limits: config.limits,
             remote: false,
@@ -158,6 +170,14 @@ impl Host {
     /// The plugins' descriptions.
     pub fn plugins(&self) -> &[PluginInfo] {
         &self.plugins
+    }
+
+    /// The shared names of plugin `index` and of its command `command`,
+    /// for a call.
+    fn call_names(&self, index: usize, command: &str) -> Option<(Name, Name)> {
+        let (plugin, commands) = &self.names[index];
+        let command = commands.iter().find(|name| **name == *command)?;
+        Some((plugin.clone(), command.clone()))
     }
 
     fn plugin(&self, name: &str) -> Option<(usize, &PluginInfo)> {
@@ -242,8 +262,8 @@ pub(crate) enum Next {
     Prompt,
     /// Run a plugin command; the reply comes later.
     Call {
-        plugin: String,
-        command: String,
+        plugin: Name,
+        command: Name,
         args: String,
     },
     /// Hand a line (or end of input) to the running takeover.
@@ -298,7 +318,7 @@ pub(crate) struct Shell {
 /// A running takeover: the command that started it and its current prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Takeover {
-    name: String,
+    name: Name,
     prompt: String,
 }
 
@@ -340,14 +360,18 @@ impl Shell {
         self.prompt_parts(host).map(|parts| parts.concat())
     }
 
-    /// The command that started the running takeover.
-    pub(crate) fn takeover_name(&self) -> Option<&str> {
-        self.takeover.as_ref().map(|t| t.name.as_str())
-    }
-
-    /// The name of the current plugin shell, or `ispyd` at the root.
-    pub(crate) fn plugin_name<'h>(&self, host: &'h Host) -> &'h str {
-        self.name(host)
+    /// The running takeover's name and its plugin's, shared, for the
+    /// session's record of a line or completion sent to it.
+    pub(crate) fn takeover_names(&self, host: &Host) -> (Name, Name) {
+        let command = self
+            .takeover
+            .as_ref()
+            .map_or_else(|| Name::from(""), |t| t.name.clone());
+        let plugin = match self.plugin {
+            Some(index) => host.names[index].0.clone(),
+            None => Name::from(ROOT_NAME),
+        };
+        (command, plugin)
     }
 
     fn name<'h>(&self, host: &'h Host) -> &'h str {
@@ -459,11 +483,16 @@ impl Shell {
                 Some(info) if !host.is_open(info.gate.as_ref()) => {
                     Reply::error(host.disabled(&format!("{name} command"), info.gate.as_ref()))
                 }
-                Some(_) => Reply::next(Next::Call {
-                    plugin: plugin.name.clone(),
-                    command: name.to_owned(),
-                    args: command.args.to_owned(),
-                }),
+                Some(info) => {
+                    let (plugin, name) = host
+                        .call_names(index, name)
+                        .unwrap_or_else(|| (Name::from(&plugin.name), Name::from(&info.name)));
+                    Reply::next(Next::Call {
+                        plugin,
+                        command: name,
+                        args: command.args.to_owned(),
+                    })
+                }
                 None => {
                     let names = plugin_command_names(plugin);
                     Reply::prompt(unknown(command, names.into_iter()))
@@ -514,35 +543,40 @@ impl Shell {
     }
 
     /// Applies the result of the call or feed the session was waiting for.
-    pub(crate) fn finish(&mut self, command: &str, completion: Completion) -> Vec<Piece> {
-        let mut pieces = Vec::new();
-        match completion {
-            Completion::Interactive { output, prompt } => {
-                match &mut self.takeover {
-                    Some(takeover) => takeover.prompt = prompt,
-                    None => {
-                        pieces.push(Piece::TakeoverBegin(command.to_owned()));
-                        self.takeover = Some(Takeover {
-                            name: command.to_owned(),
-                            prompt,
-                        });
-                    }
+    ///
+    /// At most two pieces, and no allocation for them: this runs for every
+    /// command.
+    pub(crate) fn finish(
+        &mut self,
+        command: &Name,
+        completion: Completion,
+    ) -> impl Iterator<Item = Piece> + use<> {
+        let (first, second) = match completion {
+            Completion::Interactive { output, prompt } => match &mut self.takeover {
+                Some(takeover) => {
+                    takeover.prompt = prompt;
+                    (None, Some(Piece::Output(output)))
                 }
-                pieces.push(Piece::Output(output));
-            }
-            Completion::Candidates { .. } => {
-                // Answered by the session itself; nothing to show.
-            }
+                None => {
+                    self.takeover = Some(Takeover {
+                        name: command.clone(),
+                        prompt,
+                    });
+                    let begin = Piece::TakeoverBegin(command.to_string());
+                    (Some(begin), Some(Piece::Output(output)))
+                }
+            },
+            // Answered by the session itself; nothing to show.
+            Completion::Candidates { .. } => (None, None),
             Completion::Output(output) | Completion::Report { text: output, .. } => {
-                pieces.push(Piece::Output(output));
-                self.end_takeover(&mut pieces);
+                (Some(Piece::Output(output)), self.takeover_end())
             }
-            Completion::Error(message) => {
-                pieces.push(Piece::Error(format!("*** {message}")));
-                self.end_takeover(&mut pieces);
-            }
-        }
-        pieces
+            Completion::Error(message) => (
+                Some(Piece::Error(format!("*** {message}"))),
+                self.takeover_end(),
+            ),
+        };
+        first.into_iter().chain(second)
     }
 
     /// Gives up on the call the session was waiting for.
@@ -553,9 +587,12 @@ impl Shell {
     }
 
     fn end_takeover(&mut self, pieces: &mut Vec<Piece>) {
-        if self.takeover.take().is_some() {
-            pieces.push(Piece::TakeoverEnd);
-        }
+        pieces.extend(self.takeover_end());
+    }
+
+    /// Ends the takeover, if one runs: the piece that says so.
+    fn takeover_end(&mut self) -> Option<Piece> {
+        self.takeover.take().map(|_| Piece::TakeoverEnd)
     }
 
     /// When `text` (the line up to the cursor) is typing the arguments of a
@@ -692,8 +729,8 @@ fn dump(args: &str, host: &Host) -> Reply {
             Reply::error(host.disabled(&format!("{DUMP} command"), info.gate.as_ref()))
         }
         _ => Reply::next(Next::Call {
-            plugin: plugin.name.clone(),
-            command: DUMP.to_owned(),
+            plugin: Name::from(&plugin.name),
+            command: Name::from(DUMP),
             args: args.to_owned(),
         }),
     }
@@ -1077,20 +1114,22 @@ mod tests {
         let host = host();
         let mut shell = Shell::default();
         shell.run_line("shell python", &host, false);
-        let pieces = shell.finish(
-            "console",
-            Completion::Interactive {
-                output: "banner\n".into(),
-                prompt: ">>> ".into(),
-            },
-        );
+        let pieces: Vec<Piece> = shell
+            .finish(
+                &Name::from("console"),
+                Completion::Interactive {
+                    output: "banner\n".into(),
+                    prompt: ">>> ".into(),
+                },
+            )
+            .collect();
         assert_eq!(pieces[0], Piece::TakeoverBegin("console".into()));
         assert_eq!(shell.prompt(&host).as_deref(), Some(">>> "));
         assert_eq!(shell.depth(), 3);
         let reply = shell.run_line("exit", &host, false);
         assert_eq!(reply.next, Next::Feed(Some("exit".into())));
-        let pieces = shell.finish("console", Completion::Output(String::new()));
-        assert_eq!(pieces.last(), Some(&Piece::TakeoverEnd));
+        let mut pieces = shell.finish(&Name::from("console"), Completion::Output(String::new()));
+        assert_eq!(pieces.nth(1), Some(Piece::TakeoverEnd));
         assert_eq!(shell.prompt(&host).as_deref(), Some("(python:42) "));
     }
 

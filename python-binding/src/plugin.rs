@@ -339,7 +339,7 @@ impl PyPlugin {
                         "run_command",
                         (
                             self.instance.bind(py),
-                            &call.command,
+                            call.command.as_str(),
                             &call.args,
                             call.session,
                             call.wants_data,

@@ -9,9 +9,14 @@ pub(super) fn line(value: impl std::fmt::Display) -> String {
 /// A command's result: its text, and the same facts as data.
 pub(super) type Output = Result<(String, serde_json::Value), PluginError>;
 
-/// One number as text, `{key: number}` as data.
-pub(super) fn number(key: &str, value: u32) -> Output {
-    Ok((line(value), serde_json::json!({ key: value })))
+/// One number as text, `{key: number}` as data when `data` (the most
+/// frequent commands: the data would be most of their cost).
+pub(super) fn number(key: &str, value: u32, data: bool) -> Output {
+    let data = match data {
+        true => serde_json::json!({ key: value }),
+        false => serde_json::Value::Null,
+    };
+    Ok((line(value), data))
 }
 
 pub(super) fn format_cwd() -> Output {

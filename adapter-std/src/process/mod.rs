@@ -122,7 +122,7 @@ impl Plugin for ProcessPlugin {
                 command.name, call.args
             )));
         }
-        let (text, data) = (command.run)()?;
+        let (text, data) = (command.run)(call.wants_data)?;
         Report::new(call, text, &data).map(Outcome::Report)
     }
 }
@@ -150,83 +150,81 @@ fn environ(call: &Call) -> Result<Outcome, PluginError> {
 struct Command {
     name: &'static str,
     help: &'static str,
-    run: fn() -> Output,
+    /// Makes the text and, when the client asked for it (the flag), the
+    /// data; a command whose data costs nothing extra may make it anyway.
+    run: fn(bool) -> Output,
 }
 
 const COMMANDS: &[Command] = &[
     Command {
         name: "pid",
         help: "Process id.\nThe number other tools (ps, top, kill, /proc/PID) know this process by.",
-        run: || number("pid", std::process::id()),
+        run: |data| number("pid", std::process::id(), data),
     },
     Command {
         name: "uid",
         help: "Real user id.\nThe user who started the process.",
-        // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
-        run: || number("uid", unsafe { libc::getuid() }),
+        run: |data| number("uid", rustix::process::getuid().as_raw(), data),
     },
     Command {
         name: "euid",
         help: "Effective user id.\nThe user whose permissions the process has now; differs from uid after setuid.",
-        // SAFETY: as for getuid.
-        run: || number("euid", unsafe { libc::geteuid() }),
+        run: |data| number("euid", rustix::process::geteuid().as_raw(), data),
     },
     Command {
         name: "gid",
         help: "Real group id.\nThe primary group of the user who started the process.",
-        // SAFETY: as for getuid.
-        run: || number("gid", unsafe { libc::getgid() }),
+        run: |data| number("gid", rustix::process::getgid().as_raw(), data),
     },
     Command {
         name: "egid",
         help: "Effective group id.\nThe group whose permissions the process has now; differs from gid after setgid.",
-        // SAFETY: as for getuid.
-        run: || number("egid", unsafe { libc::getegid() }),
+        run: |data| number("egid", rustix::process::getegid().as_raw(), data),
     },
     Command {
         name: "cwd",
         help: "Current working directory.\nRelative paths the process opens are resolved against it. A directory deleted since shows as '... (deleted)'.",
-        run: format_cwd,
+        run: |_| format_cwd(),
     },
     Command {
         name: "threads",
         help: "Every OS thread of the process, sorted by thread id.\nSTATE is the kernel's scheduling state; USER and SYS are CPU seconds spent in user and kernel mode; VCSW counts voluntary context switches (the thread waited: I/O, locks, sleep), ICSW involuntary ones (it was preempted: CPU contention).",
-        run: format_threads,
+        run: |_| format_threads(),
     },
     Command {
         name: "dump",
         help: "What the process is doing, at a glance: its age, memory and open descriptors, then every thread with its state, CPU and the kernel function it waits in (WCHAN; '-' while it runs).\nThe top-level 'dump' runs this in a program whose own plugins have no dump.",
-        run: format_dump,
+        run: |_| format_dump(),
     },
     Command {
         name: "memory",
         help: "Memory use from /proc/self/status.\nrss is what the process holds in RAM now, virtual what it has mapped (often far more than it uses); anon and file split rss into heap/stacks and mapped files/code.",
-        run: format_memory,
+        run: |_| format_memory(),
     },
     Command {
         name: "fds",
         help: "Every open file descriptor with what it refers to.\nMODE is the access mode (r, w, rw), POS the file offset, FLAGS the open(2) flags in octal (e.g. 02000000 is O_CLOEXEC, 04000 O_NONBLOCK). Sockets and pipes show as socket:[INODE] and pipe:[INODE].",
-        run: format_fds,
+        run: |_| format_fds(),
     },
     Command {
         name: "limits",
         help: "Resource limits (ulimit) from /proc/self/limits.\nThe soft limit is the one enforced; the process may raise it up to the hard limit.",
-        run: format_limits,
+        run: |_| format_limits(),
     },
     Command {
         name: "cmdline",
         help: "The command line the process was started with.\nShown shell-quoted, so it can be copied to start the same program again.",
-        run: format_cmdline,
+        run: |_| format_cmdline(),
     },
     Command {
         name: "environ",
         help: "environ [--reveal]: the process's environment variables, sorted by name.\nThe live environment, including changes the program made after it started. Values that look secret (names with KEY, TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIAL; passwords in URLs) are masked; --reveal shows them, and the audit log records it.",
-        run: || format_environ(false),
+        run: |_| format_environ(false),
     },
     Command {
         name: "uptime",
         help: "How long the process has been running.\nAlso shows when it started, as a UTC date and as seconds after the machine booted.",
-        run: format_uptime,
+        run: |_| format_uptime(),
     },
 ];
 

@@ -7,8 +7,8 @@ use super::*;
 fn run(command: &str, args: &str, wants_data: bool) -> Result<Report, PluginError> {
     let call = Call {
         id: CallId(1),
-        plugin: NAME.to_owned(),
-        command: command.to_owned(),
+        plugin: NAME.into(),
+        command: command.into(),
         args: args.to_owned(),
         session: 1,
         wants_data,

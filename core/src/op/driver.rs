@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{Answer, DRIVE_LIMITS, Op, PID, SESSION_ID, big_output, fixture_session};
+use crate::Name;
 use crate::frame::{self, Decoded, Frame, MAX_FRAME, SERVER_HELLO};
 use crate::session::{CallId, CloseReason, Completion, Event, OUTPUT_HIGH_WATER, Session};
 
@@ -53,8 +54,8 @@ struct Running {
 enum Request {
     Call {
         id: CallId,
-        plugin: String,
-        command: String,
+        plugin: Name,
+        command: Name,
         args: String,
     },
     Feed {
