@@ -55,8 +55,7 @@ pub fn peer_credentials(stream: &impl AsFd) -> io::Result<PeerCredentials> {
 /// privileges of the effective user, so that is who may use it.
 #[must_use]
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// The uid of the process at the other end of the TCP connection whose
@@ -207,7 +206,7 @@ mod tests {
         assert_eq!(creds.pid, std::process::id() as i32);
         assert_eq!(creds.uid, effective_uid());
         // SAFETY: getegid has no preconditions and cannot fail.
-        assert_eq!(creds.gid, unsafe { libc::getegid() });
+        assert_eq!(creds.gid, rustix::process::getegid().as_raw());
         assert_eq!(peer_credentials(&b).unwrap(), creds);
     }
 

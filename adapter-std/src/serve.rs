@@ -13,7 +13,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -22,6 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ispyd_core::{Action, CloseReason, Dispatcher, Job, JobDone, Peer, Registry, Session, audit};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::stream::Stream;
 
@@ -417,37 +418,29 @@ impl Driver {
     /// Waits up to `wait` for the bell, the client hanging up, or, while
     /// the session takes input, the client's bytes.
     fn poll(&self, wait: Duration) -> Ready {
+        let client = if self.session.wants_input() {
+            PollFlags::IN
+        } else {
+            // A hang-up is reported whatever is asked for.
+            PollFlags::empty()
+        };
         let mut fds = [
-            libc::pollfd {
-                fd: self.wake.heard.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.stream.as_fd().as_raw_fd(),
-                // A hang-up is reported whatever is asked for.
-                events: if self.session.wants_input() {
-                    libc::POLLIN
-                } else {
-                    0
-                },
-                revents: 0,
-            },
+            PollFd::new(&self.wake.heard, PollFlags::IN),
+            PollFd::new(&self.stream, client),
         ];
-        let millis = libc::c_int::try_from(wait.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `fds` is valid for its two entries for the call's length.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
-        if ready <= 0 {
+        let wait = Timespec::try_from(wait.max(Duration::from_millis(1))).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        match rustix::event::poll(&mut fds, Some(&wait)) {
+            Ok(0) => return Ready::Timeout,
             // An interrupted poll is tried again by the caller's loop.
-            return if ready == 0 {
-                Ready::Timeout
-            } else {
-                Ready::Bell
-            };
+            Err(_) => return Ready::Bell,
+            Ok(_) => {}
         }
-        if fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+        if fds[1].revents().intersects(PollFlags::HUP | PollFlags::ERR) {
             Ready::HungUp
-        } else if fds[0].revents != 0 {
+        } else if !fds[0].revents().is_empty() {
             Ready::Bell
         } else {
             Ready::Client

@@ -3,28 +3,24 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ispyd_core::{Address, Peer};
+use rustix::io::Errno;
+use rustix::net::SendFlags;
 
 /// Writes `buf` to the socket `fd` with `MSG_NOSIGNAL`, retrying on EINTR: a client that hangs up must not kill the
 /// host with SIGPIPE when the host has not ignored that signal (a C or
 /// embedded program; std's `UnixStream` writes with plain `write(2)`).
-pub fn send_no_signal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub fn send_no_signal(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is an open
-        // socket owned by the caller's stream.
-        let sent = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-        if sent >= 0 {
-            return Ok(sent as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        match rustix::net::send(fd, buf, SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => {}
+            sent => return sent.map_err(io::Error::from),
         }
     }
 }
@@ -147,10 +143,7 @@ impl<U: AsFd, T: AsFd> Stream<U, T> {
     /// while another handle on the socket is open. Errors are ignored: the
     /// connection is being dropped.
     pub fn close(&self) {
-        // SAFETY: shutdown(2) on a descriptor borrowed from `self`.
-        unsafe {
-            libc::shutdown(self.as_fd().as_raw_fd(), libc::SHUT_RDWR);
-        }
+        let _ = rustix::net::shutdown(self.as_fd(), rustix::net::Shutdown::Both);
     }
 }
 
@@ -181,7 +174,7 @@ impl<U: Read, T: Read> Read for Stream<U, T> {
 
 impl<U: AsFd, T: AsFd> Write for Stream<U, T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        send_no_signal(self.as_fd().as_raw_fd(), buf)
+        send_no_signal(self.as_fd(), buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -235,46 +228,23 @@ pub fn is_timeout(err: &io::Error) -> bool {
 /// A UNIX connect that cannot hang: non-blocking, tried again while the
 /// backlog is full (`EAGAIN`), until `timeout`.
 fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    let (addr, len) = crate::socket::sockaddr_un(path)?;
     let give_up = Instant::now() + timeout;
     loop {
-        // SAFETY: plain socket creation; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        match crate::socket::connect_nonblocking(path) {
+            Ok(fd) => {
+                let stream = UnixStream::from(fd);
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(Errno::AGAIN) if Instant::now() < give_up => thread::sleep(BACKLOG_RETRY),
+            Err(Errno::AGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the server's listen backlog stayed full",
+                ));
+            }
+            Err(err) => return Err(err.into()),
         }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: `addr` is a valid sockaddr_un and `len` its used length.
-        let rc = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                (&raw const addr).cast::<libc::sockaddr>(),
-                len,
-            )
-        };
-        let err = io::Error::last_os_error();
-        if rc == 0 {
-            let stream = UnixStream::from(fd);
-            stream.set_nonblocking(false)?;
-            return Ok(stream);
-        }
-        if err.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(err);
-        }
-        if Instant::now() >= give_up {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the server's listen backlog stayed full",
-            ));
-        }
-        thread::sleep(BACKLOG_RETRY);
     }
 }
 

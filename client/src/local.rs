@@ -275,13 +275,9 @@ impl Shell {
 /// when standard output is not a terminal (a script reads one line per
 /// command line).
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills the winsize it is given; the result is checked.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    if ok && size.ws_col > 0 {
-        usize::from(size.ws_col)
-    } else {
-        usize::MAX
+    match rustix::termios::tcgetwinsize(std::io::stdout()) {
+        Ok(size) if size.ws_col > 0 => usize::from(size.ws_col),
+        _ => usize::MAX,
     }
 }
 

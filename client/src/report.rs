@@ -203,13 +203,13 @@ impl Line<'_> {
 
 /// This machine's name, for the `host` field.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at
-    // most that many bytes.
-    let status = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if status != 0 {
-        return "localhost".to_owned();
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
     }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

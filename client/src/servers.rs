@@ -264,8 +264,7 @@ pub fn unreadable(listen: &Listen) -> Option<String> {
             meta.permissions().mode() & 0o7777
         )
     });
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     Some(format!(
         "cannot read {}{}: {err}; this ispy runs as uid {me}: run it as the program's user, or root",
         dir.display(),

@@ -93,10 +93,8 @@ pub(super) fn status_bytes(status: &str, key: &str) -> Option<u64> {
 }
 
 pub(super) fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    // 100 is what Linux reports everywhere; only a failed call gets here.
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+    // The kernel's USER_HZ, from the auxiliary vector (100 on Linux).
+    rustix::param::clock_ticks_per_second() as f64
 }
 
 /// Seconds since boot, the first number of `/proc/uptime`.

@@ -36,8 +36,7 @@ use std::fs::{self, DirBuilder, Permissions};
 use std::io;
 use std::mem;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -218,7 +217,7 @@ mod unix;
 mod tests;
 
 use cleanup::*;
-pub(crate) use probe::sockaddr_un;
+pub(crate) use probe::connect_nonblocking;
 pub use probe::{Probe, probe};
 pub use tcp::bind_tcp;
 use unix::*;
