@@ -19,6 +19,7 @@ use crate::frame::{
     CLIENT_HELLO, Decoded, Frame, FrameError, MAX_FRAME, PROTOCOL_VERSION, SERVER_HELLO, decode,
     find_server_hello,
 };
+use crate::received::Received;
 
 /// Text tolerated before the server's hello: a server sends only its
 /// prompt, so more means something else is listening.
@@ -101,7 +102,7 @@ pub enum ClientEvent {
 #[derive(Debug)]
 pub struct Client {
     out: Vec<u8>,
-    input: Vec<u8>,
+    input: Received,
     greeted: bool,
     eof: bool,
     failed: bool,
@@ -124,7 +125,7 @@ impl Client {
     pub fn new() -> Client {
         Client {
             out: CLIENT_HELLO.to_vec(),
-            input: Vec::new(),
+            input: Received::default(),
             greeted: false,
             eof: false,
             failed: false,
@@ -213,7 +214,7 @@ impl Client {
                 }
                 Decoded::Incomplete => return None,
                 Decoded::Frame(frame, used) => {
-                    self.input.drain(..used);
+                    self.input.consume(used);
                     if let Frame::Close(_) = frame {
                         // Nothing after a Close counts, and nothing will
                         // answer a completion.
@@ -239,10 +240,10 @@ impl Client {
                     });
                 }
                 Decoded::Invalid(FrameError::UnknownType(_), Some(used)) => {
-                    self.input.drain(..used);
+                    self.input.consume(used);
                 }
                 Decoded::Invalid(err, Some(used)) => {
-                    self.input.drain(..used);
+                    self.input.consume(used);
                     return Some(ClientEvent::Skipped(err));
                 }
                 Decoded::Invalid(err, None) => return Some(self.fail(ClientError::Fatal(err))),
@@ -278,7 +279,7 @@ impl Client {
         let failure = match scan_hello(&self.input) {
             Hello::Found(end) => {
                 let pid = greeting_pid(&self.input[..end - SERVER_HELLO.len()]);
-                self.input.drain(..end);
+                self.input.consume(end);
                 self.greeted = true;
                 return Some(ClientEvent::Greeted { pid });
             }

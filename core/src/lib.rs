@@ -67,6 +67,7 @@ mod name;
 pub mod op;
 mod plugin;
 mod progress;
+mod received;
 mod render;
 pub mod secret;
 mod session;

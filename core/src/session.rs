@@ -27,6 +27,7 @@ use crate::audit;
 use crate::frame::{self, Decoded, Frame, PROTOCOL_VERSION};
 use crate::mode::{self, Detected};
 use crate::name::Name;
+use crate::received::Received;
 use crate::render::{self, Body, Outbox};
 use crate::shell::{Host, Next, Piece, Shell};
 use crate::telnet::Telnet;
@@ -298,7 +299,7 @@ pub struct Session {
     /// `None` until the first bytes decide.
     framed: Option<bool>,
     telnet: Telnet,
-    input: Vec<u8>,
+    input: Received,
     out: Outbox,
     events: VecDeque<Event>,
     shell: Shell,
@@ -328,7 +329,7 @@ impl Session {
             id,
             framed: None,
             telnet: Telnet::default(),
-            input: Vec::new(),
+            input: Received::default(),
             out: Outbox::default(),
             events: VecDeque::new(),
             shell: Shell::default(),
@@ -416,7 +417,7 @@ impl Session {
             return;
         }
         match self.framed {
-            Some(false) => self.telnet.filter(data, &mut self.input),
+            Some(false) => self.telnet.filter(data, self.input.tail()),
             None | Some(true) => self.input.extend_from_slice(data),
         }
         self.advance(now);
@@ -724,7 +725,7 @@ impl Session {
             let Decoded::Frame(Frame::Interrupt, used) = frame::decode(&self.input, limit) else {
                 break;
             };
-            self.input.drain(..used);
+            self.input.consume(used);
             let Some(pending) = self.pending.take() else {
                 break;
             };
@@ -793,7 +794,7 @@ impl Session {
         }
         let limit = self.host.limits().max_line + 1;
         if let Decoded::Frame(Frame::Eof, used) = frame::decode(&self.input, limit) {
-            self.input.drain(..used);
+            self.input.consume(used);
         }
     }
 
@@ -814,12 +815,12 @@ impl Session {
             Detected::Undecided => false,
             Detected::Text => {
                 self.framed = Some(false);
-                let raw = std::mem::take(&mut self.input);
-                self.telnet.filter(&raw, &mut self.input);
+                let raw = self.input.take_all();
+                self.telnet.filter(&raw, self.input.tail());
                 true
             }
             Detected::Framed { version, used } => {
-                self.input.drain(..used);
+                self.input.consume(used);
                 self.framed = Some(true);
                 self.out.raw(b"\0ISPY/");
                 self.out
@@ -844,7 +845,7 @@ impl Session {
         let limit = self.host.limits().max_line;
         match self.input.iter().position(|&b| b == b'\n') {
             Some(end) if end <= limit || (end == limit + 1 && self.input[limit] == b'\r') => {
-                let mut line: Vec<u8> = self.input.drain(..=end).collect();
+                let mut line = self.input.take(end + 1);
                 line.pop();
                 if line.last() == Some(&b'\r') {
                     line.pop();
@@ -854,7 +855,7 @@ impl Session {
             Some(_) => Some(too_long(limit)),
             None if self.input.len() > limit => Some(too_long(limit)),
             None if self.eof && !self.input.is_empty() => {
-                let mut line = std::mem::take(&mut self.input);
+                let mut line = self.input.take_all();
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
@@ -875,7 +876,7 @@ impl Session {
                 None
             }
             Decoded::Frame(frame, used) => {
-                self.input.drain(..used);
+                self.input.consume(used);
                 Some(match frame {
                     Frame::Line(text) => Input::Line(text.into_bytes()),
                     Frame::Complete(text) => Input::Complete(text),
@@ -889,7 +890,7 @@ impl Session {
                 })
             }
             Decoded::Invalid(err, Some(used)) => {
-                self.input.drain(..used);
+                self.input.consume(used);
                 Some(Input::Bad(format!("*** Ignored a bad frame: {err}")))
             }
             Decoded::Invalid(err, None) => {
