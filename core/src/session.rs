@@ -772,30 +772,36 @@ impl Session {
             render::record(&pending.plugin, &pending.command, Body::Error(text))
         });
         let pieces = self.shell.abandon(message);
-        if pieces.contains(&Piece::TakeoverEnd) {
-            self.drop_eof_for_the_takeover();
-        }
+        let spent = pieces.contains(&Piece::TakeoverEnd) && self.take_eof_for_the_takeover();
         self.show(pieces, false);
         if let Some(record) = record {
             self.out.data(&record);
         }
         self.write_prompt();
+        if spent {
+            // Every Eof gets its Prompt, as every line does: the client
+            // counts them.
+            self.write_prompt();
+        }
     }
 
     /// An end of input the client sent while the takeover's line ran was
     /// meant for the takeover (Ctrl-D at `>>>` leaves the console). Giving
     /// up on the line has left the takeover already; taken again, the end
     /// of input would leave the plugin's shell too: one Ctrl-D, one level.
-    fn drop_eof_for_the_takeover(&mut self) {
+    /// True if there was one, taken: it is answered with a prompt only.
+    fn take_eof_for_the_takeover(&mut self) -> bool {
         if self.framed != Some(true) {
             // In text mode, end of input is the stream's end: the session
             // closes either way.
-            return;
+            return false;
         }
         let limit = self.host.limits().max_line + 1;
-        if let Decoded::Frame(Frame::Eof, used) = frame::decode(&self.input, limit) {
-            self.input.consume(used);
-        }
+        let Decoded::Frame(Frame::Eof, used) = frame::decode(&self.input, limit) else {
+            return false;
+        };
+        self.input.consume(used);
+        true
     }
 
     /// Starts the send timeout when output appears, ends it when none is

@@ -134,6 +134,8 @@ def test_ctrl_d_sent_while_a_console_line_outlives_call_timeout_leaves_one_level
         given_up = frames_until_prompt(sock)
         assert given_up[0][0] == 0x82 and "The line did not finish within 1 s" in given_up[0][1], given_up
         assert given_up[-1] == (0x83, f"(python:{app.pid}) "), given_up
+        # The Ctrl-D's own answer: a prompt, at the same level.
+        assert frames_until_prompt(sock) == [(0x83, f"(python:{app.pid}) ")]
         data = b"version"
         sock.sendall(len(data + b" ").to_bytes(4, "big") + b"\x01" + data)
         answer = frames_until_prompt(sock)

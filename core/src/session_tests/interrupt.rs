@@ -178,7 +178,11 @@ fn ctrl_d_during_a_takeover_line_given_up_on_leaves_one_level() {
                               it is still running, or waiting for the echo lock")),
         "{frames:?}"
     );
-    assert_eq!(frames.last(), Some(&Frame::Prompt(ECHO.into())));
+    assert_eq!(
+        frames[frames.len() - 2..],
+        [Frame::Prompt(ECHO.into()), Frame::Prompt(ECHO.into())],
+        "one prompt for the line, one for the Ctrl-D"
+    );
     assert_eq!(
         peer.session.depth(),
         2,
