@@ -234,13 +234,17 @@ def test_the_top_five_agree_with_py_spy_recording_the_same_workload(start_gunico
     assert ours.code == 0, ours
     assert recording.returncode == 0, recorded
     data = json.loads(ours.stdout.splitlines()[-1])["data"]
-    ispyd_top = {row["function"]: row["self_pct"] for row in data["top"][:5]}
+    ispyd_shares = {row["function"]: row["self_pct"] for row in data["top"]}
+    ispyd_top = dict(list(ispyd_shares.items())[:5])
     # ispyd leaves its own sampling thread out; py-spy sees it, in
     # do_profile, holding the GIL while it reads the stacks.
     theirs = self_shares_of_folded(raw.read_text(), leave_out="PythonPlugin.do_profile")
     py_spy_top = dict(sorted(theirs.items(), key=lambda item: -item[1])[:5])
     report = f"ispyd {ispyd_top}\npy-spy {py_spy_top}"
     print(report)
-    assert set(ispyd_top) == set(py_spy_top) == {"burn_a", "burn_b", "burn_c", "burn_d", "burn_e"}, report
-    for function, share in ispyd_top.items():
-        assert abs(share - py_spy_top[function]) <= 5.0, report
+    # The four heaviest functions lead both profiles; the fifth place is
+    # close between burn_e and the server's own work under this load, so
+    # each function in either top five must have the same share in both.
+    assert {"burn_a", "burn_b", "burn_c", "burn_d"} <= set(ispyd_top) & set(py_spy_top), report
+    for function in set(ispyd_top) | set(py_spy_top):
+        assert abs(ispyd_shares.get(function, 0.0) - theirs.get(function, 0.0)) <= 5.0, report
