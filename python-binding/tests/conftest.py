@@ -453,3 +453,17 @@ class ConsoleClient:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=WAIT)
+
+
+def refused_configuration(path: Path) -> str:
+    """The one-line error ``ShellManager(path)`` refuses to start with, once
+    checked to be one short line that left no socket behind."""
+    import ispyd
+    from ispyd.manager import ShellManager
+
+    with pytest.raises(ispyd.ConfigurationError) as raised:
+        ShellManager(path)
+    text = str(raised.value)
+    assert "\n" not in text and len(text) < 600, text
+    assert not list(path.parent.glob("*.sock")), "nothing listens"
+    return text
