@@ -306,6 +306,24 @@ fn a_unique_completion_leaves_room_for_the_next_word() {
 }
 
 #[test]
+fn lines_that_arrive_together_are_each_run_in_turn() {
+    // A pasted block, or keys typed ahead that ssh delivers in one packet:
+    // every line after the first reaches the line editor in the same read
+    // and must wait there for its prompt, not be thrown away with it.
+    let (_fleet, pid, tmux) = connected_to_a_demo();
+    tmux.paste("shell process\rpid\rexit\rshell process\rpid\r");
+    tmux.wait_screen(
+        |screen| screen.matches(&format!("\n{pid}\n(process:{pid})")).count() == 2,
+        "two pids, one from each pasted 'pid'",
+    );
+    assert!(
+        !tmux.screen().contains("Unknown syntax"),
+        "{}",
+        tmux.screen()
+    );
+}
+
+#[test]
 fn a_socket_or_a_pid_named_on_a_terminal_is_connected_to_at_once() {
     let fleet = Fleet::start(1, false);
     let demo = &fleet.demos[0];

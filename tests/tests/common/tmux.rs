@@ -56,6 +56,23 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// Writes `text` to the terminal in one piece, as a paste from the
+    /// clipboard (no bracketed-paste markers) or keys typed ahead over a slow
+    /// link arrive: the reader gets several lines in a single read.
+    pub fn paste(&self, text: &str) {
+        *self.before.borrow_mut() = Some(self.screen());
+        let tmux = |args: &[&str]| {
+            let status = Command::new("tmux")
+                .args(["-L", &self.socket])
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        tmux(&["set-buffer", "--", text]);
+        tmux(&["paste-buffer", "-t", "t"]);
+    }
+
     /// The visible screen.
     pub fn screen(&self) -> String {
         let output = Command::new("tmux")
