@@ -3,7 +3,7 @@
 threads the host runs grows, beside a bare accept-and-write server in the
 same process and run.
 
-    python3 bench/connect_threads.py [--threads 10,100,1000] [--connects 2000] [--engine threads]
+    python3 bench/connect_threads.py [--threads 10,100,1000] [--connects 2000] [--engine threads] [--pause-ms 2]
 
 Needs the `ispyd` package installed (`pip install ./python-binding`). For
 each thread count it starts that many idle threads (blocked in
@@ -15,7 +15,11 @@ that alternate between the two servers:
 * bare: `connect()` to a UNIX listener of this process whose thread
   accepts and writes a 12-byte greeting at once, until it is read.
 
-Each connection is closed before the next. It prints the median and p90
+Each connection is closed before the next. Back to back (the default),
+a connect also pays for the previous session's end still running (its
+thread exiting, its audit records taking the GIL); `--pause-ms` waits that
+long after each connect, so each one meets an idle process, as a person's
+`ispy` does. It prints the median and p90
 microseconds per connect and the ratio, as a Markdown table.
 """
 
@@ -68,7 +72,7 @@ def connect_once(path: str, end: bytes) -> float:
         return time.perf_counter() - started
 
 
-def measure(paths: dict, ends: dict, connects: int, blocks: int = 10) -> dict:
+def measure(paths: dict, ends: dict, connects: int, pause: float, blocks: int = 10) -> dict:
     samples = {name: [] for name in paths}
     for name in paths:
         for _ in range(min(200, connects)):
@@ -77,6 +81,8 @@ def measure(paths: dict, ends: dict, connects: int, blocks: int = 10) -> dict:
         for name in paths:
             for _ in range(connects // blocks):
                 samples[name].append(connect_once(paths[name], ends[name]))
+                if pause:
+                    time.sleep(pause)
             # Let ispyd see each closed session go before the next block.
             time.sleep(0.05)
     return samples
@@ -92,6 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", default="10,100,1000")
     parser.add_argument("--connects", type=int, default=2000)
     parser.add_argument("--engine", default="threads")
+    parser.add_argument("--pause-ms", type=float, default=0.0)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ispyd-bench-connect-"))
@@ -113,10 +120,11 @@ def main() -> None:
             thread = threading.Thread(target=stop.wait, name=f"idle-{len(running)}", daemon=True)
             thread.start()
             running.append(thread)
-        samples = measure(paths, ends, args.connects)
+        samples = measure(paths, ends, args.connects, args.pause_ms / 1000)
         rows.append((count, samples))
 
     print(f"connect to first prompt in a Python host (engine {args.engine}, {args.connects} connects per server and count, "
+          f"{f'{args.pause_ms:g} ms apart' if args.pause_ms else 'back to back'}, "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
     print("| host threads | bare median µs | bare p90 µs | ispyd median µs | ispyd p90 µs | ispyd ÷ bare (median) |")
     print("|---:|---:|---:|---:|---:|---:|")

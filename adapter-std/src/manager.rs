@@ -19,7 +19,7 @@ use ispyd_core::{
 };
 
 use crate::peer;
-use crate::serve::{Wake, Waker, serve, wake_channel};
+use crate::serve::{Wake, Waker, greet, serve, wake_channel};
 use crate::setup::{self, Builder, Error, Listener, Setup, quiet_plugin_panics};
 use crate::signals;
 use crate::socket::SocketPathGuard;
@@ -288,11 +288,16 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
     }
     let session = Session::new(shared.hosts.for_peer(peer.uid), id, Instant::now());
     let registry = Arc::clone(&shared.registry);
+    let Some(greeted) = greet(stream, session, peer, registry, wakes) else {
+        lock(&shared.sessions).remove(&id);
+        shared.ended.notify_all();
+        return;
+    };
     let owner = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name(session_thread_name(id))
         .spawn(move || {
-            serve(stream, session, peer, registry, &owner.stopping, wakes);
+            serve(greeted, &owner.stopping);
             lock(&owner.sessions).remove(&id);
             owner.ended.notify_all();
         });
