@@ -89,8 +89,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signals::keep_first, m)?)?;
     m.add_function(wrap_pyfunction!(signals::handled_signals, m)?)?;
     m.add_class::<wsgi::WsgiApplicationWrapper>()?;
-    m.add_class::<wsgi::Body>()?;
-    m.add_class::<wsgi::SizedBody>()?;
+    wsgi::add_body_types(m)?;
     m.add_class::<wsgi::FileClose>()?;
     m.add_function(wrap_pyfunction!(wsgi::format_requests, m)?)?;
     m.add_function(wrap_pyfunction!(wsgi::requests_report, m)?)?;

@@ -38,7 +38,7 @@
 //!    tuple it was given. If the application raises, the request is removed
 //!    and the exception goes on unchanged.
 //! 2. The application's iterable comes back inside a body object
-//!    ([`Body`], or [`SizedBody`] for a list or tuple, which keeps its
+//!    (`WSGIBody`, or `WSGISizedBody` for a list or tuple, in [`body`], which keeps its
 //!    `len()` for servers that read it). PEP 3333 servers iterate what the
 //!    application returned and then call its `close()`. The body's
 //!    `__iter__` hands the server the inner iterable's own iterator, so the
@@ -63,11 +63,12 @@
 //! `requests` ([`format_requests`], in the `requests` module) copies the
 //! registry's entries out and formats them.
 
+mod body;
 mod requests;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi, intern};
 use rustc_hash::FxBuildHasher;
 
+pub(crate) use body::add_types as add_body_types;
 pub(crate) use requests::{format_requests, requests_report};
 
 use crate::dump::{self, slots};
@@ -224,8 +226,8 @@ pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -
 
 /// Forgets ASGI request `number`; for `ASGIApplicationWrapper`.
 #[pyfunction]
-pub(crate) fn asgi_untrack(number: u64) {
-    untrack(number);
+pub(crate) fn asgi_untrack(py: Python<'_>, number: u64) {
+    untrack(py, number);
 }
 
 /// `METHOD path?query` of an ASGI scope (`WEBSOCKET path` for a
@@ -293,13 +295,27 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
 }
 
 /// Forgets request `number`, if it is still recorded.
-fn untrack(number: u64) {
+///
+/// Takes `py` so that the request's references are released at once:
+/// dropping a `Py` where pyo3 does not know the GIL is held (the body's
+/// C-API functions) would queue the release in pyo3's pool instead, which
+/// allocates.
+fn untrack(py: Python<'_>, number: u64) {
     let request = {
         let mut registry = in_flight();
         registry.active.remove(&number)
     };
     // Unlocked: dropping the environ may run Python code (a finalizer).
-    drop(request);
+    if let Some(request) = request {
+        let Request {
+            environ,
+            task,
+            _slot,
+            ..
+        } = request;
+        drop(environ.into_bound(py));
+        drop(task.map(|task| task.into_bound(py)));
+    }
 }
 
 /// A request copied out of the registry for `requests`.
@@ -474,21 +490,20 @@ impl WsgiApplicationWrapper {
         let response = match application.call(args, kwargs) {
             Ok(response) => response,
             Err(err) => {
-                untrack(number);
+                untrack(py, number);
                 return Err(err);
             }
         };
         // A list or tuple: no file wrapper, no `close()`.
         if response.is_exact_instance_of::<PyList>() || response.is_exact_instance_of::<PyTuple>() {
-            let tracked = Tracked::new(response, number);
-            return Ok(Bound::new(py, SizedBody(tracked))?.into_any());
+            return body::new(body::Kind::Sized, response, number);
         }
         if self.is_file_wrapper(&environ, &response) {
             if let Some(response) = hand_over_file(&response, number) {
                 return Ok(response);
             }
         }
-        Ok(Bound::new(py, Body(Tracked::new(response, number)))?.into_any())
+        body::new(body::Kind::Any, response, number)
     }
 
     /// As a function does: wrapping a method wraps it bound to `instance`.
@@ -579,111 +594,6 @@ fn hand_over_file<'py>(response: &Bound<'py, PyAny>, number: u64) -> Option<Boun
     Some(response.clone())
 }
 
-/// What both body classes hold: the application's iterable and the number
-/// of the request it ends, 0 once ended.
-struct Tracked {
-    inner: Py<PyAny>,
-    number: AtomicU64,
-}
-
-impl Tracked {
-    fn new(inner: Bound<'_, PyAny>, number: u64) -> Tracked {
-        Tracked {
-            inner: inner.unbind(),
-            number: AtomicU64::new(number),
-        }
-    }
-
-    /// The request's number, leaving 0 (ended) behind.
-    fn take_number(&self) -> u64 {
-        // Every caller holds the GIL, so nothing runs between the load and
-        // the store; the pair is cheaper than an atomic swap.
-        let number = self.number.load(Ordering::Relaxed);
-        self.number.store(0, Ordering::Relaxed);
-        number
-    }
-
-    fn iter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.inner.bind(py).try_iter()?.into_any())
-    }
-
-    /// The inner `close()`, once, then the end of the request.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let number = self.take_number();
-        if number == 0 {
-            return Ok(());
-        }
-        let closed = match self.inner.bind(py).getattr_opt(intern!(py, "close")) {
-            Ok(Some(close)) => close.call0().map(drop),
-            Ok(None) => Ok(()),
-            Err(err) => Err(err),
-        };
-        untrack(number);
-        closed
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        let number = *self.number.get_mut();
-        if number != 0 {
-            untrack(number);
-        }
-    }
-}
-
-/// The response of a wrapped application, as its server sees it: iterating
-/// it iterates the application's iterable; `close()` closes that and ends
-/// the request.
-#[pyclass(module = "ispyd._native", name = "WSGIBody", frozen)]
-pub(crate) struct Body(Tracked);
-
-#[pymethods]
-impl Body {
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.0.iter(py)
-    }
-
-    /// Closes the application's iterable (once) and ends the request.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.0.close(py)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0.inner)
-    }
-}
-
-/// [`Body`] for a list or tuple: it also has their `len()`, which some
-/// servers (wsgiref, waitress) read to set `Content-Length`, and its
-/// `close()` looks for no inner `close()` (a failed attribute lookup costs
-/// an exception, ≈1 µs).
-#[pyclass(module = "ispyd._native", name = "WSGISizedBody", frozen)]
-pub(crate) struct SizedBody(Tracked);
-
-#[pymethods]
-impl SizedBody {
-    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.0.iter(py)
-    }
-
-    /// Ends the request (a list or tuple has no `close()` to call).
-    fn close(&self) {
-        let number = self.0.take_number();
-        if number != 0 {
-            untrack(number);
-        }
-    }
-
-    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        self.0.inner.bind(py).len()
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0.inner)
-    }
-}
-
 /// The `close` of a file wrapper handed to the server as it is: calls the
 /// file wrapper's own `close` (if it had one) once, then ends the request.
 #[pyclass(module = "ispyd._native", name = "WSGIFileClose")]
@@ -705,7 +615,7 @@ impl FileClose {
             None => Ok(py.None().into_bound(py)),
         };
         if number != 0 {
-            untrack(number);
+            untrack(py, number);
         }
         closed
     }
@@ -722,7 +632,7 @@ impl FileClose {
 impl Drop for FileClose {
     fn drop(&mut self) {
         if self.number != 0 {
-            untrack(self.number);
+            Python::attach(|py| untrack(py, self.number));
         }
     }
 }
