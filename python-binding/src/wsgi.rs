@@ -65,6 +65,7 @@
 
 mod body;
 mod requests;
+mod wrapper;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -72,7 +73,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
@@ -81,6 +81,7 @@ use rustc_hash::FxBuildHasher;
 
 pub(crate) use body::add_types as add_body_types;
 pub(crate) use requests::{format_requests, requests_report};
+pub(crate) use wrapper::add_type as add_wrapper_type;
 
 use crate::dump::{self, slots};
 
@@ -262,6 +263,7 @@ fn scope_text(scope: &Bound<'_, PyAny>) -> SlotText {
 }
 
 fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotText>) -> u64 {
+    let environ_py = environ.py();
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
@@ -290,7 +292,12 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
         },
     );
     drop(registry);
-    drop(replaced);
+    // Numbers are never reused, so nothing is replaced; were it so, its
+    // references would go now, not into pyo3's pool (see `untrack`).
+    if let Some(replaced) = replaced {
+        drop(replaced.environ.into_bound(environ_py));
+        drop(replaced.task.map(|task| task.into_bound(environ_py)));
+    }
     number
 }
 
@@ -430,143 +437,62 @@ pub(crate) fn forget_other_threads_after_fork() {
     drop(gone);
 }
 
-/// Wraps a WSGI application so that the `wsgi` plugin's `requests` command
-/// sees every request it is serving.
+/// Serves one request of a wrapped `application`: records it (when the
+/// call has an `environ`, as every WSGI call does), runs `call`, and returns
+/// the response in a body that ends the record on `close()`.
+fn serve<'py>(
+    application: &Bound<'py, PyAny>,
+    environ: Option<Bound<'py, PyAny>>,
+    call: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = application.py();
+    let Some(environ) = environ else {
+        // Not a WSGI call; the application says what is wrong.
+        return call();
+    };
+    let number = track(environ.clone());
+    let response = match call() {
+        Ok(response) => response,
+        Err(err) => {
+            untrack(py, number);
+            return Err(err);
+        }
+    };
+    // A list or tuple: no file wrapper, no `close()`.
+    if response.is_exact_instance_of::<PyList>() || response.is_exact_instance_of::<PyTuple>() {
+        return body::new(body::Kind::Sized, response, number);
+    }
+    if is_file_wrapper(&environ, &response) {
+        if let Some(response) = hand_over_file(&response, number) {
+            return Ok(response);
+        }
+    }
+    body::new(body::Kind::Any, response, number)
+}
+
+/// Whether `response` is an instance of `environ['wsgi.file_wrapper']`,
+/// the server's file wrapper class, which the server will look for.
 ///
-/// Transparent to the server and the application: same arguments, same
-/// response, same exceptions, `close()` called once, file wrappers passed
-/// through for `sendfile()`.
-#[pyclass(
-    module = "ispyd._native",
-    name = "WSGIApplicationWrapper",
-    frozen,
-    subclass
-)]
-pub(crate) struct WsgiApplicationWrapper {
-    application: Py<PyAny>,
-    /// `"wsgi.file_wrapper"`, interned.
-    file_wrapper_key: Py<PyString>,
-}
-
-#[pymethods]
-impl WsgiApplicationWrapper {
-    #[new]
-    fn new(application: Bound<'_, PyAny>) -> PyResult<WsgiApplicationWrapper> {
-        if !application.is_callable() {
-            return Err(PyTypeError::new_err(format!(
-                "WSGIApplicationWrapper wraps a WSGI application, a callable \
-                 taking (environ, start_response); got {}",
-                application.repr()?
-            )));
-        }
-        WRAPPED.store(true, Ordering::Relaxed);
-        let py = application.py();
-        Ok(WsgiApplicationWrapper {
-            application: application.unbind(),
-            file_wrapper_key: PyString::intern(py, "wsgi.file_wrapper").unbind(),
-        })
-    }
-
-    /// Serves one request: records it, calls the application with the same
-    /// arguments and returns its response in a body that ends the record on
-    /// `close()`.
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
-        &self,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = args.py();
-        let application = self.application.bind(py);
-        let environ = match args.get_item(0) {
-            Ok(environ) => environ,
-            Err(_) => match kwargs.map(|kwargs| kwargs.get_item(intern!(py, "environ"))) {
-                Some(Ok(Some(environ))) => environ,
-                // Not a WSGI call; the application says what is wrong.
-                _ => return application.call(args, kwargs),
-            },
-        };
-        let number = track(environ.clone());
-        let response = match application.call(args, kwargs) {
-            Ok(response) => response,
-            Err(err) => {
-                untrack(py, number);
-                return Err(err);
-            }
-        };
-        // A list or tuple: no file wrapper, no `close()`.
-        if response.is_exact_instance_of::<PyList>() || response.is_exact_instance_of::<PyTuple>() {
-            return body::new(body::Kind::Sized, response, number);
-        }
-        if self.is_file_wrapper(&environ, &response) {
-            if let Some(response) = hand_over_file(&response, number) {
-                return Ok(response);
-            }
-        }
-        body::new(body::Kind::Any, response, number)
-    }
-
-    /// As a function does: wrapping a method wraps it bound to `instance`.
-    fn __get__<'py>(
-        slf: Bound<'py, Self>,
-        instance: Option<Bound<'py, PyAny>>,
-        owner: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let Some(instance) = instance.filter(|instance| !instance.is_none()) else {
-            return Ok(slf.into_any());
-        };
-        let application = slf.get().application.bind(py);
-        let Some(get) = application.get_type().getattr_opt(intern!(py, "__get__"))? else {
-            return Ok(slf.into_any());
-        };
-        let bound = get.call1((application, instance, owner))?;
-        Ok(Bound::new(py, WsgiApplicationWrapper::new(bound)?)?.into_any())
-    }
-
-    /// The wrapped application.
-    #[getter]
-    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
-        self.application.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<ispyd WSGIApplicationWrapper of {}>",
-            self.application.bind(py).repr()?
-        ))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.application)
-    }
-}
-
-impl WsgiApplicationWrapper {
-    /// Whether `response` is an instance of `environ['wsgi.file_wrapper']`,
-    /// the server's file wrapper class, which the server will look for.
-    ///
-    /// By its type, as `PyObject_TypeCheck` does, without the `__class__`
-    /// lookup `isinstance` adds for proxies (40 ns a request). A proxy that
-    /// claims to be a file wrapper goes into a body: served by iteration. So
-    /// does everything when the server's file wrapper is not a class
-    /// (uWSGI's is a function).
-    fn is_file_wrapper(&self, environ: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>) -> bool {
-        let Ok(environ) = environ.cast::<PyDict>() else {
-            return false;
-        };
-        let Ok(Some(file_wrapper)) = environ.get_item(self.file_wrapper_key.bind(environ.py()))
-        else {
-            return false;
-        };
-        let Ok(file_wrapper) = file_wrapper.cast::<PyType>() else {
-            return false;
-        };
-        // SAFETY: both pointers are live type objects: the response's type,
-        // and `file_wrapper`, checked to be a type above.
-        unsafe {
-            ffi::PyType_IsSubtype(ffi::Py_TYPE(response.as_ptr()), file_wrapper.as_type_ptr()) != 0
-        }
+/// By its type, as `PyObject_TypeCheck` does, without the `__class__`
+/// lookup `isinstance` adds for proxies (40 ns a request). A proxy that
+/// claims to be a file wrapper goes into a body: served by iteration. So
+/// does everything when the server's file wrapper is not a class (uWSGI's
+/// is a function).
+fn is_file_wrapper(environ: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>) -> bool {
+    let Ok(environ) = environ.cast::<PyDict>() else {
+        return false;
+    };
+    let key = intern!(environ.py(), "wsgi.file_wrapper");
+    let Ok(Some(file_wrapper)) = environ.get_item(key) else {
+        return false;
+    };
+    let Ok(file_wrapper) = file_wrapper.cast::<PyType>() else {
+        return false;
+    };
+    // SAFETY: both pointers are live type objects: the response's type,
+    // and `file_wrapper`, checked to be a type above.
+    unsafe {
+        ffi::PyType_IsSubtype(ffi::Py_TYPE(response.as_ptr()), file_wrapper.as_type_ptr()) != 0
     }
 }
 
