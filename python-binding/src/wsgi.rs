@@ -68,7 +68,6 @@ mod requests;
 mod wrapper;
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -77,7 +76,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi, intern};
-use rustc_hash::FxBuildHasher;
+use slab::Slab;
 
 pub(crate) use body::add_types as add_body_types;
 pub(crate) use requests::{format_requests, requests_report};
@@ -88,7 +87,7 @@ use crate::dump::{self, slots};
 /// Every request a wrapper is serving now.
 static IN_FLIGHT: Mutex<InFlight> = Mutex::new(InFlight {
     last: 0,
-    active: HashMap::with_hasher(FxBuildHasher),
+    active: Slab::new(),
 });
 
 /// Whether this process has wrapped an application, for `requests` to say
@@ -98,13 +97,31 @@ static WRAPPED: AtomicBool = AtomicBool::new(false);
 struct InFlight {
     /// The number of the last request recorded; numbers are never reused.
     last: u64,
-    /// FxHash: request numbers are chosen by this module, not by anyone
-    /// who could aim at collisions, and hashing one is a multiply.
-    active: HashMap<u64, Request, FxBuildHasher>,
+    /// A slab rather than a map by number: a request is put in and taken
+    /// out once each, by a key that is an index (no hashing, no probing).
+    /// Keys are reused; a [`Ticket`] says which request it was for.
+    active: Slab<Request>,
+}
+
+/// What ends a request: its key in the registry and the low bits of its
+/// number, so that an end that comes twice, or late, after the key went to
+/// another request, ends nothing. 0 is no request.
+type Ticket = u64;
+
+/// The bits of a ticket that hold the request's number; the rest hold its
+/// key + 1 (so no ticket is 0), which allows 16 million requests in flight.
+const NUMBER_BITS: u32 = 40;
+const NUMBER_MASK: u64 = (1 << NUMBER_BITS) - 1;
+
+fn ticket(key: usize, number: u64) -> Option<Ticket> {
+    let key = u64::try_from(key).ok()?.checked_add(1)?;
+    (key < 1 << (u64::BITS - NUMBER_BITS)).then_some(key << NUMBER_BITS | (number & NUMBER_MASK))
 }
 
 /// One request being served.
 struct Request {
+    /// Its number, as `requests` shows it.
+    number: u64,
     /// `threading.get_ident()` of the thread that called the application.
     thread: u64,
     /// That thread's kernel id.
@@ -209,26 +226,26 @@ fn in_flight() -> MutexGuard<'static, InFlight> {
     IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Records a request of the calling thread; returns its number.
-fn track(environ: Bound<'_, PyAny>) -> u64 {
+/// Records a request of the calling thread; returns its ticket.
+fn track(environ: Bound<'_, PyAny>) -> Ticket {
     let text = slots::is_armed().then(|| request_text(&environ));
     record(environ, None, text)
 }
 
 /// Records an ASGI request whose application coroutine is `coroutine`,
-/// served on the calling thread (its event loop's); returns its number.
+/// served on the calling thread (its event loop's); returns its ticket.
 /// For `ASGIApplicationWrapper`.
 #[pyfunction]
-pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -> u64 {
+pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -> Ticket {
     WRAPPED.store(true, Ordering::Relaxed);
     let text = slots::is_armed().then(|| scope_text(&scope));
     record(scope, Some(coroutine.unbind()), text)
 }
 
-/// Forgets ASGI request `number`; for `ASGIApplicationWrapper`.
+/// Forgets the ASGI request of `ticket`; for `ASGIApplicationWrapper`.
 #[pyfunction]
-pub(crate) fn asgi_untrack(py: Python<'_>, number: u64) {
-    untrack(py, number);
+pub(crate) fn asgi_untrack(py: Python<'_>, ticket: Ticket) {
+    untrack(py, ticket);
 }
 
 /// `METHOD path?query` of an ASGI scope (`WEBSOCKET path` for a
@@ -262,13 +279,16 @@ fn scope_text(scope: &Bound<'_, PyAny>) -> SlotText {
     text
 }
 
-fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotText>) -> u64 {
-    let environ_py = environ.py();
+fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotText>) -> Ticket {
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
     let started = Instant::now();
     let mut registry = in_flight();
+    let Some(ticket) = ticket(registry.active.vacant_key(), registry.last + 1) else {
+        // 16 million requests in flight: this one is served, not listed.
+        return 0;
+    };
     registry.last += 1;
     let number = registry.last;
     let slot = text.map(|text| {
@@ -280,37 +300,42 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
             text.as_bytes(),
         )
     });
-    let replaced = registry.active.insert(
+    registry.active.insert(Request {
         number,
-        Request {
-            thread,
-            native,
-            started,
-            environ: environ.unbind(),
-            task,
-            _slot: slot,
-        },
-    );
-    drop(registry);
-    // Numbers are never reused, so nothing is replaced; were it so, its
-    // references would go now, not into pyo3's pool (see `untrack`).
-    if let Some(replaced) = replaced {
-        drop(replaced.environ.into_bound(environ_py));
-        drop(replaced.task.map(|task| task.into_bound(environ_py)));
-    }
-    number
+        thread,
+        native,
+        started,
+        environ: environ.unbind(),
+        task,
+        _slot: slot,
+    });
+    ticket
 }
 
-/// Forgets request `number`, if it is still recorded.
+/// Forgets the request of `ticket`, if it is still recorded.
 ///
 /// Takes `py` so that the request's references are released at once:
 /// dropping a `Py` where pyo3 does not know the GIL is held (the body's
 /// C-API functions) would queue the release in pyo3's pool instead, which
 /// allocates.
-fn untrack(py: Python<'_>, number: u64) {
+fn untrack(py: Python<'_>, ticket: Ticket) {
+    let Some(key) = (ticket >> NUMBER_BITS).checked_sub(1) else {
+        return;
+    };
+    let Ok(key) = usize::try_from(key) else {
+        return;
+    };
     let request = {
         let mut registry = in_flight();
-        registry.active.remove(&number)
+        let current = registry
+            .active
+            .get(key)
+            .is_some_and(|request| request.number & NUMBER_MASK == ticket & NUMBER_MASK);
+        if current {
+            registry.active.try_remove(key)
+        } else {
+            None
+        }
     };
     // Unlocked: dropping the environ may run Python code (a finalizer).
     if let Some(request) = request {
@@ -346,16 +371,10 @@ fn copy_requests(py: Python<'_>, minimum: Option<Duration>) -> (usize, Vec<Copie
     let copied = registry
         .active
         .iter()
-        .map(|(&number, request)| {
-            (
-                number,
-                request,
-                now.saturating_duration_since(request.started),
-            )
-        })
-        .filter(|&(_, _, age)| minimum.is_none_or(|minimum| age > minimum))
-        .map(|(number, request, age)| Copied {
-            number,
+        .map(|(_, request)| (request, now.saturating_duration_since(request.started)))
+        .filter(|&(_, age)| minimum.is_none_or(|minimum| age > minimum))
+        .map(|(request, age)| Copied {
+            number: request.number,
             thread: request.thread,
             native: request.native,
             age,
@@ -423,15 +442,14 @@ pub(crate) fn forget_other_threads_after_fork() {
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let gone: Vec<Request> = {
         let mut registry = in_flight();
-        let numbers: Vec<u64> = registry
+        let keys: Vec<usize> = registry
             .active
             .iter()
             .filter(|(_, request)| request.thread != thread)
-            .map(|(&number, _)| number)
+            .map(|(key, _)| key)
             .collect();
-        numbers
-            .iter()
-            .filter_map(|number| registry.active.remove(number))
+        keys.into_iter()
+            .filter_map(|key| registry.active.try_remove(key))
             .collect()
     };
     drop(gone);
@@ -450,24 +468,24 @@ fn serve<'py>(
         // Not a WSGI call; the application says what is wrong.
         return call();
     };
-    let number = track(environ.clone());
+    let ticket = track(environ.clone());
     let response = match call() {
         Ok(response) => response,
         Err(err) => {
-            untrack(py, number);
+            untrack(py, ticket);
             return Err(err);
         }
     };
     // A list or tuple: no file wrapper, no `close()`.
     if response.is_exact_instance_of::<PyList>() || response.is_exact_instance_of::<PyTuple>() {
-        return body::new(body::Kind::Sized, response, number);
+        return body::new(body::Kind::Sized, response, ticket);
     }
     if is_file_wrapper(&environ, &response) {
-        if let Some(response) = hand_over_file(&response, number) {
+        if let Some(response) = hand_over_file(&response, ticket) {
             return Ok(response);
         }
     }
-    body::new(body::Kind::Any, response, number)
+    body::new(body::Kind::Any, response, ticket)
 }
 
 /// Whether `response` is an instance of `environ['wsgi.file_wrapper']`,
@@ -497,15 +515,15 @@ fn is_file_wrapper(environ: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>) -> b
 }
 
 /// Returns the file wrapper `response` as it is, its `close` attribute
-/// replaced by one that also ends request `number`; `None` if the instance
+/// replaced by one that also ends request `ticket`; `None` if the instance
 /// does not take the attribute.
-fn hand_over_file<'py>(response: &Bound<'py, PyAny>, number: u64) -> Option<Bound<'py, PyAny>> {
+fn hand_over_file<'py>(response: &Bound<'py, PyAny>, ticket: u64) -> Option<Bound<'py, PyAny>> {
     let py = response.py();
     let close = response.getattr_opt(intern!(py, "close")).ok()?;
     let file_close = Bound::new(
         py,
         FileClose {
-            number,
+            ticket,
             close: close.map(Bound::unbind),
         },
     )
@@ -513,7 +531,7 @@ fn hand_over_file<'py>(response: &Bound<'py, PyAny>, number: u64) -> Option<Boun
     if response.setattr(intern!(py, "close"), &file_close).is_err() {
         // The body takes the request over; this must not end it.
         if let Ok(mut file_close) = file_close.try_borrow_mut() {
-            file_close.number = 0;
+            file_close.ticket = 0;
         }
         return None;
     }
@@ -524,7 +542,7 @@ fn hand_over_file<'py>(response: &Bound<'py, PyAny>, number: u64) -> Option<Boun
 /// file wrapper's own `close` (if it had one) once, then ends the request.
 #[pyclass(module = "ispyd._native", name = "WSGIFileClose")]
 pub(crate) struct FileClose {
-    number: u64,
+    ticket: u64,
     close: Option<Py<PyAny>>,
 }
 
@@ -532,16 +550,16 @@ pub(crate) struct FileClose {
 impl FileClose {
     fn __call__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let (number, close) = {
+        let (ticket, close) = {
             let mut this = slf.try_borrow_mut()?;
-            (std::mem::take(&mut this.number), this.close.take())
+            (std::mem::take(&mut this.ticket), this.close.take())
         };
         let closed = match close {
             Some(close) => close.bind(py).call0(),
             None => Ok(py.None().into_bound(py)),
         };
-        if number != 0 {
-            untrack(py, number);
+        if ticket != 0 {
+            untrack(py, ticket);
         }
         closed
     }
@@ -557,8 +575,23 @@ impl FileClose {
 
 impl Drop for FileClose {
     fn drop(&mut self) {
-        if self.number != 0 {
-            Python::attach(|py| untrack(py, self.number));
+        if self.ticket != 0 {
+            Python::attach(|py| untrack(py, self.ticket));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NUMBER_BITS, ticket};
+
+    #[test]
+    fn tickets_are_never_zero_and_tell_reuses_of_a_key_apart() {
+        assert_ne!(ticket(0, 0), Some(0));
+        assert_ne!(ticket(0, 1 << NUMBER_BITS), Some(0));
+        assert_ne!(ticket(3, 7), ticket(3, 8));
+        assert_ne!(ticket(3, 7), ticket(4, 7));
+        assert_eq!(ticket((1 << (64 - NUMBER_BITS)) - 1, 1), None);
+        assert!(ticket((1 << (64 - NUMBER_BITS)) - 2, 1).is_some());
     }
 }

@@ -394,6 +394,54 @@ def test_nothing_stays_behind_after_many_requests():
     assert sys.getrefcount(env) == references
 
 
+def test_a_subclass_of_the_wrapper_serves_and_records_its_requests():
+    class Mine(WSGIApplicationWrapper):
+        pass
+
+    seen = []
+
+    def application(environ, start_response):
+        seen.append(active_request_count())
+        start_response("200 OK", [])
+        return Closing([b"sub"])
+
+    wrapper = Mine(application)
+    assert isinstance(wrapper, WSGIApplicationWrapper)
+    assert Server().serve(wrapper) == [b"sub"]
+    assert seen == [1]
+    assert active_request_count() == 0
+
+
+def test_a_second_end_after_the_slot_is_reused_leaves_the_new_request_alone():
+    from ispyd._native import asgi_track, asgi_untrack
+
+    first = asgi_track({"type": "http", "path": "/a"}, None)
+    asgi_untrack(first)
+    second = asgi_track({"type": "http", "path": "/b"}, None)
+    assert active_request_count() == 1
+    asgi_untrack(first)
+    assert active_request_count() == 1
+    asgi_untrack(second)
+    assert active_request_count() == 0
+
+
+def test_a_response_in_a_reference_cycle_is_collected_and_its_request_ends():
+    class SelfReferring:
+        def __init__(self) -> None:
+            self.response: Any = None
+
+        def __iter__(self):
+            return iter([b"x"])
+
+    inner = SelfReferring()
+    response = WSGIApplicationWrapper(app_returning(inner))(environ(), Server().start_response)
+    inner.response = response
+    assert active_request_count() == 1
+    del inner, response
+    gc.collect()
+    assert active_request_count() == 0
+
+
 # The `requests` command, in-process.
 
 

@@ -23,7 +23,7 @@ use std::ptr::{self, null_mut};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::untrack;
+use super::{Ticket, untrack};
 
 /// The layout of both body types.
 #[repr(C)]
@@ -33,7 +33,7 @@ struct BodyObject {
     /// by the garbage collector.
     inner: *mut ffi::PyObject,
     /// The request this body ends, 0 once ended.
-    number: u64,
+    ticket: Ticket,
 }
 
 /// Which of the two types.
@@ -177,11 +177,11 @@ fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
     ffi::PyType_Slot { slot, pfunc }
 }
 
-/// A body of `kind` holding `inner`, which ends request `number`.
+/// A body of `kind` holding `inner`, which ends request `ticket`.
 pub(super) fn new<'py>(
     kind: Kind,
     inner: Bound<'py, PyAny>,
-    number: u64,
+    ticket: Ticket,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = inner.py();
     // SAFETY: the GIL is held; nothing below calls into Python before the
@@ -215,20 +215,20 @@ pub(super) fn new<'py>(
     // SAFETY: `object` is a live body that no one else references yet.
     unsafe {
         (*object).inner = inner.into_ptr();
-        (*object).number = number;
+        (*object).ticket = ticket;
         ffi::PyObject_GC_Track(object.cast());
         Ok(Bound::from_owned_ptr(py, object.cast()))
     }
 }
 
-/// The request's number, leaving 0 (ended) behind.
+/// The request's ticket, leaving 0 (ended) behind.
 ///
 /// # Safety
 /// `object` is a live body; the GIL is held.
-unsafe fn take_number(object: *mut ffi::PyObject) -> u64 {
+unsafe fn take_ticket(object: *mut ffi::PyObject) -> Ticket {
     let body = object.cast::<BodyObject>();
     // SAFETY: as the caller promises.
-    unsafe { std::mem::take(&mut (*body).number) }
+    unsafe { std::mem::take(&mut (*body).ticket) }
 }
 
 /// `iter(body)`: the application's iterable's own iterator, so chunks never
@@ -267,9 +267,9 @@ unsafe extern "C" fn close_sized(
 ) -> *mut ffi::PyObject {
     // SAFETY: the interpreter calls this with a live body and the GIL.
     unsafe {
-        let number = take_number(object);
-        if number != 0 {
-            untrack(Python::assume_attached(), number);
+        let ticket = take_ticket(object);
+        if ticket != 0 {
+            untrack(Python::assume_attached(), ticket);
         }
         none()
     }
@@ -284,8 +284,8 @@ unsafe extern "C" fn close_any(
 ) -> *mut ffi::PyObject {
     // SAFETY: the interpreter calls this with a live body and the GIL.
     unsafe {
-        let number = take_number(object);
-        if number == 0 {
+        let ticket = take_ticket(object);
+        if ticket == 0 {
             return none();
         }
         let inner = (*object.cast::<BodyObject>()).inner;
@@ -299,10 +299,10 @@ unsafe extern "C" fn close_any(
             // reference); the close's exception must survive it.
             let (mut kind, mut value, mut traceback) = (null_mut(), null_mut(), null_mut());
             ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
-            untrack(Python::assume_attached(), number);
+            untrack(Python::assume_attached(), ticket);
             ffi::PyErr_Restore(kind, value, traceback);
         } else {
-            untrack(Python::assume_attached(), number);
+            untrack(Python::assume_attached(), ticket);
         }
         closed
     }
@@ -383,9 +383,9 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     unsafe {
         ffi::PyObject_GC_UnTrack(object.cast());
         let tp = ffi::Py_TYPE(object);
-        let number = take_number(object);
-        if number != 0 {
-            untrack(Python::assume_attached(), number);
+        let ticket = take_ticket(object);
+        if ticket != 0 {
+            untrack(Python::assume_attached(), ticket);
         }
         let body = object.cast::<BodyObject>();
         let inner = ptr::replace(&mut (*body).inner, null_mut());
