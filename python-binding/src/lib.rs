@@ -26,6 +26,7 @@ mod manager;
 mod plugin;
 mod profile;
 mod signals;
+mod symbol;
 mod threads;
 mod wsgi;
 

@@ -51,9 +51,12 @@
 
 use std::collections::HashSet;
 use std::collections::hash_map::Entry;
+use std::ffi::{CStr, c_int, c_void};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::OnceLock;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use serde::Serialize;
@@ -547,15 +550,16 @@ impl<'py> Places<'py> {
     /// The places of the stack that `frame` is the innermost frame of,
     /// outermost first, each added if new. Runs no Python code.
     fn walk(&mut self, frame: Bound<'py, PyAny>, names: &Names<'py>) -> PyResult<Vec<usize>> {
-        let mut walked = Vec::new();
+        let calls = FrameCalls::get(frame.py());
+        // Deep enough for most stacks without growing.
+        let mut walked = Vec::with_capacity(64);
         let mut frame = frame;
         loop {
             walked.push(self.index(&frame, names)?);
-            let back = frame.getattr(&names.f_back)?;
-            if back.is_none() {
-                break;
+            match calls.back(&frame, names)? {
+                Some(back) => frame = back,
+                None => break,
             }
-            frame = back;
         }
         walked.reverse();
         Ok(walked)
@@ -567,8 +571,9 @@ impl<'py> Places<'py> {
     /// the frame is at: `f_lineno` scans the code's line table, which would
     /// be most of the dump's time were it done for every frame.
     fn index(&mut self, frame: &Bound<'py, PyAny>, names: &Names<'py>) -> PyResult<usize> {
-        let code = frame.getattr(&names.f_code)?;
-        let instruction: i64 = frame.getattr(&names.f_lasti)?.extract()?;
+        let calls = FrameCalls::get(frame.py());
+        let code = calls.code(frame, names)?;
+        let instruction = calls.lasti(frame, names)?;
         let code = match self.code_index.entry(code.as_ptr() as usize) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
@@ -656,6 +661,123 @@ impl<'py> Places<'py> {
                 Ok(PlaceText { text, frame })
             })
             .collect()
+    }
+}
+
+/// `PyFrame_GetBack(frame)` and `PyFrame_GetCode(frame)` (new references,
+/// or null), `PyFrame_GetLasti(frame)`.
+type FrameObjectCall = unsafe extern "C" fn(*mut ffi::PyObject) -> *mut ffi::PyObject;
+type FrameIntCall = unsafe extern "C" fn(*mut ffi::PyObject) -> c_int;
+
+/// The frame accessors of the C API, where the interpreter has them.
+///
+/// The walk reads three attributes of every frame (`f_back`, `f_code`,
+/// `f_lasti`): through `getattr`, each is a generic attribute lookup (the
+/// type's MRO, a descriptor, a bound call), most of the dump's time for
+/// a thousand deep stacks. The C API has a direct call for each, outside
+/// the limited API this wheel is built for (see [`crate::symbol`]):
+/// `PyFrame_GetBack` and `PyFrame_GetCode` from 3.9, `PyFrame_GetLasti`
+/// from 3.11. Each one missing falls back to `getattr`, as does any object
+/// that is not exactly a frame.
+struct FrameCalls {
+    /// `types.FrameType`, by address: a static type, alive for the process.
+    frame_type: usize,
+    get_back: Option<FrameObjectCall>,
+    get_code: Option<FrameObjectCall>,
+    get_lasti: Option<FrameIntCall>,
+}
+
+static FRAME_CALLS: OnceLock<FrameCalls> = OnceLock::new();
+
+impl FrameCalls {
+    fn get(py: Python<'_>) -> &'static FrameCalls {
+        FRAME_CALLS.get_or_init(|| {
+            let frame_type = py
+                .import("types")
+                .and_then(|types| types.getattr("FrameType"))
+                .map_or(0, |frame_type| frame_type.as_ptr() as usize);
+            let find = |name: &CStr| {
+                // Without the frame type to check objects against, no call.
+                crate::symbol::find(name).filter(|_| frame_type != 0)
+            };
+            // SAFETY: these are the C signatures of the three functions in
+            // every version that exports them.
+            unsafe {
+                FrameCalls {
+                    frame_type,
+                    get_back: find(c"PyFrame_GetBack")
+                        .map(|f| std::mem::transmute::<*mut c_void, FrameObjectCall>(f.as_ptr())),
+                    get_code: find(c"PyFrame_GetCode")
+                        .map(|f| std::mem::transmute::<*mut c_void, FrameObjectCall>(f.as_ptr())),
+                    get_lasti: find(c"PyFrame_GetLasti")
+                        .map(|f| std::mem::transmute::<*mut c_void, FrameIntCall>(f.as_ptr())),
+                }
+            }
+        })
+    }
+
+    fn is_frame(&self, object: &Bound<'_, PyAny>) -> bool {
+        // SAFETY: a live object's type pointer is readable.
+        unsafe { ffi::Py_TYPE(object.as_ptr()) as usize == self.frame_type }
+    }
+
+    /// `frame.f_back`, `None` at the outermost frame.
+    fn back<'py>(
+        &self,
+        frame: &Bound<'py, PyAny>,
+        names: &Names<'py>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = frame.py();
+        match self.get_back {
+            Some(get_back) if self.is_frame(frame) => {
+                // SAFETY: `frame` is exactly a frame object; the call returns
+                // a new reference, or null: no outer frame, or (making the
+                // outer frame's object) an error, set.
+                match unsafe { Bound::from_owned_ptr_or_opt(py, get_back(frame.as_ptr())) } {
+                    Some(back) => Ok(Some(back)),
+                    None => PyErr::take(py).map_or(Ok(None), Err),
+                }
+            }
+            _ => {
+                let back = frame.getattr(&names.f_back)?;
+                Ok((!back.is_none()).then_some(back))
+            }
+        }
+    }
+
+    /// `frame.f_code`.
+    fn code<'py>(
+        &self,
+        frame: &Bound<'py, PyAny>,
+        names: &Names<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = frame.py();
+        match self.get_code {
+            Some(get_code) if self.is_frame(frame) => {
+                // SAFETY: `frame` is exactly a frame object; the call returns
+                // a new reference (never null in CPython; treated as an error).
+                unsafe { Bound::from_owned_ptr_or_opt(py, get_code(frame.as_ptr())) }.ok_or_else(
+                    || {
+                        PyErr::take(py).unwrap_or_else(|| {
+                            pyo3::exceptions::PyRuntimeError::new_err("a frame without code")
+                        })
+                    },
+                )
+            }
+            _ => frame.getattr(&names.f_code),
+        }
+    }
+
+    /// `frame.f_lasti`: the instruction the frame is at, in bytes
+    /// (`PyFrame_GetLasti` gives the same value).
+    fn lasti(&self, frame: &Bound<'_, PyAny>, names: &Names<'_>) -> PyResult<i64> {
+        match self.get_lasti {
+            // SAFETY: `frame` is exactly a frame object.
+            Some(get_lasti) if self.is_frame(frame) => {
+                Ok(unsafe { get_lasti(frame.as_ptr()) }.into())
+            }
+            _ => frame.getattr(&names.f_lasti)?.extract(),
+        }
     }
 }
 

@@ -31,22 +31,24 @@
 //! request costs it one registry insert and one remove, one clock read and
 //! one small object, and nothing per chunk of the response:
 //!
-//! 1. `__call__` records the request in [`IN_FLIGHT`] under a fresh number:
-//!    the calling thread's `threading.get_ident()` (the key of
-//!    `sys._current_frames()`), a monotonic clock reading and a reference to
-//!    the environ. It then calls the application with the very argument
-//!    tuple it was given. If the application raises, the request is removed
-//!    and the exception goes on unchanged.
+//! 1. A call of the wrapper ([`wrapper`], a C-API type called through
+//!    vectorcall where it can be) records the request in [`IN_FLIGHT`]
+//!    under a fresh number: the calling thread's `threading.get_ident()`
+//!    (the key of `sys._current_frames()`), a monotonic clock reading and a
+//!    reference to the environ; what ends it holds a [`Ticket`]. It then
+//!    calls the application with the very arguments it was given. If the
+//!    application raises, the request is removed and the exception goes on
+//!    unchanged.
 //! 2. The application's iterable comes back inside a body object
-//!    (`WSGIBody`, or `WSGISizedBody` for a list or tuple, in [`body`], which keeps its
-//!    `len()` for servers that read it). PEP 3333 servers iterate what the
-//!    application returned and then call its `close()`. The body's
-//!    `__iter__` hands the server the inner iterable's own iterator, so the
-//!    chunks and any exception raised while producing them never pass
-//!    through ispyd; its `close()` calls the inner `close()`, if any, once,
-//!    then removes the request, whether that `close()` raised or not. A body
-//!    dropped without `close()` (a server that breaks PEP 3333) removes its
-//!    request too, so nothing stays behind.
+//!    (`WSGIBody`, or `WSGISizedBody` for a list or tuple, which keeps its
+//!    `len()` for servers that read it; both in [`body`], with a free list).
+//!    PEP 3333 servers iterate what the application returned and then call
+//!    its `close()`. The body's `__iter__` hands the server the inner
+//!    iterable's own iterator, so the chunks and any exception raised while
+//!    producing them never pass through ispyd; its `close()` calls the inner
+//!    `close()`, if any, once, then removes the request, whether that
+//!    `close()` raised or not. A body dropped without `close()` (a server
+//!    that breaks PEP 3333) removes its request too, so nothing stays behind.
 //! 3. A file wrapper (an instance of `environ['wsgi.file_wrapper']` when
 //!    that is a class) is returned as it is, so the server still recognises
 //!    it and can `sendfile()` it; its `close` attribute is replaced on the
@@ -58,7 +60,9 @@
 //! The registry's lock is held only to insert, remove or copy entries: no
 //! Python code runs and no Python reference is dropped under it (a
 //! finalizer could re-enter it); entries are taken out, the lock released,
-//! then dropped. Every entry point already holds the GIL.
+//! then dropped, with the GIL known to be held (`untrack` takes `py`), so
+//! that pyo3 releases their references at once rather than queueing them.
+//! Every entry point already holds the GIL.
 //!
 //! `requests` ([`format_requests`], in the `requests` module) copies the
 //! registry's entries out and formats them.

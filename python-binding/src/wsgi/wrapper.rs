@@ -53,17 +53,13 @@ static TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
 /// `PyObject_Vectorcall` of the running interpreter, where it exports one.
 static FORWARD: OnceLock<Option<ffi::vectorcallfunc>> = OnceLock::new();
 
-/// Looks up `PyObject_Vectorcall` among the interpreter's symbols at run
-/// time: linking it would stop the module loading on 3.9 and 3.10, where it
-/// is an inline function of the headers, not an exported one.
+/// `PyObject_Vectorcall`, where the interpreter exports it (see
+/// [`crate::symbol`]).
 fn find_forward() -> Option<ffi::vectorcallfunc> {
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no
-    // precondition; a non-null result is that function, whose C signature
-    // is `vectorcallfunc`'s.
-    unsafe {
-        let symbol = libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_Vectorcall".as_ptr());
-        (!symbol.is_null()).then(|| std::mem::transmute::<*mut c_void, ffi::vectorcallfunc>(symbol))
-    }
+    let symbol = crate::symbol::find(c"PyObject_Vectorcall")?;
+    // SAFETY: the interpreter's `PyObject_Vectorcall` has the C signature
+    // of `vectorcallfunc` in every version that exports it.
+    Some(unsafe { std::mem::transmute::<*mut c_void, ffi::vectorcallfunc>(symbol.as_ptr()) })
 }
 
 /// Makes the type and adds it to `module`; called once, at module
