@@ -542,7 +542,9 @@ struct Places<'py> {
     code_index: FastMap<usize, usize>,
     /// Each place's index into `codes` and line, in the order first seen.
     places: Vec<(usize, Option<i32>)>,
-    /// (Index into `codes`, `f_lasti`) to index into `places`.
+    /// (Code object address, `f_lasti`) to index into `places`: keyed by
+    /// address, as `code_index` is, so that a frame at a known place costs
+    /// one lookup. The address stays the code's: `codes` holds it.
     place_index: FastMap<(usize, i64), usize>,
 }
 
@@ -574,7 +576,12 @@ impl<'py> Places<'py> {
         let calls = FrameCalls::get(frame.py());
         let code = calls.code(frame, names)?;
         let instruction = calls.lasti(frame, names)?;
-        let code = match self.code_index.entry(code.as_ptr() as usize) {
+        let address = code.as_ptr() as usize;
+        // Most frames are at a place seen before: one lookup.
+        if let Some(&place) = self.place_index.get(&(address, instruction)) {
+            return Ok(place);
+        }
+        let code = match self.code_index.entry(address) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
                 let filename_object = code.getattr(&names.co_filename)?;
@@ -597,14 +604,11 @@ impl<'py> Places<'py> {
                 *entry.insert(self.codes.len() - 1)
             }
         };
-        Ok(match self.place_index.entry((code, instruction)) {
-            Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => {
-                let line: Option<i32> = frame.getattr(&names.f_lineno)?.extract()?;
-                self.places.push((code, line));
-                *entry.insert(self.places.len() - 1)
-            }
-        })
+        let line: Option<i32> = frame.getattr(&names.f_lineno)?.extract()?;
+        self.places.push((code, line));
+        self.place_index
+            .insert((address, instruction), self.places.len() - 1);
+        Ok(self.places.len() - 1)
     }
 
     /// Each place's text: its `File:` line and its source line, if any;
