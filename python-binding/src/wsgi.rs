@@ -233,14 +233,15 @@ fn in_flight() -> MutexGuard<'static, InFlight> {
 /// Records a request of the calling thread; returns its ticket.
 fn track(environ: Bound<'_, PyAny>) -> Ticket {
     let text = slots::is_armed().then(|| request_text(&environ));
-    record(environ, None, text)
+    record(environ, None, text).1
 }
 
 /// Records an ASGI request whose application coroutine is `coroutine`,
-/// served on the calling thread (its event loop's); returns its ticket.
-/// For `ASGIApplicationWrapper`.
+/// served on the calling thread (its event loop's); returns its number (as
+/// `requests` and `tasks` show it) and the ticket that ends it. For
+/// `ASGIApplicationWrapper`.
 #[pyfunction]
-pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -> Ticket {
+pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -> (u64, Ticket) {
     WRAPPED.store(true, Ordering::Relaxed);
     let text = slots::is_armed().then(|| scope_text(&scope));
     record(scope, Some(coroutine.unbind()), text)
@@ -283,7 +284,13 @@ fn scope_text(scope: &Bound<'_, PyAny>) -> SlotText {
     text
 }
 
-fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotText>) -> Ticket {
+/// Records a request; returns its number and its ticket (0 and 0 when it
+/// could not be recorded).
+fn record(
+    environ: Bound<'_, PyAny>,
+    task: Option<Py<PyAny>>,
+    text: Option<SlotText>,
+) -> (u64, Ticket) {
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
@@ -291,7 +298,7 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
     let mut registry = in_flight();
     let Some(ticket) = ticket(registry.active.vacant_key(), registry.last + 1) else {
         // 16 million requests in flight: this one is served, not listed.
-        return 0;
+        return (0, 0);
     };
     registry.last += 1;
     let number = registry.last;
@@ -313,7 +320,7 @@ fn record(environ: Bound<'_, PyAny>, task: Option<Py<PyAny>>, text: Option<SlotT
         task,
         _slot: slot,
     });
-    ticket
+    (number, ticket)
 }
 
 /// Forgets the request of `ticket`, if it is still recorded.

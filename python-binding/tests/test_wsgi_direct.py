@@ -415,9 +415,10 @@ def test_a_subclass_of_the_wrapper_serves_and_records_its_requests():
 def test_a_second_end_after_the_slot_is_reused_leaves_the_new_request_alone():
     from ispyd._native import asgi_track, asgi_untrack
 
-    first = asgi_track({"type": "http", "path": "/a"}, None)
+    first_number, first = asgi_track({"type": "http", "path": "/a"}, None)
     asgi_untrack(first)
-    second = asgi_track({"type": "http", "path": "/b"}, None)
+    second_number, second = asgi_track({"type": "http", "path": "/b"}, None)
+    assert second_number == first_number + 1
     assert active_request_count() == 1
     asgi_untrack(first)
     assert active_request_count() == 1

@@ -68,7 +68,7 @@ class ASGIApplicationWrapper:
         # The coroutine, not the task: asyncio.current_task() would cost
         # more than all the rest (a Python function before 3.12); the
         # asyncio plugin finds the task awaiting it when it lists them.
-        number = asgi_track(scope, coroutine)
+        number, ticket = asgi_track(scope, coroutine)
         try:
             return await coroutine
         except CancelledError:
@@ -80,7 +80,7 @@ class ASGIApplicationWrapper:
                 uncancel()
             raise RequestCancelled(f"request {number} was cancelled with ispyd's cancel") from None
         finally:
-            asgi_untrack(number)
+            asgi_untrack(ticket)
 
     def __repr__(self) -> str:
         return f"<ispyd ASGIApplicationWrapper of {self.__wrapped__!r}>"
