@@ -565,6 +565,9 @@ struct Places<'py> {
     /// address, as `code_index` is, so that a frame at a known place costs
     /// one lookup. The address stays the code's: `codes` holds it.
     place_index: FastMap<(usize, i64), usize>,
+    /// The stack being walked, innermost first: one buffer for every
+    /// stack, so that each stack's own list is allocated once, at its size.
+    scratch: Vec<usize>,
 }
 
 impl<'py> Places<'py> {
@@ -572,18 +575,22 @@ impl<'py> Places<'py> {
     /// outermost first, each added if new. Runs no Python code.
     fn walk(&mut self, frame: Bound<'py, PyAny>, names: &Names<'py>) -> PyResult<Vec<usize>> {
         let calls = FrameCalls::get(frame.py());
-        // Deep enough for most stacks without growing.
-        let mut walked = Vec::with_capacity(64);
+        let mut walked = std::mem::take(&mut self.scratch);
+        walked.clear();
         let mut frame = frame;
-        loop {
-            walked.push(self.index(&frame, names)?);
-            match calls.back(&frame, names)? {
-                Some(back) => frame = back,
-                None => break,
+        let result = loop {
+            match self.index(&frame, names) {
+                Ok(place) => walked.push(place),
+                Err(err) => break Err(err),
             }
-        }
-        walked.reverse();
-        Ok(walked)
+            match calls.back(&frame, names) {
+                Ok(Some(back)) => frame = back,
+                Ok(None) => break Ok(walked.iter().rev().copied().collect()),
+                Err(err) => break Err(err),
+            }
+        };
+        self.scratch = walked;
+        result
     }
 
     /// The index of `frame`'s place, added if new. Runs no Python code.
