@@ -488,7 +488,6 @@ fn listed(names: &[&str]) -> String {
     shown.join(", ")
 }
 
-/// Keeps the first [`MAX_WARNINGS`] of `warnings` and counts the rest.
 /// A key a plugin reads from its own section `[NAME]`, and what its value
 /// must be. A plugin that declares its keys (see
 /// [`PluginInfo::setting`](crate::PluginInfo::setting)) has its section
@@ -540,6 +539,7 @@ impl SettingKind {
     }
 }
 
+/// Keeps the first [`MAX_WARNINGS`] of `warnings` and counts the rest.
 fn bounded(mut warnings: Vec<ConfigWarning>) -> Vec<ConfigWarning> {
     if warnings.len() > MAX_WARNINGS {
         let more = warnings.len() - MAX_WARNINGS;

@@ -355,10 +355,16 @@ pub fn drive(ops: &[Op], base: Instant) -> Transcript {
 
 /// Turns fuzz input into operations (at most [`MAX_OPS`]).
 pub fn ops_from_bytes(data: &[u8]) -> Vec<Op> {
+    arbitrary_ops(data)
+}
+
+/// Up to [`MAX_OPS`] operations of any kind, read from fuzz input until it
+/// runs out or stops making sense.
+fn arbitrary_ops<'a, T: Arbitrary<'a>>(data: &'a [u8]) -> Vec<T> {
     let mut input = Unstructured::new(data);
     let mut ops = Vec::new();
     while !input.is_empty() && ops.len() < MAX_OPS {
-        match Op::arbitrary(&mut input) {
+        match T::arbitrary(&mut input) {
             Ok(op) => ops.push(op),
             Err(_) => break,
         }
@@ -516,7 +522,7 @@ pub const MAX_MESSAGE: usize = 4_096;
 ///
 /// When the error, or a warning, is not one line of at most
 /// [`MAX_MESSAGE`] characters free of control characters, or when there are
-/// more warnings than [`crate::config::MAX_WARNINGS`] and the line counting
+/// more warnings than the core's bound (ten) and the line counting
 /// the rest.
 pub fn parse_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

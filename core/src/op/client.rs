@@ -2,12 +2,12 @@
 //! whatever listens where `ispy` connects) sends, in any split, played
 //! against a [`Client`] whose rules are checked after every step.
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 
 use crate::client::{Client, ClientEvent};
 use crate::frame::{CLIENT_HELLO, Frame, SERVER_HELLO};
 
-use super::{MAX_OPS, PID};
+use super::PID;
 
 /// One thing that happens to the client's side of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
@@ -49,17 +49,9 @@ struct Expected {
     events: usize,
 }
 
-/// Turns fuzz input into client operations (at most [`MAX_OPS`]).
+/// Turns fuzz input into client operations (at most [`MAX_OPS`](super::MAX_OPS)).
 pub fn client_ops_from_bytes(data: &[u8]) -> Vec<ClientOp> {
-    let mut input = Unstructured::new(data);
-    let mut ops = Vec::new();
-    while !input.is_empty() && ops.len() < MAX_OPS {
-        match ClientOp::arbitrary(&mut input) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
-    ops
+    super::arbitrary_ops(data)
 }
 
 /// The fuzz entry point for the client: [`client_ops_from_bytes`], then
