@@ -21,28 +21,51 @@ enum EngineManager {
     Mio(ispyd_mio::ShellManager),
 }
 
+fn builder<E: ispyd_std::Engine>(
+    config: Config,
+    plugins: Vec<Arc<dyn Plugin>>,
+    report_warnings: bool,
+) -> ispyd_std::Builder<E> {
+    plugins
+        .into_iter()
+        .fold(ispyd_std::Builder::new(), ispyd_std::Builder::shared_plugin)
+        .config(config)
+        .report_warnings(report_warnings)
+}
+
 impl EngineManager {
+    /// Starts the engine the configuration names; `report_warnings`: print
+    /// the configuration's warnings on stderr (not again when a dormant
+    /// manager wakes: it printed them when it was made).
     fn start(
         config: Config,
         plugins: Vec<Arc<dyn Plugin>>,
+        report_warnings: bool,
     ) -> Result<EngineManager, ispyd_std::Error> {
-        fn builder<E: ispyd_std::Engine>(
-            config: Config,
-            plugins: Vec<Arc<dyn Plugin>>,
-        ) -> ispyd_std::Builder<E> {
-            plugins
-                .into_iter()
-                .fold(ispyd_std::Builder::new(), ispyd_std::Builder::shared_plugin)
-                .config(config)
-        }
         Ok(match config.engine.unwrap_or_default() {
-            EngineKind::Threads => {
-                EngineManager::Threads(builder::<ispyd_std::Threads>(config, plugins).start()?)
-            }
-            EngineKind::Mio => {
-                EngineManager::Mio(builder::<ispyd_mio::Mio>(config, plugins).start()?)
-            }
+            EngineKind::Threads => EngineManager::Threads(
+                builder::<ispyd_std::Threads>(config, plugins, report_warnings).start()?,
+            ),
+            EngineKind::Mio => EngineManager::Mio(
+                builder::<ispyd_mio::Mio>(config, plugins, report_warnings).start()?,
+            ),
         })
+    }
+
+    /// What [`EngineManager::start`] would check and warn of, without
+    /// listening: for a manager that waits for `activate_on`, so that a bad
+    /// plugin section fails and an unknown key is reported when the host
+    /// starts, not when someone sends the signal.
+    fn prepare(
+        config: &Config,
+        plugins: &[Arc<dyn Plugin>],
+    ) -> Result<Vec<ispyd_core::ConfigWarning>, ispyd_std::Error> {
+        let (config, plugins) = (config.clone(), plugins.to_vec());
+        Ok(match config.engine.unwrap_or_default() {
+            EngineKind::Threads => builder::<ispyd_std::Threads>(config, plugins, true).prepare(),
+            EngineKind::Mio => builder::<ispyd_mio::Mio>(config, plugins, true).prepare(),
+        }?
+        .warnings)
     }
 
     fn address(&self) -> &Address {
@@ -162,6 +185,8 @@ impl NativeManager {
             })?;
         }
         if let Some(signal) = config.activate_on {
+            let warnings =
+                EngineManager::prepare(&config, &available).map_err(|err| start_error(&err))?;
             let address = config.listen.resolve(std::process::id()).to_string();
             let file = config.file.clone();
             let inner = Arc::new(Mutex::new(None));
@@ -174,7 +199,7 @@ impl NativeManager {
             })?;
             return Ok(NativeManager {
                 address,
-                warnings: Vec::new(),
+                warnings: warnings.iter().map(ToString::to_string).collect(),
                 inner,
                 dormant,
                 plugins,
@@ -182,7 +207,7 @@ impl NativeManager {
             });
         }
         let manager = py
-            .detach(|| EngineManager::start(config, available))
+            .detach(|| EngineManager::start(config, available, true))
             .map_err(|err| start_error(&err))?;
         Ok(NativeManager {
             address: manager.address().to_string(),
@@ -321,7 +346,7 @@ fn wake_up(
         else {
             return true;
         };
-        match EngineManager::start(config.clone(), plugins.clone()) {
+        match EngineManager::start(config.clone(), plugins.clone(), false) {
             Ok(manager) => {
                 eprintln!(
                     "ispyd: {signal} received: listening on {}",

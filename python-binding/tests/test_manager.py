@@ -4,6 +4,8 @@ holds, and reports what looks wrong in its configuration."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +63,19 @@ def test_unknown_keys_and_sections_are_warnings(write_config, start_app, workdir
     assert any("[nosuchplugin]" in w for w in warnings), app.output()
     # Also on stderr, as start-up messages.
     assert f"ispyd: warning: {config}: [ispyd] max_session" in app.stderr.text(), app.output()
+
+
+def test_a_manager_waiting_for_activate_on_warns_at_start_and_once(write_config, start_app, workdir):
+    config = write_config(
+        f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\nactivate_on = SIGUSR2\nmax_session = 3\n"
+    )
+    app = start_app(config)
+    warnings = [line for line in app.stdout.snapshot() if line.startswith("WARNING ")]
+    assert any("[ispyd] max_session" in w and "unknown key" in w for w in warnings), app.output()
+    line = f"ispyd: warning: {config}: [ispyd] max_session"
+    assert app.stderr.text().count(line) == 1, app.output()
+    socket = workdir / f"ispyd-{app.pid}.sock"
+    os.kill(app.pid, signal.SIGUSR2)
+    wait_for_socket(socket)
+    app.stderr.wait_for(r"^ispyd: SIGUSR2 received: listening on ", "the activation message")
+    assert app.stderr.text().count(line) == 1, app.output()
