@@ -157,7 +157,7 @@ pub(crate) fn threads_report(
         };
         listed.push((ident, owner, frame));
     }
-    let mut order = FastMap::default();
+    let mut order = FastMap::with_capacity_and_hasher(active.len(), Default::default());
     for (position, (ident, _)) in active.iter().enumerate() {
         order.insert(ident.extract::<u64>()?, position);
     }
@@ -188,11 +188,6 @@ pub(crate) fn threads_report(
         .iter()
         .map(|stack| describe(stack, &names, wants_data, &main))
         .collect::<PyResult<Vec<_>>>()?;
-    let name_lines: Vec<String> = stacks
-        .iter()
-        .zip(&described)
-        .map(|(stack, about)| name_line(stack, about, serving))
-        .collect();
 
     // 3. Source lines, one lookup per place.
     let rendered = places.render(&linecache, &names, wants_data)?;
@@ -200,7 +195,7 @@ pub(crate) fn threads_report(
     // Data instead of text: the client reads only the data.
     let wants_text = wants_text || !wants_data;
     let out = if wants_text {
-        joined_text(py, &stacks, &name_lines, &rendered)?
+        joined_text(py, &stacks, &described, serving, &rendered)?
     } else {
         PyString::new(py, "")
     };
@@ -243,7 +238,8 @@ pub(crate) fn threads_report(
 fn joined_text<'py>(
     py: Python<'py>,
     stacks: &[Stack<'py>],
-    name_lines: &[String],
+    described: &[About],
+    serving: u64,
     rendered: &[PlaceText],
 ) -> PyResult<Bound<'py, PyString>> {
     let mut place_strings: Vec<Option<Bound<'py, PyString>>> = vec![None; rendered.len()];
@@ -251,11 +247,13 @@ fn joined_text<'py>(
         1 + stacks.len() + stacks.iter().map(|stack| stack.places.len()).sum::<usize>(),
     );
     pieces.push(PyString::new(py, &format!("# Threads: {}\n", stacks.len())));
-    for (stack, name) in stacks.iter().zip(name_lines) {
-        pieces.push(PyString::new(
-            py,
-            &format!("\n# ThreadID: {}\n{name}", stack.ident),
-        ));
+    // One buffer for every header: each becomes its `str` at once.
+    let mut header = String::with_capacity(256);
+    for (stack, about) in stacks.iter().zip(described) {
+        header.clear();
+        let _ = write!(header, "\n# ThreadID: {}\n", stack.ident);
+        name_line(stack, about, serving, &mut header);
+        pieces.push(PyString::new(py, &header));
         for &place in &stack.places {
             let text = place_strings[place]
                 .get_or_insert_with(|| PyString::new(py, &rendered[place].text));
@@ -518,8 +516,8 @@ pub(crate) fn fresh_native_id(id: u64, is_main: bool) -> u64 {
 
 /// The `# Name:` line of a thread and, when known, its `# Native ID:` line
 /// (the OS thread id, as `process threads` and `top -H` show it), newlines
-/// included.
-fn name_line(stack: &Stack<'_>, about: &About, serving: u64) -> String {
+/// included, appended to `line`.
+fn name_line(stack: &Stack<'_>, about: &About, serving: u64, line: &mut String) {
     let name = &about.name;
     let mut notes = Vec::with_capacity(2);
     if let Owner::Native(_) = stack.owner {
@@ -528,15 +526,14 @@ fn name_line(stack: &Stack<'_>, about: &About, serving: u64) -> String {
     if stack.ident == serving {
         notes.push(SERVING);
     }
-    let mut line = match (name.is_empty(), notes.is_empty()) {
-        (_, true) => format!("# Name: {name}\n"),
-        (true, false) => format!("# Name: ({})\n", notes.join("; ")),
-        (false, false) => format!("# Name: {name} ({})\n", notes.join("; ")),
+    let _ = match (name.is_empty(), notes.is_empty()) {
+        (_, true) => writeln!(line, "# Name: {name}"),
+        (true, false) => writeln!(line, "# Name: ({})", notes.join("; ")),
+        (false, false) => writeln!(line, "# Name: {name} ({})", notes.join("; ")),
     };
     if let Some(native_id) = about.native_id {
         let _ = writeln!(line, "# Native ID: {native_id}");
     }
-    line
 }
 
 /// A code object seen in the dump.
