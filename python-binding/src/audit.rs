@@ -5,19 +5,45 @@
 //! that holds it for seconds would stall every handshake. So ispyd's
 //! logger only queues the record; one thread, `ispyd-audit`, started at the
 //! first record (and again in a forked child, where it does not exist),
-//! hands the records to Python one by one. The queue is bounded: while
+//! hands the records to Python in batches, each gathered for up to
+//! [`GATHER`] so that a burst takes the GIL once. The queue is bounded: while
 //! Python cannot take them, records past [`QUEUE`] are counted, and the
 //! count is logged once Python takes records again.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use pyo3::prelude::*;
 
 /// The most records waiting for the GIL.
 const QUEUE: usize = 1024;
+
+/// How long the first record of a burst waits for the rest, and how often
+/// the queue is emptied meanwhile (so that a burst does not fill it).
+const GATHER: Duration = Duration::from_millis(10);
+const GATHER_STEP: Duration = Duration::from_millis(1);
+
+/// The most records handed to Python at once.
+const BATCH: usize = 4096;
+
+/// `first` and the records that follow it within [`GATHER`], at most
+/// [`BATCH`]: the GIL is then taken once for all of them. A script that
+/// connects again and again makes two records a connection; taking the GIL
+/// for each, in competition with the host's own threads, cost each of its
+/// connections more than the rest of the session's start (BENCHMARKS.md).
+/// A record reaches `logging` at most [`GATHER`] later.
+fn gather(first: Owned, receiver: &Receiver<Owned>) -> Vec<Owned> {
+    let mut batch = vec![first];
+    let started = Instant::now();
+    while started.elapsed() < GATHER && batch.len() < BATCH {
+        thread::sleep(GATHER_STEP);
+        batch.extend(receiver.try_iter().take(BATCH - batch.len()));
+    }
+    batch
+}
 
 /// A record taken out of its borrowed `log::Record`.
 struct Owned {
@@ -109,21 +135,26 @@ fn forward(receiver: Receiver<Owned>) {
         (gil, pyo3::ffi::PyEval_SaveThread())
     };
     drop(entry);
-    for owned in receiver {
+    while let Ok(first) = receiver.recv() {
         let Some(logger) = LOGGER.get() else {
             break;
         };
+        let batch = gather(first, &receiver);
         let Some(_entry) = crate::gate::enter() else {
             // The interpreter is exiting: records now have nowhere to go.
             return;
         };
-        logger.python.log(
-            &Record::builder()
-                .level(owned.level)
-                .target(&owned.target)
-                .args(format_args!("{}", owned.message))
-                .build(),
-        );
+        Python::attach(|_| {
+            for owned in batch {
+                logger.python.log(
+                    &Record::builder()
+                        .level(owned.level)
+                        .target(&owned.target)
+                        .args(format_args!("{}", owned.message))
+                        .build(),
+                );
+            }
+        });
     }
     if let Some(_entry) = crate::gate::enter() {
         // SAFETY: undoes the two calls above, on the same thread.

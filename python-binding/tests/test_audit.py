@@ -85,6 +85,26 @@ def test_a_console_session_and_a_refused_peer_are_recorded(write_config, start_a
     assert not [r for r in mine if "shell python" in r], lines
 
 
+def test_a_burst_of_connections_loses_no_record(write_config, start_app, workdir):
+    # Records are handed to Python in batches: a burst far larger than the
+    # queue (1,024) must still arrive whole, each session opened and closed.
+    app = start_app(write_config(max_sessions=64))
+    log = workdir / "app.log"
+    app.command(f"logging {log}", r"^LOGGING$")
+    sessions = 0
+    while sessions < 1500:
+        sock = admitted(app.address)
+        if sock is not None:
+            sessions += 1
+            sock.close()
+    ended = lambda: sum(" closed: " in r for r in records(log))
+    wait_until(lambda: ended() >= sessions, f"{sessions} sessions closed in the log")
+    lines = records(log)
+    assert sum(" opened: " in r for r in lines) == sessions, len(lines)
+    assert ended() == sessions
+    assert not [r for r in lines if "dropped" in r], [r for r in lines if "dropped" in r]
+
+
 def test_environ_masks_secrets_and_reveal_is_recorded(write_config, start_app, workdir):
     app = start_app(
         write_config(),
