@@ -1,5 +1,6 @@
 //! [`ShellManager`]: loads the configuration, binds the socket and runs the
-//! listener thread; one thread per session.
+//! listener thread; one thread per session, kept for the next session for a
+//! few seconds after its own ends.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use ispyd_core::{
 };
 
 use crate::peer;
-use crate::serve::{Wake, Waker, greet, serve, wake_channel};
+use crate::serve::{Greeted, Wake, Waker, greet, serve, wake_channel};
 use crate::setup::{self, Builder, Error, Listener, Setup, quiet_plugin_panics};
 use crate::signals;
 use crate::socket::SocketPathGuard;
@@ -48,8 +50,24 @@ struct Shared {
     /// A clone of every open session's stream, and its wake channel, so
     /// that shutdown can end them.
     sessions: Mutex<HashMap<u64, (Stream, Waker)>>,
-    /// Signalled each time a session thread ends.
+    /// Signalled each time a session ends.
     ended: Condvar,
+    /// Session threads between sessions, each waiting on its channel for
+    /// the next (see [`session_thread`]); emptied to stop them.
+    idle: Mutex<Vec<(u64, SyncSender<Assignment>)>>,
+    next_worker: AtomicU64,
+}
+
+/// How long a session thread waits for another session after its own ends.
+/// A script that connects again and again (`ispy -c` in a loop, a fleet
+/// sweep) reuses threads instead of starting and ending one a connection;
+/// an idle process keeps no thread it does not need past this.
+const IDLE_THREAD: Duration = Duration::from_secs(5);
+
+/// A greeted session for a session thread.
+struct Assignment {
+    id: u64,
+    greeted: Greeted,
 }
 
 /// How long shutdown waits for the sessions to say goodbye to their
@@ -116,6 +134,8 @@ impl ShellManager {
             stopping: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             ended: Condvar::new(),
+            idle: Mutex::new(Vec::new()),
+            next_worker: AtomicU64::new(1),
         });
         let listener_fd = listener.as_fd().as_raw_fd();
         // Every ispyd thread descends from the listener and inherits its
@@ -205,6 +225,8 @@ impl ShellManager {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
+        // Idle session threads see their channel close and end.
+        lock(&self.shared.idle).clear();
         // SAFETY: the listener is owned by the listener thread, which is
         // alive until joined below, so the descriptor is still open.
         // shutdown(2) on a listening socket makes a blocked accept return.
@@ -293,20 +315,79 @@ fn admit_one(stream: Stream, shared: &Arc<Shared>) {
         shared.ended.notify_all();
         return;
     };
+    let mut assignment = Assignment { id, greeted };
+    // An idle session thread, if one waits; one that timed out as it was
+    // taken has dropped its channel, and the next is tried.
+    loop {
+        let Some((_, idle)) = lock(&shared.idle).pop() else {
+            break;
+        };
+        match idle.send(assignment) {
+            Ok(()) => return,
+            Err(mpsc::SendError(back)) => assignment = back,
+        }
+    }
     let owner = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name(session_thread_name(id))
-        .spawn(move || {
-            serve(greeted, &owner.stopping);
-            lock(&owner.sessions).remove(&id);
-            owner.ended.notify_all();
-        });
+        .spawn(move || session_thread(&owner, assignment));
     if spawned.is_err() {
         if let Some((mut clone, _)) = lock(&shared.sessions).remove(&id) {
             let _ = clone.write_all(b"*** ispyd: cannot start a session thread now.\n");
             let _ = clone.shutdown(Shutdown::Both);
         }
     }
+}
+
+/// Serves `first`, then waits up to [`IDLE_THREAD`] for another session,
+/// and so on; ends when none comes or ispyd stops.
+fn session_thread(shared: &Shared, first: Assignment) {
+    let worker = shared.next_worker.fetch_add(1, Ordering::Relaxed);
+    let mut named = first.id;
+    let mut next = Some(first);
+    while let Some(Assignment { id, greeted }) = next.take() {
+        if named != id {
+            rename(id);
+            named = id;
+        }
+        serve(greeted, &shared.stopping);
+        lock(&shared.sessions).remove(&id);
+        shared.ended.notify_all();
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let (sender, receiver) = mpsc::sync_channel(1);
+        lock(&shared.idle).push((worker, sender));
+        next = match receiver.recv_timeout(IDLE_THREAD) {
+            Ok(assignment) => Some(assignment),
+            // Stopping: the list was emptied, and this channel with it.
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut idle = lock(&shared.idle);
+                match idle.iter().position(|&(w, _)| w == worker) {
+                    Some(at) => {
+                        idle.swap_remove(at);
+                        None
+                    }
+                    // Taken just now: the session is on its way.
+                    None => {
+                        drop(idle);
+                        receiver.recv().ok()
+                    }
+                }
+            }
+        };
+    }
+}
+
+/// Names the calling session thread for session `id`, as a new one is.
+fn rename(id: u64) {
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = std::ffi::CString::new(session_thread_name(id)) {
+        let _ = rustix::thread::set_name(&name);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = id;
 }
 
 /// A name that Linux's 15-byte thread names keep whole and unique: the
@@ -325,8 +406,101 @@ fn refuse(mut stream: Stream, peer: &Peer, refusal: &Refusal) {
 
 #[cfg(test)]
 mod tests {
-    use super::session_thread_name;
+    use super::{ShellManager, lock, session_thread_name};
     use std::collections::HashSet;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    fn wait_for(what: &str, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Connects, reads the prompt, says `exit` and reads to the end.
+    fn one_session(path: &std::path::Path) {
+        let mut stream = UnixStream::connect(path).unwrap();
+        let mut prompt = [0u8; 64];
+        let n = stream.read(&mut prompt).unwrap();
+        assert!(String::from_utf8_lossy(&prompt[..n]).starts_with("(ispyd:"));
+        stream.write_all(b"exit\n").unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+    }
+
+    #[test]
+    fn a_session_thread_serves_the_next_session_and_ends_with_ispyd() {
+        let dir = std::env::temp_dir().join(format!("ispyd-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pool.sock");
+        let manager = ShellManager::builder()
+            .listen(path.display().to_string())
+            .report_warnings(false)
+            .start()
+            .unwrap();
+        let shared = std::sync::Arc::clone(&manager.shared);
+        for round in 1..=3 {
+            one_session(&path);
+            wait_for("the session thread to wait for another", || {
+                lock(&shared.idle).len() == 1 && lock(&shared.sessions).is_empty()
+            });
+            // One thread served every session so far.
+            assert_eq!(
+                shared.next_worker.load(Ordering::SeqCst),
+                2,
+                "round {round}"
+            );
+        }
+        // Named for the last session it served, as a new thread would be.
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|name| name.trim() == session_thread_name(3)),
+            "{names:?}"
+        );
+        drop(manager);
+        assert!(lock(&shared.idle).is_empty());
+        // Its channel gone, the idle thread ends without waiting out its time.
+        wait_for("the idle session thread to end", || {
+            std::sync::Arc::strong_count(&shared) == 1
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_idle_session_thread_ends_after_its_time() {
+        let dir = std::env::temp_dir().join(format!("ispyd-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("idle.sock");
+        let manager = ShellManager::builder()
+            .listen(path.display().to_string())
+            .report_warnings(false)
+            .start()
+            .unwrap();
+        let shared = std::sync::Arc::clone(&manager.shared);
+        one_session(&path);
+        wait_for("the session thread to wait", || {
+            lock(&shared.idle).len() == 1
+        });
+        // The manager and its listener hold the rest.
+        wait_for("the idle thread to give up and end", || {
+            lock(&shared.idle).is_empty() && std::sync::Arc::strong_count(&shared) == 3
+        });
+        // The next session gets a thread of its own.
+        one_session(&path);
+        wait_for("the new thread to wait", || lock(&shared.idle).len() == 1);
+        assert_eq!(shared.next_worker.load(Ordering::SeqCst), 3);
+        drop(manager);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn session_thread_names_fit_linux_and_stay_unique() {
