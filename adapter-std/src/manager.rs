@@ -79,8 +79,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 ///
 /// Dropping it (or [`ShellManager::shutdown`]) stops listening, tells every
 /// client that ispyd is shutting down (waiting up to a second for them to
-/// be told), ends the sessions and removes the socket file. Idle, it costs nothing: the
-/// listener sleeps in `accept` and no timer runs.
+/// be told), ends the sessions and removes the socket file. Idle, it costs
+/// nothing: the listener sleeps in `accept` and no timer runs (a session's
+/// thread waits up to 5 s for another session once its own ends, then
+/// ends too).
 pub struct ShellManager {
     config: Config,
     shared: Arc<Shared>,
