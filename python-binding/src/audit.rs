@@ -10,6 +10,7 @@
 //! Python cannot take them, records past [`QUEUE`] are counted, and the
 //! count is logged once Python takes records again.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
@@ -145,7 +146,8 @@ fn forward(receiver: Receiver<Owned>) {
             return;
         };
         Python::attach(|_| {
-            for owned in batch {
+            let mut batch = VecDeque::from(batch);
+            while let Some(owned) = batch.pop_front() {
                 logger.python.log(
                     &Record::builder()
                         .level(owned.level)
@@ -153,6 +155,11 @@ fn forward(receiver: Receiver<Owned>) {
                         .args(format_args!("{}", owned.message))
                         .build(),
                 );
+                // Handlers take time (a file written and flushed a record
+                // at a time): what arrives meanwhile joins the batch, so
+                // that the queue does not fill while Python works.
+                let room = BATCH.saturating_sub(batch.len());
+                batch.extend(receiver.try_iter().take(room));
             }
         });
     }
