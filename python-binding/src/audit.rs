@@ -8,19 +8,22 @@
 //! hands the records to Python in batches, each gathered for up to
 //! [`GATHER`] so that a burst takes the GIL once. The queue is bounded: while
 //! Python cannot take them, records past [`QUEUE`] are counted, and the
-//! count is logged once Python takes records again.
+//! count is logged once Python takes records again. It is a channel that
+//! allocates as it fills and frees as it empties, with a count for the
+//! bound, so that a burst has room and an idle process keeps nothing.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use pyo3::prelude::*;
 
-/// The most records waiting for the GIL.
-const QUEUE: usize = 1024;
+/// The most records waiting for the GIL (a few hundred bytes each).
+const QUEUE: usize = 16_384;
 
 /// How long the first record of a burst waits for the rest, and how often
 /// the queue is emptied meanwhile (so that a burst does not fill it).
@@ -36,14 +39,37 @@ const BATCH: usize = 4096;
 /// for each, in competition with the host's own threads, cost each of its
 /// connections more than the rest of the session's start (BENCHMARKS.md).
 /// A record reaches `logging` at most [`GATHER`] later.
-fn gather(first: Owned, receiver: &Receiver<Owned>) -> Vec<Owned> {
+fn gather(first: Owned, inbox: &Inbox) -> Vec<Owned> {
     let mut batch = vec![first];
     let started = Instant::now();
     while started.elapsed() < GATHER && batch.len() < BATCH {
         thread::sleep(GATHER_STEP);
-        batch.extend(receiver.try_iter().take(BATCH - batch.len()));
+        let room = BATCH - batch.len();
+        inbox.take_into(&mut batch, room);
     }
     batch
+}
+
+/// The receiving end of the queue, and the count of records in it.
+struct Inbox {
+    receiver: Receiver<Owned>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    /// The next record, waiting for it; `None` once every sender is gone.
+    fn recv(&self) -> Option<Owned> {
+        let owned = self.receiver.recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        Some(owned)
+    }
+
+    /// Moves up to `room` of the records waiting now into `batch`.
+    fn take_into(&self, batch: &mut impl Extend<Owned>, room: usize) {
+        let mut taken = 0;
+        batch.extend(self.receiver.try_iter().take(room).inspect(|_| taken += 1));
+        self.queued.fetch_sub(taken, Ordering::Relaxed);
+    }
 }
 
 /// A record taken out of its borrowed `log::Record`.
@@ -57,8 +83,25 @@ struct Queue {
     /// The process that started the thread: after `fork`, a child has no
     /// thread behind this sender.
     pid: u32,
-    sender: SyncSender<Owned>,
+    sender: Sender<Owned>,
+    /// Records sent and not yet taken by the thread.
+    queued: Arc<AtomicUsize>,
     dropped: u64,
+}
+
+impl Queue {
+    /// Queues `owned` if there is room; false if not, or if the thread is
+    /// gone.
+    fn offer(&self, owned: Owned) -> Result<bool, ()> {
+        if self.queued.load(Ordering::Relaxed) >= QUEUE {
+            return Ok(false);
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        match self.sender.send(owned) {
+            Ok(()) => Ok(true),
+            Err(_) => Err(()),
+        }
+    }
 }
 
 /// The `log` facade's logger for a Python host.
@@ -86,18 +129,22 @@ impl Deferred {
                     q.dropped
                 ),
             };
-            match q.sender.try_send(note) {
-                Ok(()) => q.dropped = 0,
-                Err(_) => {
+            match q.offer(note) {
+                Ok(true) => q.dropped = 0,
+                Ok(false) => {
                     q.dropped += 1;
+                    return;
+                }
+                Err(()) => {
+                    *queue = None;
                     return;
                 }
             }
         }
-        match q.sender.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => q.dropped += 1,
-            Err(TrySendError::Disconnected(_)) => *queue = None,
+        match q.offer(record) {
+            Ok(true) => {}
+            Ok(false) => q.dropped += 1,
+            Err(()) => *queue = None,
         }
     }
 }
@@ -106,20 +153,26 @@ static LOGGER: OnceLock<Deferred> = OnceLock::new();
 
 /// Starts the thread that hands records to Python.
 fn start(pid: u32) -> Option<Queue> {
-    let (sender, receiver) = mpsc::sync_channel(QUEUE);
+    let (sender, receiver) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let inbox = Inbox {
+        receiver,
+        queued: Arc::clone(&queued),
+    };
     let spawned = ispyd_std::signals::with_signals_blocked(|| {
         thread::Builder::new()
             .name("ispyd-audit".to_owned())
-            .spawn(move || forward(receiver))
+            .spawn(move || forward(inbox))
     });
     spawned.ok().map(|_| Queue {
         pid,
         sender,
+        queued,
         dropped: 0,
     })
 }
 
-fn forward(receiver: Receiver<Owned>) {
+fn forward(inbox: Inbox) {
     // A thread state of its own for the thread's whole life: without it
     // every record would create one and destroy it, and with it the
     // interpreter's frame stack, mapped and unmapped each time; an unmap
@@ -136,11 +189,11 @@ fn forward(receiver: Receiver<Owned>) {
         (gil, pyo3::ffi::PyEval_SaveThread())
     };
     drop(entry);
-    while let Ok(first) = receiver.recv() {
+    while let Some(first) = inbox.recv() {
         let Some(logger) = LOGGER.get() else {
             break;
         };
-        let batch = gather(first, &receiver);
+        let batch = gather(first, &inbox);
         let Some(_entry) = crate::gate::enter() else {
             // The interpreter is exiting: records now have nowhere to go.
             return;
@@ -159,7 +212,7 @@ fn forward(receiver: Receiver<Owned>) {
                 // at a time): what arrives meanwhile joins the batch, so
                 // that the queue does not fill while Python works.
                 let room = BATCH.saturating_sub(batch.len());
-                batch.extend(receiver.try_iter().take(room));
+                inbox.take_into(&mut batch, room);
             }
         });
     }
