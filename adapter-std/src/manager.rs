@@ -423,6 +423,26 @@ mod tests {
         }
     }
 
+    /// A manager listening on `ispyd.sock` in a fresh directory (removed
+    /// by the test), and its shared state.
+    fn listening(
+        tag: &str,
+    ) -> (
+        ShellManager,
+        std::sync::Arc<super::Shared>,
+        std::path::PathBuf,
+    ) {
+        let dir = std::env::temp_dir().join(format!("ispyd-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manager = ShellManager::builder()
+            .listen(dir.join("ispyd.sock").display().to_string())
+            .report_warnings(false)
+            .start()
+            .unwrap();
+        let shared = std::sync::Arc::clone(&manager.shared);
+        (manager, shared, dir)
+    }
+
     /// Connects, reads the prompt, says `exit` and reads to the end.
     fn one_session(path: &std::path::Path) {
         let mut stream = UnixStream::connect(path).unwrap();
@@ -436,15 +456,8 @@ mod tests {
 
     #[test]
     fn a_session_thread_serves_the_next_session_and_ends_with_ispyd() {
-        let dir = std::env::temp_dir().join(format!("ispyd-pool-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pool.sock");
-        let manager = ShellManager::builder()
-            .listen(path.display().to_string())
-            .report_warnings(false)
-            .start()
-            .unwrap();
-        let shared = std::sync::Arc::clone(&manager.shared);
+        let (manager, shared, dir) = listening("pool");
+        let path = dir.join("ispyd.sock");
         for round in 1..=3 {
             one_session(&path);
             wait_for("the session thread to wait for another", || {
@@ -479,15 +492,8 @@ mod tests {
 
     #[test]
     fn an_idle_session_thread_ends_after_its_time() {
-        let dir = std::env::temp_dir().join(format!("ispyd-idle-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("idle.sock");
-        let manager = ShellManager::builder()
-            .listen(path.display().to_string())
-            .report_warnings(false)
-            .start()
-            .unwrap();
-        let shared = std::sync::Arc::clone(&manager.shared);
+        let (manager, shared, dir) = listening("idle");
+        let path = dir.join("ispyd.sock");
         one_session(&path);
         wait_for("the session thread to wait", || {
             lock(&shared.idle).len() == 1

@@ -68,6 +68,7 @@
 //! registry's entries out and formats them.
 
 mod body;
+mod heap_type;
 mod requests;
 mod wrapper;
 

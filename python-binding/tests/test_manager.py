@@ -53,12 +53,17 @@ def test_stale_socket_is_replaced(write_config, start_app, workdir):
     assert run_ispy(address, ["connect", "shell process", "pid"]).stdout == f"{second.pid}\n"
 
 
+def reported_warnings(app) -> list:
+    """The ``ShellManager.warnings`` the test app printed at start."""
+    return [line for line in app.stdout.snapshot() if line.startswith("WARNING ")]
+
+
 def test_unknown_keys_and_sections_are_warnings(write_config, start_app, workdir):
     config = write_config(
         f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\nmax_session = 3\n[nosuchplugin]\nenabled = true\n"
     )
     app = start_app(config)
-    warnings = [line for line in app.stdout.snapshot() if line.startswith("WARNING ")]
+    warnings = reported_warnings(app)
     assert any("[ispyd] max_session" in w and "unknown key" in w for w in warnings), app.output()
     assert any("[nosuchplugin]" in w for w in warnings), app.output()
     # Also on stderr, as start-up messages.
@@ -70,7 +75,7 @@ def test_a_manager_waiting_for_activate_on_warns_at_start_and_once(write_config,
         f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\nactivate_on = SIGUSR2\nmax_session = 3\n"
     )
     app = start_app(config)
-    warnings = [line for line in app.stdout.snapshot() if line.startswith("WARNING ")]
+    warnings = reported_warnings(app)
     assert any("[ispyd] max_session" in w and "unknown key" in w for w in warnings), app.output()
     line = f"ispyd: warning: {config}: [ispyd] max_session"
     assert app.stderr.text().count(line) == 1, app.output()

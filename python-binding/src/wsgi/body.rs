@@ -18,11 +18,12 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, c_int, c_void};
-use std::ptr::{self, null_mut};
+use std::ptr::null_mut;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use super::heap_type::{self, slot};
 use super::{Ticket, untrack};
 
 /// The layout of both body types.
@@ -61,8 +62,8 @@ struct TypeState {
 /// State only touched with the GIL held.
 struct GilCell<T>(UnsafeCell<T>);
 
-// SAFETY: every access goes through `with_gil_held`, whose callers hold
-// the GIL, which serialises them.
+// SAFETY: every access goes through `GilCell::get`, whose callers hold the
+// GIL, which serialises them.
 unsafe impl<T> Sync for GilCell<T> {}
 
 impl<T> GilCell<T> {
@@ -94,25 +95,11 @@ fn index(kind: Kind) -> usize {
 /// Makes both types and adds them to `module` (as `WSGIBody` and
 /// `WSGISizedBody`); called once, at module initialisation.
 pub(crate) fn add_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    for kind in [Kind::Any, Kind::Sized] {
-        let spec = spec(kind);
-        // SAFETY: the spec and everything it points to are leaked, so they
-        // live as long as the type, as `PyType_FromSpec` requires.
-        let tp = unsafe { ffi::PyType_FromSpec(spec) };
-        if tp.is_null() {
-            return Err(PyErr::fetch(module.py()));
-        }
-        // SAFETY: a new reference, which the module takes a second one of.
-        let tp = unsafe { Bound::from_owned_ptr(module.py(), tp) };
-        module.add(
-            tp.getattr(pyo3::intern!(module.py(), "__name__"))?
-                .extract::<String>()?,
-            &tp,
-        )?;
-        // SAFETY: the GIL is held (we have `module`); the type object is
-        // kept alive by the reference stored here, never released.
+    for (kind, name) in [(Kind::Any, "WSGIBody"), (Kind::Sized, "WSGISizedBody")] {
+        let tp = heap_type::make(module, name, spec(kind))?;
+        // SAFETY: the GIL is held (we have `module`).
         unsafe {
-            STATES.get()[index(kind)].tp = tp.into_ptr().cast();
+            STATES.get()[index(kind)].tp = tp;
         }
     }
     Ok(())
@@ -161,20 +148,13 @@ fn spec(kind: Kind) -> *mut ffi::PyType_Spec {
     if kind == Kind::Sized {
         slots.push(slot(ffi::Py_sq_length, length as *mut c_void));
     }
-    slots.push(slot(0, null_mut()));
-    Box::leak(Box::new(ffi::PyType_Spec {
-        name: name.as_ptr(),
-        basicsize: c_int::try_from(size_of::<BodyObject>()).unwrap_or(c_int::MAX),
-        itemsize: 0,
-        // Not a base type (nothing may subclass it and change its layout),
-        // and with no `__new__`: only the wrapper makes bodies.
-        flags: (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC) as _,
-        slots: Box::leak(slots.into_boxed_slice()).as_mut_ptr(),
-    }))
-}
-
-fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
-    ffi::PyType_Slot { slot, pfunc }
+    // Not a base type (nothing may subclass it and change its layout), and
+    // with no `__new__`: only the wrapper makes bodies.
+    heap_type::spec::<BodyObject>(
+        name,
+        ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC,
+        slots,
+    )
 }
 
 /// A body of `kind` holding `inner`, which ends request `ticket`.
@@ -205,7 +185,7 @@ pub(super) fn new<'py>(
         // GC type, tracked.
         let object = unsafe { ffi::PyType_GenericAlloc(state.tp, 0) }.cast::<BodyObject>();
         if object.is_null() {
-            return Err(PyErr::fetch(py));
+            return Err(heap_type::fetch(py));
         }
         // Tracked from birth; untracked until the fields are set, below.
         // SAFETY: a live GC object.
@@ -229,6 +209,19 @@ unsafe fn take_ticket(object: *mut ffi::PyObject) -> Ticket {
     let body = object.cast::<BodyObject>();
     // SAFETY: as the caller promises.
     unsafe { std::mem::take(&mut (*body).ticket) }
+}
+
+/// Ends the body's request, if it has not ended.
+///
+/// # Safety
+/// As for [`take_ticket`].
+unsafe fn end(object: *mut ffi::PyObject) {
+    // SAFETY: as the caller promises.
+    let ticket = unsafe { take_ticket(object) };
+    if ticket != 0 {
+        // SAFETY: the caller holds the GIL.
+        untrack(unsafe { Python::assume_attached() }, ticket);
+    }
 }
 
 /// `iter(body)`: the application's iterable's own iterator, so chunks never
@@ -266,13 +259,8 @@ unsafe extern "C" fn close_sized(
     _: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: the interpreter calls this with a live body and the GIL.
-    unsafe {
-        let ticket = take_ticket(object);
-        if ticket != 0 {
-            untrack(Python::assume_attached(), ticket);
-        }
-        none()
-    }
+    unsafe { end(object) };
+    none()
 }
 
 /// `close()` of any other response: the iterable's own `close()` (if it
@@ -347,30 +335,13 @@ unsafe extern "C" fn traverse(
     visit: ffi::visitproc,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: the collector calls this with a live body. Instances of heap
-    // types visit their type too (Python 3.9+).
-    unsafe {
-        let inner = (*object.cast::<BodyObject>()).inner;
-        if !inner.is_null() {
-            let visited = visit(inner, arg);
-            if visited != 0 {
-                return visited;
-            }
-        }
-        visit(ffi::Py_TYPE(object).cast(), arg)
-    }
+    // SAFETY: the collector calls this with a live body.
+    unsafe { heap_type::traverse_one(object, (*object.cast::<BodyObject>()).inner, visit, arg) }
 }
 
 unsafe extern "C" fn clear(object: *mut ffi::PyObject) -> c_int {
-    // SAFETY: the collector calls this with a live body and the GIL; the
-    // field is nulled before the reference goes, as `Py_CLEAR` does.
-    unsafe {
-        let body = object.cast::<BodyObject>();
-        let inner = ptr::replace(&mut (*body).inner, null_mut());
-        if !inner.is_null() {
-            ffi::Py_DecRef(inner);
-        }
-    }
+    // SAFETY: the collector calls this with a live body and the GIL.
+    unsafe { heap_type::clear_one(&raw mut (*object.cast::<BodyObject>()).inner) };
     0
 }
 
@@ -382,19 +353,13 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     // reference goes.
     unsafe {
         ffi::PyObject_GC_UnTrack(object.cast());
-        let tp = ffi::Py_TYPE(object);
-        let ticket = take_ticket(object);
-        if ticket != 0 {
-            untrack(Python::assume_attached(), ticket);
-        }
+        end(object);
         let body = object.cast::<BodyObject>();
-        let inner = ptr::replace(&mut (*body).inner, null_mut());
-        if !inner.is_null() {
-            // May run Python code (a generator's finally, a finalizer),
-            // which may make and free other bodies: the free list is looked
-            // at only after.
-            ffi::Py_DecRef(inner);
-        }
+        // May run Python code (a generator's finally, a finalizer), which
+        // may make and free other bodies: the free list is looked at only
+        // after.
+        heap_type::clear_one(&raw mut (*body).inner);
+        let tp = ffi::Py_TYPE(object);
         let state = STATES
             .get()
             .iter_mut()
@@ -404,16 +369,11 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
             Some(state) => {
                 state.free[state.len] = body;
                 state.len += 1;
+                // Each instance holds a reference to its heap type; a body
+                // in the free list holds none until `PyObject_Init`.
+                ffi::Py_DecRef(tp.cast());
             }
-            None => {
-                let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
-                if !free.is_null() {
-                    let free: ffi::freefunc = std::mem::transmute(free);
-                    free(object.cast());
-                }
-            }
+            None => heap_type::free(object),
         }
-        // Each instance holds a reference to its heap type.
-        ffi::Py_DecRef(tp.cast());
     }
 }

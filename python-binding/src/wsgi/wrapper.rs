@@ -27,6 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
+use super::heap_type::{self, fetch, slot};
 use super::serve;
 
 #[repr(C)]
@@ -76,16 +77,8 @@ pub(crate) fn add_type(module: &Bound<'_, PyModule>) -> PyResult<()> {
         }
     });
     let spec = spec(vectorcall.is_some(), py.version_info() >= (3, 10));
-    // SAFETY: the spec and what it points to are leaked: they live as long
-    // as the type, as `PyType_FromSpec` requires.
-    let tp = unsafe { ffi::PyType_FromSpec(spec) };
-    if tp.is_null() {
-        return Err(fetch(py));
-    }
-    // SAFETY: a new reference; one more is kept in `TYPE` for good.
-    let tp = unsafe { Bound::from_owned_ptr(py, tp) };
-    module.add("WSGIApplicationWrapper", &tp)?;
-    TYPE.store(tp.into_ptr().cast(), Ordering::Release);
+    let tp = heap_type::make(module, "WSGIApplicationWrapper", spec)?;
+    TYPE.store(tp, Ordering::Release);
     Ok(())
 }
 
@@ -136,24 +129,30 @@ fn spec(vectorcall: bool, immutable: bool) -> *mut ffi::PyType_Spec {
         // Nobody may replace `__call__` on the type behind its vectorcall.
         flags |= IMMUTABLETYPE;
     }
-    slots.push(slot(0, null_mut()));
-    Box::leak(Box::new(ffi::PyType_Spec {
-        name: c"ispyd._native.WSGIApplicationWrapper".as_ptr(),
-        basicsize: c_int::try_from(size_of::<WrapperObject>()).unwrap_or(c_int::MAX),
-        itemsize: 0,
-        flags: flags as _,
-        slots: Box::leak(slots.into_boxed_slice()).as_mut_ptr(),
-    }))
+    heap_type::spec::<WrapperObject>(c"ispyd._native.WSGIApplicationWrapper", flags, slots)
 }
 
-fn slot(slot: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
-    ffi::PyType_Slot { slot, pfunc }
-}
-
-/// The pending exception, or a `RuntimeError` if CPython failed without
-/// setting one.
-fn fetch(py: Python<'_>) -> PyErr {
-    PyErr::take(py).unwrap_or_else(|| PyRuntimeError::new_err("failed without an exception"))
+/// The arguments of a `tp_new` or `tp_call`: the tuple, and the keywords
+/// (`None` for none).
+///
+/// # Safety
+/// As the interpreter passes them: a live tuple, a live dict or null.
+unsafe fn arguments<'py>(
+    py: Python<'py>,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    // SAFETY: as the caller promises.
+    let (args, kwargs) = unsafe {
+        (
+            Bound::from_borrowed_ptr(py, args),
+            Bound::from_borrowed_ptr_or_opt(py, kwargs),
+        )
+    };
+    let kwargs = kwargs
+        .map(|kwargs| kwargs.cast_into::<PyDict>())
+        .transpose()?;
+    Ok((args.cast_into::<PyTuple>()?, kwargs))
 }
 
 /// Runs `body` as a C-API entry point: its error is raised, and a panic
@@ -209,11 +208,8 @@ unsafe extern "C" fn new(
     // live (or null) arguments.
     unsafe {
         entry(|py| {
-            let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
-            let kwargs = Bound::from_borrowed_ptr_or_opt(py, kwargs)
-                .map(|kwargs| kwargs.cast_into::<PyDict>())
-                .transpose()?
-                .filter(|kwargs| !kwargs.is_empty());
+            let (args, kwargs) = arguments(py, args, kwargs)?;
+            let kwargs = kwargs.filter(|kwargs| !kwargs.is_empty());
             let application = match (args.len(), kwargs) {
                 (1, None) => args.get_item(0)?,
                 (0, Some(kwargs)) if kwargs.len() == 1 => kwargs
@@ -342,10 +338,7 @@ unsafe extern "C" fn call(
     unsafe {
         entry(|py| {
             let application = application(py, object)?;
-            let args = Bound::from_borrowed_ptr(py, args).cast_into::<PyTuple>()?;
-            let kwargs = Bound::from_borrowed_ptr_or_opt(py, kwargs)
-                .map(|kwargs| kwargs.cast_into::<PyDict>())
-                .transpose()?;
+            let (args, kwargs) = arguments(py, args, kwargs)?;
             let environ = match args.get_item(0) {
                 Ok(environ) => Some(environ),
                 Err(_) => kwargs
@@ -411,30 +404,16 @@ unsafe extern "C" fn traverse(
     visit: ffi::visitproc,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: the collector calls this with a live wrapper. Instances of
-    // heap types visit their type too (Python 3.9+).
+    // SAFETY: the collector calls this with a live wrapper.
     unsafe {
         let application = (*object.cast::<WrapperObject>()).application;
-        if !application.is_null() {
-            let visited = visit(application, arg);
-            if visited != 0 {
-                return visited;
-            }
-        }
-        visit(ffi::Py_TYPE(object).cast(), arg)
+        heap_type::traverse_one(object, application, visit, arg)
     }
 }
 
 unsafe extern "C" fn clear(object: *mut ffi::PyObject) -> c_int {
-    // SAFETY: the collector calls this with the GIL and a live wrapper; the
-    // field is nulled before the reference goes, as `Py_CLEAR` does.
-    unsafe {
-        let wrapper = object.cast::<WrapperObject>();
-        let application = ptr::replace(&mut (*wrapper).application, null_mut());
-        if !application.is_null() {
-            ffi::Py_DecRef(application);
-        }
-    }
+    // SAFETY: the collector calls this with the GIL and a live wrapper.
+    unsafe { heap_type::clear_one(&raw mut (*object.cast::<WrapperObject>()).application) };
     0
 }
 
@@ -444,13 +423,6 @@ unsafe extern "C" fn dealloc(object: *mut ffi::PyObject) {
     unsafe {
         ffi::PyObject_GC_UnTrack(object.cast());
         clear(object);
-        let tp = ffi::Py_TYPE(object);
-        let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
-        if !free.is_null() {
-            let free: ffi::freefunc = std::mem::transmute::<*mut c_void, ffi::freefunc>(free);
-            free(object.cast());
-        }
-        // Each instance holds a reference to its heap type.
-        ffi::Py_DecRef(tp.cast());
+        heap_type::free(object);
     }
 }
