@@ -137,7 +137,7 @@ fn completion<'py>(
 /// `feed(line)` each return `(output, prompt)`, with `prompt` `None` once
 /// it is done.
 struct PyInteractive {
-    object: Option<Py<PyAny>>,
+    object: Owned,
     /// What the command printed before it returned the object.
     preamble: String,
     /// Its `interrupt()`, when it has one.
@@ -150,7 +150,7 @@ struct PyInteractive {
 /// for it: the call is made from a short-lived thread of its own.
 struct PyInterrupt {
     /// Shared, so that handing it to the thread needs no GIL.
-    object: Arc<Py<PyAny>>,
+    object: Arc<Owned>,
 }
 
 impl Interrupt for PyInterrupt {
@@ -163,7 +163,7 @@ impl Interrupt for PyInterrupt {
                     return;
                 };
                 Python::attach(|py| {
-                    if let Err(err) = object.call_method0(py, "interrupt") {
+                    if let Some(Err(err)) = object.get().map(|o| o.call_method0(py, "interrupt")) {
                         err.write_unraisable(py, None);
                     }
                 });
@@ -173,7 +173,7 @@ impl Interrupt for PyInterrupt {
 
 impl PyInteractive {
     fn step(&mut self, method: &str, line: Option<&str>) -> Step {
-        let Some(object) = &self.object else {
+        let Some(object) = self.object.get() else {
             return Step::Done {
                 output: String::new(),
             };
@@ -207,7 +207,7 @@ impl Interactive for PyInteractive {
 
     fn complete(&mut self, text: &str) -> (usize, Vec<String>) {
         let nothing = (text.len(), Vec::new());
-        let Some(object) = &self.object else {
+        let Some(object) = self.object.get() else {
             return nothing;
         };
         let Some(_entry) = gate::enter() else {
@@ -237,25 +237,36 @@ impl Interactive for PyInteractive {
     fn feed(&mut self, line: Option<&str>) -> Step {
         let step = self.step("feed", line);
         if matches!(step, Step::Done { .. }) {
-            release(self.object.take());
+            self.object = Owned(None);
         }
         step
     }
 }
 
-impl Drop for PyInteractive {
-    /// A takeover given up on (its session ended, its line timed out) is
-    /// released now, so that what it runs stops now: a pdb's `__del__`
-    /// ends that pdb's thread.
-    fn drop(&mut self) {
-        release(self.object.take());
+/// A Python object that Rust may drop on any thread, and that is released
+/// when it is dropped, not later: a takeover given up on (its session
+/// ended, its line timed out) must stop now (a pdb's `__del__` ends that
+/// pdb's thread). pyo3 defers a decref made without the GIL until some
+/// thread next enters Python through ispyd, which may be never; and the
+/// thread dropping it (a driver's loop) must not wait for the GIL. So the
+/// reference is dropped from a short-lived thread that takes the GIL.
+///
+/// Every Rust-held reference to a takeover is one of these: the last one
+/// dropped is the one that frees it.
+struct Owned(Option<Py<PyAny>>);
+
+impl Owned {
+    fn get(&self) -> Option<&Py<PyAny>> {
+        self.0.as_ref()
     }
 }
 
-/// Drops a Python object from a short-lived thread that takes the GIL:
-/// pyo3 would defer a decref made without the GIL until some thread next
-/// enters Python through ispyd, and the thread dropping it (a driver's
-/// loop) must not wait for the GIL.
+impl Drop for Owned {
+    fn drop(&mut self) {
+        release(self.0.take());
+    }
+}
+
 fn release(object: Option<Py<PyAny>>) {
     let Some(object) = object else {
         return;
@@ -364,11 +375,11 @@ impl PyPlugin {
                         .unwrap_or(false)
                         .then(|| {
                             Arc::new(PyInterrupt {
-                                object: Arc::new(interactive.clone_ref(py)),
+                                object: Arc::new(Owned(Some(interactive.clone_ref(py)))),
                             }) as Arc<dyn Interrupt>
                         });
                     Ok(Outcome::Interactive(Box::new(PyInteractive {
-                        object: Some(interactive),
+                        object: Owned(Some(interactive)),
                         preamble,
                         interrupter,
                     })))

@@ -636,6 +636,25 @@ def test_pdb_of_a_client_that_left_ends(write_config, start_host, shells):
     wait_until(lambda: host.pdb_threads() == "[]", "the pdb of the client that left to end")
 
 
+def test_a_pdb_left_is_freed(write_config, start_host, shells):
+    # Nothing ispyd holds (the takeover, its interrupter) keeps a pdb alive
+    # once it is left.
+    host = start_host(debugger_config(write_config))
+    shell = debugger_shell(shells, host.address)
+    failed_function(host, shell)
+    alive = "sum(type(o).__name__ == 'DebugSession' for o in __import__('gc').get_objects())"
+    # Left by q, then by a client that went away.
+    for round in range(2):
+        shell.pdb(f"debug {T}:function")
+        assert host.eval(alive) == "1"
+        if round == 0:
+            assert shell.ask("q") == ""
+        else:
+            shell.close()
+            shell = debugger_shell(shells, host.address)
+        wait_until(lambda: host.eval(alive) == "0", f"the pdb left in round {round} to be freed")
+
+
 def test_stepping_post_mortem_says_why_it_cannot_and_pdb_goes_on(write_config, start_host, shells):
     host = start_host(debugger_config(write_config))
     shell = debugger_shell(shells, host.address)
