@@ -174,3 +174,52 @@ def test_each_threading_thread_shows_its_native_id_to_match_process_threads(thre
         lines = section.splitlines()
         if "not a threading.Thread" not in lines[1]:
             assert lines[2].startswith("# Native ID: "), section
+
+
+def test_every_stack_of_many_threads_of_different_depths_is_its_own() -> None:
+    # More threads than the dump walks side by side, each waiting at a
+    # different depth: every thread's File: lines are exactly its own
+    # stack's, as traceback.extract_stack reads it.
+    import threading
+    import traceback
+
+    from ispyd import _native
+
+    release, started = threading.Event(), []
+
+    def nested(level: int, arrived: threading.Event) -> None:
+        if level:
+            return nested(level - 1, arrived)
+        arrived.set()
+        release.wait(WAIT)
+
+    threads = []
+    for i in range(53):
+        arrived = threading.Event()
+        thread = threading.Thread(target=nested, args=(i * 7 % 23, arrived), name=f"depth-{i}", daemon=True)
+        thread.start()
+        threads.append(thread)
+        started.append(arrived)
+    try:
+        assert all(arrived.wait(WAIT) for arrived in started)
+        # Settled: every thread inside Condition.wait.
+        wait_code = threading.Condition.wait.__code__
+        wait_until(
+            lambda: all(sys._current_frames()[t.ident].f_code is wait_code for t in threads),
+            "every thread to wait",
+        )
+        frames = sys._current_frames()
+        dump = _native.format_threads(threading.get_ident())
+        for i, thread in enumerate(threads):
+            section = section_named(dump, f"depth-{i}")
+            listed = re.findall(r'^File: "(.*)", line (\d+), in (\S+)$', section, re.M)
+            expected = [
+                (summary.filename, str(summary.lineno), summary.name)
+                for summary in traceback.extract_stack(frames[thread.ident])
+            ]
+            assert listed == expected, (i, section)
+            assert [name for _, _, name in listed].count("nested") == i * 7 % 23 + 1
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(WAIT)
