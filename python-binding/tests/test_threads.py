@@ -223,3 +223,40 @@ def test_every_stack_of_many_threads_of_different_depths_is_its_own() -> None:
         release.set()
         for thread in threads:
             thread.join(WAIT)
+
+
+def test_a_thread_class_with_its_own_name_property_is_named_by_it() -> None:
+    import threading
+
+    from ispyd import _native
+
+    release = threading.Event()
+
+    class Renamed(threading.Thread):
+        @property
+        def name(self) -> str:
+            return "renamed-by-property"
+
+        @name.setter
+        def name(self, value: str) -> None:
+            pass
+
+    class Plain(threading.Thread):
+        pass
+
+    threads = [
+        Renamed(target=release.wait, args=(WAIT,), daemon=True),
+        Plain(target=release.wait, args=(WAIT,), name="plain-subclass", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        dump = _native.format_threads(threading.get_ident())
+        renamed = section_named(dump, "renamed-by-property")
+        assert f"# Native ID: {threads[0].native_id}\n" in renamed, renamed
+        plain = section_named(dump, "plain-subclass")
+        assert f"# Native ID: {threads[1].native_id}\n" in plain, plain
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(WAIT)
