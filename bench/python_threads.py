@@ -2,7 +2,7 @@
 """Times the python plugin's `threads` dump against the same dump in pure
 Python, in the same process and run.
 
-    python3 bench/python_threads.py [--threads 10,100,1000] [--depth 10] [--repeat 21]
+    python3 bench/python_threads.py [--threads 10,100,1000] [--depth 10] [--repeat 21] [--alone]
 
 Needs the `ispyd` package installed (`pip install ./python-binding`). For
 each thread count it starts that many threads, each blocked `--depth`
@@ -13,7 +13,9 @@ calls deep in `Event.wait()`, then times, interleaved, `--repeat` dumps of
   `traceback.extract_stack()`, what the 2012 original did, in Python 3;
 
 and prints the median milliseconds per dump and their ratio as a Markdown
-table. Both are called through a one-frame Python wrapper so that the
+table. With ``--alone`` it also times, per thread count, ``--repeat``
+native dumps in a row with no ``traceback`` dump between them (warm
+caches), and prints their median. Both are called through a one-frame Python wrapper so that the
 calling thread's stack is the same depth in both; the check that both dumps
 list the same frames (the same number of `File:` lines, the same text for
 every thread but the calling one) runs before the timing.
@@ -105,7 +107,7 @@ def without_caller(dump: str) -> str:
     return dump.rsplit("\n# ThreadID:", 1)[0]
 
 
-def measure(count: int, depth: int, repeat: int) -> dict:
+def measure(count: int, depth: int, repeat: int, alone: bool) -> dict:
     release = threading.Event()
     threads = start_threads(count, depth, release)
     serving = threading.get_ident()
@@ -128,6 +130,11 @@ def measure(count: int, depth: int, repeat: int) -> dict:
                 start = time.perf_counter()
                 dump(serving)
                 timings[label].append(time.perf_counter() - start)
+        timings["alone"] = []
+        for _ in range(repeat if alone else 0):
+            start = time.perf_counter()
+            native_dump(serving)
+            timings["alone"].append(time.perf_counter() - start)
     finally:
         release.set()
         for thread in threads:
@@ -137,6 +144,7 @@ def measure(count: int, depth: int, repeat: int) -> dict:
         "files": files,
         "native": statistics.median(timings["native"]) * 1e3,
         "traceback": statistics.median(timings["traceback"]) * 1e3,
+        "alone": statistics.median(timings["alone"]) * 1e3 if alone else None,
     }
 
 
@@ -148,9 +156,11 @@ def main() -> None:
                         help="calls of each thread's own before Event.wait() (default 10)")
     parser.add_argument("--repeat", type=int, default=21,
                         help="timed dumps of each kind per thread count (default 21)")
+    parser.add_argument("--alone", action="store_true",
+                        help="also time native dumps in a row, with no traceback dump between")
     args = parser.parse_args()
 
-    rows = [measure(int(n), args.depth, args.repeat) for n in args.threads.split(",")]
+    rows = [measure(int(n), args.depth, args.repeat, args.alone) for n in args.threads.split(",")]
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}; median of {args.repeat} dumps each")
     print()
@@ -160,6 +170,12 @@ def main() -> None:
     for row in rows:
         print(f"| {row['threads']} + main | {row['files']} | {row['native']:.2f} ms | "
               f"{row['traceback']:.2f} ms | {row['traceback'] / row['native']:.1f}× |")
+    if args.alone:
+        print()
+        print("| threads | native `format_threads`, dumps in a row |")
+        print("|--:|--:|")
+        for row in rows:
+            print(f"| {row['threads']} + main | {row['alone']:.2f} ms |")
 
 
 if __name__ == "__main__":
