@@ -43,6 +43,8 @@ pub struct ShellManager {
     /// close.
     poll_fd: RawFd,
     descriptors: Arc<Mutex<Vec<RawFd>>>,
+    /// The process the loop runs in.
+    pid: u32,
 }
 
 impl fmt::Debug for ShellManager {
@@ -98,6 +100,7 @@ impl ShellManager {
             thread: Some(thread),
             poll_fd,
             descriptors,
+            pid: std::process::id(),
         })
     }
 
@@ -127,6 +130,26 @@ impl ShellManager {
     /// and returns `Ok(true)`. With a fixed address it returns `Ok(false)`:
     /// the parent keeps serving it alone.
     pub fn restart_after_fork(&mut self) -> Result<bool, Error> {
+        self.forget_parents_loop();
+        if !self.config.listen.is_per_process() {
+            return Ok(false);
+        }
+        let setup = Setup {
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+            warnings: self.warnings.clone(),
+        };
+        *self = ShellManager::start(setup)?;
+        Ok(true)
+    }
+
+    /// In a forked child: lets go of what the parent's loop owns, without
+    /// touching the loop, which the child does not have.
+    fn forget_parents_loop(&mut self) {
+        // Once: the descriptors closed here may be reused afterwards.
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
         // A lock held at fork time by the parent's loop stays held forever
         // in the child: only try it.
         if let Ok(descriptors) = self.descriptors.try_lock() {
@@ -146,20 +169,18 @@ impl ShellManager {
         // The loop thread is gone: never join it. The server it owned stays
         // unfreed, so its socket guard never removes the parent's file and
         // the closed descriptors are never closed twice.
-        std::mem::forget(self.thread.take());
-        if !self.config.listen.is_per_process() {
-            return Ok(false);
-        }
-        let setup = Setup {
-            config: self.config.clone(),
-            registry: self.registry.clone(),
-            warnings: self.warnings.clone(),
-        };
-        *self = ShellManager::start(setup)?;
-        Ok(true)
+        std::mem::forget(thread);
     }
 
     fn stop(&mut self) {
+        if self.pid != std::process::id() {
+            // Forked by a caller that never called restart_after_fork
+            // (uWSGI forks its workers from C, past Python's at-fork
+            // hooks): there is no loop here, and the stop waker's eventfd
+            // is the parent's own; ringing it would stop the parent's.
+            self.forget_parents_loop();
+            return;
+        }
         let Some(thread) = self.thread.take() else {
             return;
         };

@@ -91,6 +91,8 @@ pub struct ShellManager {
     listener_fd: RawFd,
     thread: Option<JoinHandle<()>>,
     socket_file: Option<SocketPathGuard>,
+    /// The process the listener thread runs in.
+    pid: u32,
 }
 
 impl fmt::Debug for ShellManager {
@@ -159,6 +161,7 @@ impl ShellManager {
             listener_fd,
             thread: Some(thread),
             socket_file,
+            pid: std::process::id(),
         })
     }
 
@@ -188,6 +191,26 @@ impl ShellManager {
     /// own and returns `Ok(true)`. With a fixed address it returns
     /// `Ok(false)`: the parent keeps serving it alone.
     pub fn restart_after_fork(&mut self) -> Result<bool, Error> {
+        self.forget_parents_threads();
+        if !self.config.listen.is_per_process() {
+            return Ok(false);
+        }
+        let setup = Setup {
+            config: self.config.clone(),
+            registry: (*self.shared.registry).clone(),
+            warnings: self.warnings.clone(),
+        };
+        *self = ShellManager::start(setup)?;
+        Ok(true)
+    }
+
+    /// In a forked child: lets go of what the parent's threads own, without
+    /// touching those threads, which the child does not have.
+    fn forget_parents_threads(&mut self) {
+        // Once: the descriptors closed here may be reused afterwards.
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
         // SAFETY: in the child the descriptor is an inherited copy that no
         // thread uses (the listener thread exists only in the parent).
         unsafe {
@@ -207,22 +230,20 @@ impl ShellManager {
         // The parent's threads are gone: never join or detach them. Their
         // shared state keeps references from them, so it is never freed and
         // the closed descriptors are never closed twice.
-        std::mem::forget(self.thread.take());
+        std::mem::forget(thread);
         // Safe to drop: the guard never removes a file another pid bound.
         self.socket_file = None;
-        if !self.config.listen.is_per_process() {
-            return Ok(false);
-        }
-        let setup = Setup {
-            config: self.config.clone(),
-            registry: (*self.shared.registry).clone(),
-            warnings: self.warnings.clone(),
-        };
-        *self = ShellManager::start(setup)?;
-        Ok(true)
     }
 
     fn stop(&mut self) {
+        if self.pid != std::process::id() {
+            // Forked by a caller that never called restart_after_fork
+            // (uWSGI forks its workers from C, past Python's at-fork
+            // hooks): there is no thread here to stop or join, and the
+            // parent's socket is the parent's.
+            self.forget_parents_threads();
+            return;
+        }
         let Some(thread) = self.thread.take() else {
             return;
         };

@@ -5,6 +5,7 @@ program, or ends without Python's exit handlers, leaves nothing behind."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from conftest import run_ispy, servers, wait_for_socket, wait_until
@@ -82,3 +83,33 @@ def test_child_of_a_fixed_address_does_not_listen(write_config, start_app, workd
     app.command("mpstop", r"^MPSTOPPED 0$")
     assert sorted(workdir.glob("*.sock")) == [address]
     assert run_ispy(address, ["connect", "shell process", "pid"]).stdout == f"{app.pid}\n"
+
+
+RAW_FORK = """
+import ctypes, os, sys
+from ispyd.manager import ShellManager
+
+manager = ShellManager(sys.argv[1])
+# fork() from C, as uWSGI forks its workers: no at-fork hook runs.
+pid = ctypes.CDLL(None).fork()
+if pid == 0:
+    manager.shutdown()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("CHILD", pid, os.waitstatus_to_exitcode(status), manager.address, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_child_forked_from_c_stops_without_harm_to_its_parent(write_config, spawn, workdir):
+    # The child has none of its parent's threads and shares its descriptors:
+    # its shutdown() must neither wait for those threads nor stop the
+    # parent's shell.
+    config = write_config()
+    (workdir / "raw_fork.py").write_text(RAW_FORK)
+    process = spawn([sys.executable, str(workdir / "raw_fork.py"), str(config)])
+    child = process.stdout.wait_for(r"^CHILD (\d+) (-?\d+) (.*)$", "the child forked from C to end")
+    assert child.group(2) == "0", process.output()
+    address = wait_for_socket(Path(child.group(3)))
+    assert run_ispy(address, ["connect", "shell process", "pid"]).stdout == f"{process.pid}\n"
+    assert "panicked" not in process.stderr.text(), process.output()

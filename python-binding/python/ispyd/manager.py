@@ -33,7 +33,13 @@ def _after_fork_in_parent() -> None:
             _warn_fixed_path_once(native.address)
 
 
+#: The process the at-fork hooks last ran in (or that imported this).
+_pid = os.getpid()
+
+
 def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
     _native.fork_child()
     # Managers may share one native shell (ISPYD_CONFIG's and the
     # application's own for the same file): each restarts once.
@@ -52,6 +58,47 @@ def _after_fork_in_child() -> None:
 #: How long interpreter exit waits for plugin calls still running, twice:
 #: once for them to finish, once after raising SystemExit in them.
 _EXIT_WAIT = 1.0
+
+
+def _after_fork_from_c() -> None:
+    """In a process forked without ``os.fork`` (uWSGI forks its workers in
+    C), whose at-fork hooks therefore never ran: what they would have done,
+    once. Called by the server's own post-fork hook."""
+    if os.getpid() != _pid:
+        _after_fork_in_child()
+
+
+def _install_uwsgi_hooks() -> None:
+    """Under uWSGI, which forks its workers from C (the app loaded in the
+    master, as without ``--lazy-apps``): each worker gets its listener from
+    uWSGI's post-fork hook, through ``uwsgidecorators``' chain of them, so
+    that the application's own ``@postfork`` functions, or a hook it set
+    itself, still run."""
+    try:
+        import uwsgi  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    hook = getattr(uwsgi, "post_fork_hook", None)
+    spooler = getattr(uwsgi, "spooler", None)
+    try:
+        import uwsgidecorators  # type: ignore[import-not-found]
+    except ImportError:
+        # uWSGI without its decorators module: chain by hand.
+        def post_fork() -> None:
+            _after_fork_from_c()
+            if hook is not None:
+                hook()
+
+        uwsgi.post_fork_hook = post_fork
+        return
+    chain = uwsgidecorators.postfork_chain_hook
+    # Importing uwsgidecorators the first time sets both of these.
+    if spooler is not None:
+        uwsgi.spooler = spooler
+    if hook is not None and hook is not chain:
+        uwsgidecorators.postfork_chain.insert(0, hook)
+    uwsgi.post_fork_hook = chain
+    uwsgidecorators.postfork_chain.append(_after_fork_from_c)
 
 
 def _at_exit() -> None:
@@ -78,6 +125,7 @@ def _install_hooks() -> None:
         )
         # Remove the socket at interpreter exit, connected clients or not.
         atexit.register(_at_exit)
+        _install_uwsgi_hooks()
         _hooks_installed = True
 
 

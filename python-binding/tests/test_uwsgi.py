@@ -1,0 +1,113 @@
+"""ispyd inside a real Flask application served by a real uWSGI (installed
+by ``test.sh``) with a master and 3 worker processes, inspected with the
+installed ``ispy``.
+
+- with ``--lazy-apps`` every worker imports the app after uWSGI forked it,
+  and creates its own ShellManager; the master has none.
+- without it (uWSGI's default) the master imports the app, starting its
+  shell, and forks the workers from C: Python's at-fork hooks never run in
+  them. Each worker gets its listener from uWSGI's post-fork hook instead,
+  and the master keeps its own.
+
+Stopping uWSGI leaves no socket file behind, and no process panics on its
+way out.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from conftest import APPS, WAIT, Process, run_ispy, servers, wait_for_socket, wait_until
+
+WORKERS = 3
+
+
+def uwsgi_command() -> str:
+    found = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
+    if found is None:
+        pytest.fail("uWSGI is not installed (test.sh installs it: pip install uwsgi)")
+    return found
+
+
+class UWSGI:
+    """A running uWSGI: its master, its workers and the app's port."""
+
+    def __init__(self, process: Process, lazy: bool, config: Path, workdir: Path, port: int) -> None:
+        self.process = process
+        self.lazy = lazy
+        self.config = config
+        self.workdir = workdir
+        self.url = f"http://127.0.0.1:{port}"
+        self.master = int(process.stderr.wait_for(r"spawned uWSGI master process \(pid: (\d+)\)", "the uWSGI master").group(1))
+        wait_until(lambda: len(self.workers()) >= WORKERS, f"{WORKERS} uWSGI workers to start")
+        for pid in self.shell_pids():
+            wait_for_socket(workdir / f"ispyd-{pid}.sock")
+
+    def workers(self) -> List[int]:
+        return [int(pid) for pid in re.findall(r"spawned uWSGI worker \d+ \(pid: (\d+)", self.process.stderr.text())]
+
+    def shell_pids(self) -> List[int]:
+        return self.workers() + ([] if self.lazy else [self.master])
+
+    def get(self, path: str = "/") -> str:
+        with urllib.request.urlopen(self.url + path, timeout=WAIT) as response:
+            return response.read().decode()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(params=[False, True], ids=["default-fork", "lazy-apps"])
+def uwsgi(request, write_config, spawn, workdir) -> UWSGI:
+    config = write_config(console=True)
+    port = free_port()
+    argv = [
+        uwsgi_command(),
+        "--master",
+        "--processes", str(WORKERS),
+        "--threads", "2",
+        "--http", f"127.0.0.1:{port}",
+        "--chdir", str(APPS),
+        "--module", "flask_app:app",
+        "--die-on-term",
+    ]
+    if request.param:
+        argv.append("--lazy-apps")
+    process = spawn(argv, APP_ISPYD_CONFIG=str(config))
+    return UWSGI(process, request.param, config, workdir, port)
+
+
+def test_every_worker_listens_and_its_shell_is_that_worker(uwsgi):
+    expected = set(uwsgi.shell_pids())
+    wait_until(lambda: set(servers(uwsgi.config)) == expected, f"ispy servers to list exactly {sorted(expected)}")
+    for pid in uwsgi.workers():
+        address = uwsgi.workdir / f"ispyd-{pid}.sock"
+        result = run_ispy(address, ["connect", "shell process", "pid", "exit", "shell python", "console", "import os; os.getpid()", "exit()"])
+        assert result.code == 0, result
+        assert re.findall(rf"^{pid}$", result.stdout, re.M) == [str(pid)] * 2, result
+    # The workers still serve.
+    assert uwsgi.get().startswith("hello from ")
+
+
+def test_stopping_uwsgi_leaves_no_socket_and_no_panic(uwsgi):
+    assert uwsgi.get().startswith("hello from ")
+    uwsgi.process.signal(signal.SIGTERM)
+    status = uwsgi.process.wait()
+    uwsgi.process.stderr.finish()
+    assert status == 0, (status, uwsgi.process.output())
+    wait_until(lambda: not list(uwsgi.workdir.glob("*.sock")), "every socket file to be removed")
+    output = uwsgi.process.output()
+    assert "panicked" not in output and "Traceback" not in output, output
