@@ -15,13 +15,14 @@ way out.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import sys
 import urllib.request
 from pathlib import Path
-from typing import List
+from typing import List, Set
 
 import pytest
 
@@ -52,7 +53,15 @@ class UWSGI:
             wait_for_socket(workdir / f"ispyd-{pid}.sock")
 
     def workers(self) -> List[int]:
-        return [int(pid) for pid in re.findall(r"spawned uWSGI worker \d+ \(pid: (\d+)", self.process.stderr.text())]
+        """The live workers' pids: the last ones uWSGI has logged starting."""
+        started = re.findall(
+            r"(?:spawned uWSGI worker \d+ \(pid|Respawned uWSGI worker \d+ \(new pid): (\d+)",
+            self.process.stderr.text(),
+        )
+        return [int(pid) for pid in started[-WORKERS:]]
+
+    def sockets(self) -> Set[int]:
+        return {int(path.stem.split("-")[1]) for path in self.workdir.glob("ispyd-*.sock")}
 
     def shell_pids(self) -> List[int]:
         return self.workers() + ([] if self.lazy else [self.master])
@@ -100,6 +109,30 @@ def test_every_worker_listens_and_its_shell_is_that_worker(uwsgi):
         assert re.findall(rf"^{pid}$", result.stdout, re.M) == [str(pid)] * 2, result
     # The workers still serve.
     assert uwsgi.get().startswith("hello from ")
+
+
+def test_reloads_leave_no_stale_socket_and_the_new_processes_listen(uwsgi):
+    first = uwsgi.workers()
+    # A worker reloaded gracefully (as --max-requests and --reload-on-rss
+    # reload one): its socket goes, its successor's comes.
+    reloaded = first[0]
+    os.kill(reloaded, signal.SIGHUP)
+    wait_until(lambda: reloaded not in uwsgi.workers(), f"uWSGI to respawn worker {reloaded}")
+    wait_until(lambda: uwsgi.sockets() == set(uwsgi.shell_pids()), "one socket per live process with a shell")
+    if uwsgi.lazy:
+        # A reload sent to a --lazy-apps master (which runs no ispyd) while
+        # its respawned worker still loads the app was seen to be dropped.
+        successor = uwsgi.workers()[-1]
+        uwsgi.process.stderr.wait_for(rf"ready in .* pid: {successor} ", f"worker {successor}'s app")
+    # uwsgi --reload (SIGHUP to the master): every worker is replaced; the
+    # master re-executes itself under its own pid and listens again.
+    before = set(uwsgi.workers())
+    uwsgi.process.signal(signal.SIGHUP)
+    wait_until(lambda: not before & set(uwsgi.workers()), "uWSGI to replace every worker")
+    wait_until(lambda: uwsgi.sockets() == set(uwsgi.shell_pids()), "one socket per live process with a shell")
+    for pid in uwsgi.shell_pids():
+        address = wait_for_socket(uwsgi.workdir / f"ispyd-{pid}.sock")
+        assert run_ispy(address, ["connect", "shell process", "pid"]).stdout == f"{pid}\n"
 
 
 def test_stopping_uwsgi_leaves_no_socket_and_no_panic(uwsgi):
