@@ -7,7 +7,8 @@ installed ``ispy``.
 - without it (uWSGI's default) the master imports the app, starting its
   shell, and forks the workers from C: Python's at-fork hooks never run in
   them. Each worker gets its listener from uWSGI's post-fork hook instead,
-  and the master keeps its own.
+  and the master keeps its own; the application's own post-fork hooks
+  (``tests/apps/uwsgi_app.py``) still run.
 
 Stopping uWSGI leaves no socket file behind, and no process panics on its
 way out.
@@ -79,24 +80,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def start_uwsgi(write_config, spawn, workdir):
+    """Starts uWSGI with 3 workers serving ``uwsgi_app`` (``--lazy-apps`` or
+    not) and waits until every process that should have a shell listens."""
+
+    def start(lazy: bool) -> UWSGI:
+        config = write_config(console=True)
+        port = free_port()
+        argv = [
+            uwsgi_command(),
+            "--master",
+            "--processes", str(WORKERS),
+            "--threads", "2",
+            "--http", f"127.0.0.1:{port}",
+            "--chdir", str(APPS),
+            "--module", "uwsgi_app:app",
+            "--die-on-term",
+        ]
+        if lazy:
+            argv.append("--lazy-apps")
+        process = spawn(argv, APP_ISPYD_CONFIG=str(config))
+        return UWSGI(process, lazy, config, workdir, port)
+
+    return start
+
+
 @pytest.fixture(params=[False, True], ids=["default-fork", "lazy-apps"])
-def uwsgi(request, write_config, spawn, workdir) -> UWSGI:
-    config = write_config(console=True)
-    port = free_port()
-    argv = [
-        uwsgi_command(),
-        "--master",
-        "--processes", str(WORKERS),
-        "--threads", "2",
-        "--http", f"127.0.0.1:{port}",
-        "--chdir", str(APPS),
-        "--module", "flask_app:app",
-        "--die-on-term",
-    ]
-    if request.param:
-        argv.append("--lazy-apps")
-    process = spawn(argv, APP_ISPYD_CONFIG=str(config))
-    return UWSGI(process, request.param, config, workdir, port)
+def uwsgi(request, start_uwsgi) -> UWSGI:
+    return start_uwsgi(request.param)
 
 
 def test_every_worker_listens_and_its_shell_is_that_worker(uwsgi):
@@ -109,6 +121,15 @@ def test_every_worker_listens_and_its_shell_is_that_worker(uwsgi):
         assert re.findall(rf"^{pid}$", result.stdout, re.M) == [str(pid)] * 2, result
     # The workers still serve.
     assert uwsgi.get().startswith("hello from ")
+
+
+def test_the_applications_own_post_fork_hooks_still_run(start_uwsgi):
+    # Without --lazy-apps: with it, a worker's post-fork hooks run before it
+    # loads the app, so there are none of the app's to run.
+    uwsgi = start_uwsgi(lazy=False)
+    for pid in uwsgi.workers():
+        for kind in ("direct", "decorated"):
+            uwsgi.process.stderr.wait_for(rf"^POSTFORK {kind} {pid}$", f"worker {pid}'s {kind} post-fork hook")
 
 
 def test_reloads_leave_no_stale_socket_and_the_new_processes_listen(uwsgi):
