@@ -67,6 +67,10 @@ def test_the_ispy_client_does_not_start_a_shell_of_its_own(write_config, workdir
     assert list(workdir.glob("ispyd-*.sock")) == [], done
 
 
+#: The frame of plain_flask_app's slow view, in a requests listing.
+SLOW_FRAME = r'File: ".*plain_flask_app\.py", line \d+, in slow'
+
+
 def test_ispyd_wsgi_wraps_an_unmodified_flask_app_under_gunicorn(write_config, spawn, workdir):
     assert "ispyd" not in (APPS / "plain_flask_app.py").read_text().split('"""', 2)[2]
     config = write_config()
@@ -83,14 +87,17 @@ def test_ispyd_wsgi_wraps_an_unmodified_flask_app_under_gunicorn(write_config, s
     try:
         def in_flight():
             result = run_ispy(config, [], WAIT, "--all", "-c", "shell wsgi", "-c", "requests")
-            return result.stdout if "PATH_INFO = '/slow'" in result.stdout else None
+            # Listed from the moment the wrapper has it, which may be before
+            # the view runs: wait for its frame too.
+            found = "PATH_INFO = '/slow'" in result.stdout and re.search(SLOW_FRAME, result.stdout)
+            return result.stdout if found else None
 
-        listing = wait_until(in_flight, "the slow request in some worker's requests")
+        listing = wait_until(in_flight, "the slow request in some worker's requests, in its view")
     finally:
         (workdir / "release").touch()
         slow.join(WAIT)
     assert "QUERY_STRING = 'from=test'" in listing
-    assert re.search(r'File: ".*plain_flask_app\.py", line \d+, in slow', listing), listing
+    assert re.search(SLOW_FRAME, listing), listing
     assert urllib.request.urlopen(url + "/", timeout=WAIT).read().startswith(b"hello from ")
 
 
