@@ -89,6 +89,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(profile::profile_report, m)?)?;
     m.add_function(wrap_pyfunction!(signals::keep_first, m)?)?;
     m.add_function(wrap_pyfunction!(signals::handled_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::rearm_at_next_request, m)?)?;
     wsgi::add_wrapper_type(m)?;
     wsgi::add_body_types(m)?;
     m.add_class::<wsgi::FileClose>()?;

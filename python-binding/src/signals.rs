@@ -15,7 +15,7 @@
 //! never recorded as the one to hand on to, so nothing runs twice.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use ispyd_core::Signal;
 use pyo3::prelude::*;
@@ -139,6 +139,29 @@ pub(crate) fn handled_signals() -> Vec<c_int> {
 pub(crate) fn keep_first(signum: c_int) {
     if is_handled(signum) {
         install(signum);
+    }
+}
+
+/// Set where a server replaces its workers' signal handlers after ispyd
+/// installed its own, at a moment none of the server's hooks reaches
+/// (uWSGI: after the post-fork hook and after a lazy worker's app import).
+/// The next request through the WSGI wrapper puts ispyd's handlers back in
+/// front, the server's behind them.
+static REARM: AtomicBool = AtomicBool::new(false);
+
+/// Asks for [`REARM`]; for `ispyd.manager` under uWSGI.
+#[pyfunction]
+pub(crate) fn rearm_at_next_request() {
+    REARM.store(true, Ordering::Relaxed);
+}
+
+/// Puts ispyd's handlers back in front once, if [`rearm_at_next_request`]
+/// asked for it; called per request only while a dump is armed.
+pub(crate) fn rearm_if_asked() {
+    if REARM.load(Ordering::Relaxed) && REARM.swap(false, Ordering::Relaxed) {
+        for signum in handled_signals() {
+            keep_first(signum);
+        }
     }
 }
 

@@ -233,7 +233,10 @@ fn in_flight() -> MutexGuard<'static, InFlight> {
 
 /// Records a request of the calling thread; returns its ticket.
 fn track(environ: Bound<'_, PyAny>) -> Ticket {
-    let text = slots::is_armed().then(|| request_text(&environ));
+    let text = slots::is_armed().then(|| {
+        crate::signals::rearm_if_asked();
+        request_text(&environ)
+    });
     record(environ, None, text).1
 }
 

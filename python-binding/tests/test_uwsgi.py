@@ -21,9 +21,10 @@ import re
 import shutil
 import signal
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import List, Set
+from typing import List, Optional, Sequence, Set
 
 import pytest
 
@@ -85,8 +86,8 @@ def start_uwsgi(write_config, spawn, workdir):
     """Starts uWSGI with 3 workers serving ``uwsgi_app`` (``--lazy-apps`` or
     not) and waits until every process that should have a shell listens."""
 
-    def start(lazy: bool) -> UWSGI:
-        config = write_config(console=True)
+    def start(lazy: bool, config: Optional[Path] = None, module: str = "uwsgi_app:app", extra: Sequence[str] = ()) -> UWSGI:
+        config = config or write_config(console=True)
         port = free_port()
         argv = [
             uwsgi_command(),
@@ -95,8 +96,9 @@ def start_uwsgi(write_config, spawn, workdir):
             "--threads", "2",
             "--http", f"127.0.0.1:{port}",
             "--chdir", str(APPS),
-            "--module", "uwsgi_app:app",
+            "--module", module,
             "--die-on-term",
+            *extra,
         ]
         if lazy:
             argv.append("--lazy-apps")
@@ -165,3 +167,23 @@ def test_stopping_uwsgi_leaves_no_socket_and_no_panic(uwsgi):
     wait_until(lambda: not list(uwsgi.workdir.glob("*.sock")), "every socket file to be removed")
     output = uwsgi.process.output()
     assert "panicked" not in output and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["default-fork", "lazy-apps"])
+def test_a_worker_harakiri_kills_writes_its_dump_first(start_uwsgi, write_config, lazy):
+    # uWSGI sends SIGTERM first (--harakiri-graceful-timeout), then SIGKILL.
+    # It sets its workers' handlers after every hook ispyd has: dump_on's go
+    # back in front at the worker's first request through the wrapper.
+    config = write_config(dump_on="SIGTERM")
+    uwsgi = start_uwsgi(lazy, config, "uwsgi_app:wrapped", ["--harakiri", "2", "--harakiri-graceful-timeout", "2"])
+    workers = set(uwsgi.workers())
+    try:
+        uwsgi.get("/sleep/8.0")
+    except (urllib.error.URLError, ConnectionError):
+        pass  # the worker serving it was killed
+    pid = int(uwsgi.process.stderr.wait_for(r"^ispyd dump of pid (\d+), on SIGTERM", "the killed worker's dump").group(1))
+    assert pid in workers, (pid, workers)
+    uwsgi.process.stderr.wait_for(rf"^ispyd dump of pid {pid}: end$", "the end of the dump")
+    dump = uwsgi.process.stderr.text().split(f"ispyd dump of pid {pid}, on SIGTERM", 1)[1]
+    assert re.search(r"^  GET /sleep/8\.0  \(request \d+, ", dump, re.M), dump
+    assert re.search(r'File ".*flask_app\.py", line \d+ in sleep', dump), dump

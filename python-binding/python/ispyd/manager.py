@@ -80,12 +80,16 @@ def _install_uwsgi_hooks() -> None:
         return
     hook = getattr(uwsgi, "post_fork_hook", None)
     spooler = getattr(uwsgi, "spooler", None)
+    # uWSGI sets a worker's signal handlers after its post-fork hook and
+    # after a lazy worker's import of the app: dump_on's handlers go back in
+    # front at the worker's first request.
+    _native.rearm_at_next_request()
     try:
         import uwsgidecorators  # type: ignore[import-not-found]
     except ImportError:
         # uWSGI without its decorators module: chain by hand.
         def post_fork() -> None:
-            _after_fork_from_c()
+            _uwsgi_post_fork()
             if hook is not None:
                 hook()
 
@@ -98,7 +102,12 @@ def _install_uwsgi_hooks() -> None:
     if hook is not None and hook is not chain:
         uwsgidecorators.postfork_chain.insert(0, hook)
     uwsgi.post_fork_hook = chain
-    uwsgidecorators.postfork_chain.append(_after_fork_from_c)
+    uwsgidecorators.postfork_chain.append(_uwsgi_post_fork)
+
+
+def _uwsgi_post_fork() -> None:
+    _after_fork_from_c()
+    _native.rearm_at_next_request()
 
 
 def _at_exit() -> None:
