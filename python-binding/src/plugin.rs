@@ -263,23 +263,19 @@ impl Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        release(self.0.take());
+        let Some(object) = self.0.take() else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("ispyd-release".into())
+            .spawn(move || {
+                let Some(_entry) = gate::enter() else {
+                    // The interpreter is exiting: pyo3's deferred decref will do.
+                    return;
+                };
+                Python::attach(|_| drop(object));
+            });
     }
-}
-
-fn release(object: Option<Py<PyAny>>) {
-    let Some(object) = object else {
-        return;
-    };
-    let _ = std::thread::Builder::new()
-        .name("ispyd-release".into())
-        .spawn(move || {
-            let Some(_entry) = gate::enter() else {
-                // The interpreter is exiting: pyo3's deferred decref will do.
-                return;
-            };
-            Python::attach(|_| drop(object));
-        });
 }
 
 /// Stands for a plugin that failed to load, so that the failure is seen

@@ -521,7 +521,7 @@ struct ThreadAttributes<'py> {
     /// Per attribute: (the property's name, the instance attribute's).
     names: [(Bound<'py, PyString>, Bound<'py, PyString>); 3],
     /// `threading.Thread`'s three properties, as `names` orders them.
-    properties: Option<[Bound<'py, PyAny>; 3]>,
+    properties: Option<Vec<Bound<'py, PyAny>>>,
     /// Type address to whether it has `Thread`'s own three properties;
     /// the types live as long as their threads, which the dump holds.
     checked: Vec<(usize, bool)>,
@@ -537,12 +537,10 @@ impl<'py> ThreadAttributes<'py> {
         ]
         .map(|(public, own)| (PyString::intern(py, public), PyString::intern(py, own)));
         let properties = threading.getattr("Thread").ok().and_then(|class| {
-            let [a, b, c] = &names;
-            Some([
-                class.getattr(&a.0).ok()?,
-                class.getattr(&b.0).ok()?,
-                class.getattr(&c.0).ok()?,
-            ])
+            names
+                .iter()
+                .map(|(public, _)| class.getattr(public).ok())
+                .collect()
         });
         ThreadAttributes {
             names,

@@ -47,13 +47,26 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = WAIT
         time.sleep(0.02)
 
 
-def ispy_command() -> str:
-    """The ``ispy`` that pip installed beside this interpreter (the venv's),
-    else the one on PATH."""
-    found = shutil.which("ispy", path=str(Path(sys.executable).parent)) or shutil.which("ispy")
+def installed_command(name: str, install: str) -> str:
+    """The command ``name`` that pip installed beside this interpreter (the
+    venv's), else the one on PATH; fails the test saying how to ``install``
+    it when there is none."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.fail("the ispy command is not installed (pip install ./python-binding)")
+        pytest.fail(f"the {name} command is not installed ({install})")
     return found
+
+
+def ispy_command() -> str:
+    """The installed ``ispy``."""
+    return installed_command("ispy", "pip install ./python-binding")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def child_env(**extra: str) -> dict:

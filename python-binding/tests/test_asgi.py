@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 import sys
 import threading
 from typing import Optional
@@ -19,13 +18,7 @@ from typing import Optional
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from conftest import APPS, WAIT, run_ispy, wait_for_socket, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from conftest import APPS, WAIT, free_port, run_ispy, wait_for_socket, wait_until
 
 
 class Uvicorn:

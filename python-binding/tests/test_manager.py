@@ -58,25 +58,28 @@ def reported_warnings(app) -> list:
     return [line for line in app.stdout.snapshot() if line.startswith("WARNING ")]
 
 
-def test_unknown_keys_and_sections_are_warnings(write_config, start_app, workdir):
-    config = write_config(
-        f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\nmax_session = 3\n[nosuchplugin]\nenabled = true\n"
-    )
+def started_with_an_unknown_key(write_config, start_app, workdir, keys: str = "", sections: str = ""):
+    """Starts the test app with the misspelt ``[ispyd] max_session`` besides
+    ``keys`` and ``sections``, checks that it was reported as an unknown
+    key, and returns the configuration's path, the app and its warnings."""
+    config = write_config(f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\n{keys}max_session = 3\n{sections}")
     app = start_app(config)
     warnings = reported_warnings(app)
     assert any("[ispyd] max_session" in w and "unknown key" in w for w in warnings), app.output()
+    return config, app, warnings
+
+
+def test_unknown_keys_and_sections_are_warnings(write_config, start_app, workdir):
+    config, app, warnings = started_with_an_unknown_key(
+        write_config, start_app, workdir, sections="[nosuchplugin]\nenabled = true\n"
+    )
     assert any("[nosuchplugin]" in w for w in warnings), app.output()
     # Also on stderr, as start-up messages.
     assert f"ispyd: warning: {config}: [ispyd] max_session" in app.stderr.text(), app.output()
 
 
 def test_a_manager_waiting_for_activate_on_warns_at_start_and_once(write_config, start_app, workdir):
-    config = write_config(
-        f"[ispyd]\nlisten = {workdir}/ispyd-%(pid)s.sock\nactivate_on = SIGUSR2\nmax_session = 3\n"
-    )
-    app = start_app(config)
-    warnings = reported_warnings(app)
-    assert any("[ispyd] max_session" in w and "unknown key" in w for w in warnings), app.output()
+    config, app, _ = started_with_an_unknown_key(write_config, start_app, workdir, keys="activate_on = SIGUSR2\n")
     line = f"ispyd: warning: {config}: [ispyd] max_session"
     assert app.stderr.text().count(line) == 1, app.output()
     socket = workdir / f"ispyd-{app.pid}.sock"

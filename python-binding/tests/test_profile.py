@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import urllib.request
 import xml.etree.ElementTree as ElementTree
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WAIT, open_shell, run_ispy, wait_until
+from conftest import WAIT, installed_command, open_shell, run_ispy, wait_until
 from test_gunicorn import start_gunicorn  # noqa: F401 - the fixture
 
 
@@ -188,10 +186,7 @@ def test_ctrl_c_ends_a_profile_early_with_what_it_collected(hot_worker, terminal
 
 
 def py_spy() -> str:
-    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if found is None:
-        pytest.fail("py-spy is not installed (test.sh installs it from PyPI)")
-    return found
+    return installed_command("py-spy", "test.sh installs it from PyPI")
 
 
 def self_shares_of_folded(folded: str, leave_out: str) -> dict:

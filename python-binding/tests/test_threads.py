@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Iterator, List
 
 import pytest
 
-from conftest import wait_until, with_engine
+from conftest import ispy_command, wait_until, with_engine
 
 #: The longest any single wait may take.
 WAIT = 30.0
@@ -96,9 +95,7 @@ def threads_config(tmp_path_factory) -> Iterator[Path]:
 
 
 def ispy(config: Path, commands: str) -> str:
-    command = shutil.which("ispy", path=str(Path(sys.executable).parent)) or shutil.which("ispy")
-    if command is None:
-        pytest.fail("the ispy command is not installed (pip install ./python-binding)")
+    command = ispy_command()
     done = subprocess.run(
         [command, str(config)],
         input=commands,

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,16 +26,9 @@ from typing import List, Optional, Sequence, Set
 
 import pytest
 
-from conftest import APPS, WAIT, Process, run_ispy, servers, wait_for_socket, wait_until
+from conftest import APPS, WAIT, Process, free_port, installed_command, run_ispy, servers, wait_for_socket, wait_until
 
 WORKERS = 3
-
-
-def uwsgi_command() -> str:
-    found = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
-    if found is None:
-        pytest.fail("uWSGI is not installed (test.sh installs it: pip install uwsgi)")
-    return found
 
 
 class UWSGI:
@@ -73,14 +64,6 @@ class UWSGI:
             return response.read().decode()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def start_uwsgi(write_config, spawn, workdir):
     """Starts uWSGI with 3 workers serving ``uwsgi_app`` (``--lazy-apps`` or
@@ -90,7 +73,7 @@ def start_uwsgi(write_config, spawn, workdir):
         config = config or write_config(console=True)
         port = free_port()
         argv = [
-            uwsgi_command(),
+            installed_command("uwsgi", "test.sh installs it: pip install uwsgi"),
             "--master",
             "--processes", str(WORKERS),
             "--threads", "2",
