@@ -31,7 +31,7 @@ ISPYD_TEST_ENGINE=mio cargo test -p ispyd-tests
 # afresh each run, so that nothing installed by an earlier run is tested.
 venv=target/py-venv
 python3 -m venv --clear "$venv"
-"$venv/bin/pip" install --quiet ./python-binding pytest gunicorn flask uvicorn starlette websockets py-spy uwsgi
+"$venv/bin/pip" install --quiet ./python-binding pytest gunicorn flask uvicorn starlette websockets py-spy uwsgi gevent eventlet
 # The whole Python suite once per engine ([ispyd] engine = threads | mio).
 for engine in threads mio; do
   echo "test.sh: Python tests with engine = $engine"

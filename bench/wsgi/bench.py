@@ -2,7 +2,7 @@
 """What `WSGIApplicationWrapper` costs a request, against the bare
 application and the 2012 wrapper, in the same process and run.
 
-    pip install ./python-binding && python3 bench/wsgi/bench.py [--requests 2000] [--repeat 301] [--memory 1000000]
+    pip install ./python-binding && python3 bench/wsgi/bench.py [--requests 2000] [--repeat 301] [--memory 1000000] [--gevent]
 
 Each application is called directly in a loop, the way a PEP 3333 server
 (gunicorn's sync worker) calls it: call it with an environ and a
@@ -325,7 +325,23 @@ def main() -> None:
                         help="rounds, each timing one loop of every variant, per shape (default 301)")
     parser.add_argument("--memory", type=int, default=1_000_000,
                         help="requests through each wrapper for the memory check (default 1000000)")
+    parser.add_argument("--gevent", action="store_true",
+                        help="monkey-patch with gevent and make the requests in a greenlet that is "
+                             "not its thread's main one, as gunicorn -k gevent does (the wrapper "
+                             "then records the greenlet)")
     args = parser.parse_args()
+    if not args.gevent:
+        report(args)
+        return
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    gevent.spawn(report, args).get()
+
+
+def report(args: argparse.Namespace) -> None:
 
     shapes = [
         ("list of 1 chunk", list_app(1)),
@@ -337,6 +353,8 @@ def main() -> None:
     after = cpu_ticks()
     others = ((after[0] - before[0]) - (after[2] - before[2])) / max(1, after[1] - before[1])
 
+    if args.gevent:
+        print("Under gevent (monkey-patched), the requests made in a spawned greenlet.")
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; other processes used "
           f"{others:.0%} of the machine during the timing; medians over {args.repeat} rounds "
           f"of {args.requests} requests of each variant, in thread CPU time")

@@ -22,12 +22,14 @@ mod dump;
 mod error;
 mod fork_watch;
 mod gate;
+mod greenlet;
 mod manager;
 mod plugin;
 mod profile;
 mod signals;
 mod symbol;
 mod threads;
+mod unpatched;
 mod wsgi;
 
 use pyo3::prelude::*;
@@ -90,6 +92,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signals::keep_first, m)?)?;
     m.add_function(wrap_pyfunction!(signals::handled_signals, m)?)?;
     m.add_function(wrap_pyfunction!(signals::rearm_at_next_request, m)?)?;
+    unpatched::add_to(m)?;
     wsgi::add_wrapper_type(m)?;
     wsgi::add_body_types(m)?;
     m.add_class::<wsgi::FileClose>()?;
@@ -99,6 +102,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wsgi::asgi_track, m)?)?;
     m.add_function(wrap_pyfunction!(wsgi::asgi_untrack, m)?)?;
     m.add_function(wrap_pyfunction!(wsgi::asgi_requests, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::greenlet_requests, m)?)?;
     m.add("IspydError", py.get_type::<error::IspydError>())?;
     m.add(
         "ConfigurationError",

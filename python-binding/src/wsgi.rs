@@ -34,8 +34,10 @@
 //! 1. A call of the wrapper ([`wrapper`], a C-API type called through
 //!    vectorcall where it can be) records the request in [`IN_FLIGHT`]
 //!    under a fresh number: the calling thread's `threading.get_ident()`
-//!    (the key of `sys._current_frames()`), a monotonic clock reading and a
-//!    reference to the environ; what ends it holds a [`Ticket`]. It then
+//!    (the key of `sys._current_frames()`), a monotonic clock reading, a
+//!    reference to the environ and, under gevent or eventlet, to the
+//!    greenlet serving it ([`crate::greenlet`]: all the requests of such a
+//!    process share one thread); what ends it holds a [`Ticket`]. It then
 //!    calls the application with the very arguments it was given. If the
 //!    application raises, the request is removed and the exception goes on
 //!    unchanged.
@@ -137,6 +139,9 @@ struct Request {
     /// The application coroutine of an ASGI request, whose await chain
     /// `requests` shows (the loop thread's stack would show the loop).
     task: Option<Py<PyAny>>,
+    /// The greenlet serving a WSGI request under gevent or eventlet, whose
+    /// stack `requests` shows (the thread's is whichever greenlet runs).
+    greenlet: Option<Py<PyAny>>,
     /// Its place in the table a `dump_on` signal handler reads, while a
     /// dump is armed; freed with the request.
     _slot: Option<slots::Ticket>,
@@ -237,7 +242,8 @@ fn track(environ: Bound<'_, PyAny>) -> Ticket {
         crate::signals::rearm_if_asked();
         request_text(&environ)
     });
-    record(environ, None, text).1
+    let greenlet = crate::greenlet::current(environ.py());
+    record(environ, Serving::Thread(greenlet), text).1
 }
 
 /// Records an ASGI request whose application coroutine is `coroutine`,
@@ -248,7 +254,7 @@ fn track(environ: Bound<'_, PyAny>) -> Ticket {
 pub(crate) fn asgi_track(scope: Bound<'_, PyAny>, coroutine: Bound<'_, PyAny>) -> (u64, Ticket) {
     WRAPPED.store(true, Ordering::Relaxed);
     let text = slots::is_armed().then(|| scope_text(&scope));
-    record(scope, Some(coroutine.unbind()), text)
+    record(scope, Serving::Task(coroutine.unbind()), text)
 }
 
 /// Forgets the ASGI request of `ticket`; for `ASGIApplicationWrapper`.
@@ -288,13 +294,21 @@ fn scope_text(scope: &Bound<'_, PyAny>) -> SlotText {
     text
 }
 
+/// What serves a request, besides the thread that called the application.
+enum Serving {
+    /// A WSGI request: its greenlet, if greenlets are in use.
+    Thread(Option<Py<PyAny>>),
+    /// An ASGI request: the application coroutine.
+    Task(Py<PyAny>),
+}
+
 /// Records a request; returns its number and its ticket (0 and 0 when it
 /// could not be recorded).
-fn record(
-    environ: Bound<'_, PyAny>,
-    task: Option<Py<PyAny>>,
-    text: Option<SlotText>,
-) -> (u64, Ticket) {
+fn record(environ: Bound<'_, PyAny>, serving: Serving, text: Option<SlotText>) -> (u64, Ticket) {
+    let (task, greenlet) = match serving {
+        Serving::Thread(greenlet) => (None, greenlet),
+        Serving::Task(task) => (Some(task), None),
+    };
     // SAFETY: reads the calling thread's identity; no precondition.
     let thread = unsafe { ffi::PyThread_get_thread_ident() } as u64;
     let native = native_id();
@@ -322,6 +336,7 @@ fn record(
         started,
         environ: environ.unbind(),
         task,
+        greenlet,
         _slot: slot,
     });
     (number, ticket)
@@ -357,11 +372,13 @@ fn untrack(py: Python<'_>, ticket: Ticket) {
         let Request {
             environ,
             task,
+            greenlet,
             _slot,
             ..
         } = request;
         drop(environ.into_bound(py));
         drop(task.map(|task| task.into_bound(py)));
+        drop(greenlet.map(|greenlet| greenlet.into_bound(py)));
     }
 }
 
@@ -369,6 +386,8 @@ fn untrack(py: Python<'_>, ticket: Ticket) {
 struct Copied {
     /// The serving task of an ASGI request.
     task: Option<Py<PyAny>>,
+    /// The serving greenlet of a WSGI request, under gevent or eventlet.
+    greenlet: Option<Py<PyAny>>,
     number: u64,
     thread: u64,
     native: u64,
@@ -395,6 +414,7 @@ fn copy_requests(py: Python<'_>, minimum: Option<Duration>) -> (usize, Vec<Copie
             age,
             environ: request.environ.clone_ref(py),
             task: request.task.as_ref().map(|task| task.clone_ref(py)),
+            greenlet: request.greenlet.as_ref().map(|g| g.clone_ref(py)),
         })
         .collect();
     (registry.active.len(), copied)
@@ -439,6 +459,27 @@ pub(crate) fn asgi_requests(py: Python<'_>) -> Vec<(u64, String, f64, Py<PyAny>,
                 request.age.as_secs_f64(),
                 task,
                 request.thread,
+            ))
+        })
+        .collect()
+}
+
+/// `(number, "METHOD path?query", thread, greenlet)` of every WSGI
+/// request being served by a greenlet now, for the python plugin's
+/// `greenlets`.
+#[pyfunction]
+pub(crate) fn greenlet_requests(py: Python<'_>) -> Vec<(u64, String, u64, Py<PyAny>)> {
+    let (_, copied) = copy_requests(py, None);
+    copied
+        .into_iter()
+        .filter_map(|request| {
+            let greenlet = request.greenlet?;
+            let text = request_text(request.environ.bind(py));
+            Some((
+                request.number,
+                String::from_utf8_lossy(text.as_bytes()).into_owned(),
+                request.thread,
+                greenlet,
             ))
         })
         .collect()

@@ -138,3 +138,15 @@ def test_threads_data_lists_each_thread_with_its_frames(results_host):
     held = next(t for t in line["data"]["threads"] if t["name"] == "held-request")
     assert any(frame["function"] == "application" for frame in held["frames"])
     assert line["data"]["threads"][-1]["serving"] is True
+
+
+def test_greenlets_data_shows_the_parked_greenlet_with_its_request(results_host):
+    line = result(results_host, "python", "greenlets")
+    serving = [g for g in line["data"]["greenlets"] if g["request"] is not None]
+    assert len(serving) == 1, line
+    assert serving[0]["state"] == "suspended" and serving[0]["thread_id"] is not None, serving
+    assert serving[0]["frames"][-1]["function"] == "green_application", serving
+    requests = result(results_host, "wsgi", "requests")["data"]["requests"]
+    green = next(r for r in requests if r["environ"]["PATH_INFO"] == "/green")
+    assert green["id"] == serving[0]["request"] and green["greenlet"] is not None, green
+    assert green["frames"][-1]["function"] == "green_application", green

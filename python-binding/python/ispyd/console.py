@@ -13,13 +13,12 @@ from __future__ import annotations
 import code
 import io
 import sys
-import threading
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
-from ispyd import _interrupt
+from ispyd import _interrupt, _native
 
 _routes: Dict[int, Any] = {}
-_install_lock = threading.Lock()
+_install_lock = _native.Lock()
 
 
 class _Router(io.TextIOBase):
@@ -37,7 +36,7 @@ class _Router(io.TextIOBase):
         self._original = original
 
     def write(self, text: str) -> int:
-        target = _routes.get(threading.get_ident())
+        target = _routes.get(_native.thread_ident())
         if target is not None:
             return target.write(text)
         if self._original is None:
@@ -45,7 +44,7 @@ class _Router(io.TextIOBase):
         return self._original.write(text)
 
     def flush(self) -> None:
-        if threading.get_ident() not in _routes and self._original is not None:
+        if _native.thread_ident() not in _routes and self._original is not None:
             self._original.flush()
 
     def writable(self) -> bool:
@@ -91,7 +90,7 @@ class _Console(code.InteractiveConsole):
     def write(self, data: str) -> None:
         # Tracebacks and syntax errors, to the buffer of the line that
         # raised them.
-        _routes.get(threading.get_ident(), self._out).write(data)
+        _routes.get(_native.thread_ident(), self._out).write(data)
 
 
 def banner() -> str:
@@ -118,7 +117,9 @@ class ConsoleSession:
     ``ispy``, ``call_timeout``, the client leaving) gives the prompt back
     even when the line is blocked in C code, where ``KeyboardInterrupt``
     cannot reach it until the call returns; such a line finishes on its own,
-    its output dropped.
+    its output dropped. The thread, and the locks and events between it and
+    the session, are native (``_native``): green-thread monkey-patching
+    (gevent, eventlet) would make them greenlets, which no Ctrl-C reaches.
     """
 
     def __init__(self, namespace: Optional[Dict[str, Any]] = None) -> None:
@@ -131,8 +132,8 @@ class ConsoleSession:
         self._console = _Console(namespace, self._out)
         #: The thread running a line now, for interrupt().
         self._running: Optional[int] = None
-        self._interrupted = threading.Event()
-        self._lock = threading.Lock()
+        self._interrupted = _native.Event()
+        self._lock = _native.Lock()
 
     def interrupt(self) -> None:
         """Ctrl-C from the client, a line past its time limit, or a client
@@ -160,11 +161,11 @@ class ConsoleSession:
 
         out = BoundedText()
         outcome: Dict[str, bool] = {}
-        done = threading.Event()
+        done = _native.Event()
         self._interrupted.clear()
 
         def run() -> None:
-            ident = threading.get_ident()
+            ident = _native.thread_ident()
             _routes[ident] = out
             with self._lock:
                 self._running = ident
@@ -188,7 +189,7 @@ class ConsoleSession:
             except KeyboardInterrupt:
                 done.set()
 
-        threading.Thread(target=run, name="ispyd-console-line", daemon=True).start()
+        _native.start_thread(run, "ispyd-line")
         while not done.wait(0.05):
             if self._interrupted.is_set() and not done.wait(GRACE):
                 # Blocked in C code: give the prompt back without it.

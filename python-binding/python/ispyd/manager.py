@@ -7,7 +7,6 @@ import functools
 import os
 import signal
 import sys
-import threading
 from typing import Optional, Set, Union
 
 from ispyd import _native
@@ -16,7 +15,7 @@ from ispyd import _native
 #: listener thread, a running manager lives until shutdown() or interpreter
 #: exit, even if the application keeps no reference to it.
 _managers: "Set[ShellManager]" = set()
-_hooks_lock = threading.Lock()
+_hooks_lock = _native.Lock()
 _hooks_installed = False
 
 

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import collections
 import sys
-import threading
 import time
 import traceback
 import types
 from typing import Any, List, Optional, Tuple
 
-from ispyd import console
+from ispyd import _native, console
 from ispyd._interrupt import cancel, interrupt
 
 #: How long an interrupted pdb command gets to stop before the user is given
@@ -60,10 +59,11 @@ class _Channel:
     """Between a session and its pdb thread: lines in, output out.
 
     pdb sees it as its stdin (``readline``) and stdout (``write``). All the
-    fields are guarded by ``cond``."""
+    fields are guarded by ``cond``, a native lock and condition, as pdb's
+    thread is a native thread: see ``console.ConsoleSession``."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        self.cond = _native.Lock()
         self.lines: "collections.deque[Any]" = collections.deque()
         self.out: List[str] = []
         #: Times pdb has asked for a line; with ``waiting``, tells a session
@@ -284,7 +284,9 @@ def _define_post_mortem() -> type:
 
 def _run_pdb(channel: _Channel, tb: types.TracebackType) -> None:
     """The pdb thread: post-mortem on ``tb`` until q, c or end of input."""
-    ident = threading.get_ident()
+    ident = _native.thread_ident()
+    with channel.cond:
+        channel.thread_id = ident
     console._install_router()
     console._routes[ident] = channel  # type: ignore[assignment]
     try:
@@ -317,13 +319,9 @@ class DebugSession:
         channel = self._channel
         # The thread refers to the channel, never to this object, so that
         # dropping this object (see __del__) can end the thread.
-        thread = threading.Thread(
-            target=_run_pdb, args=(channel, self._tb), name=f"ispyd-pdb {self._name}", daemon=True
-        )
-        self._tb = None
+        tb, self._tb = self._tb, None
         with channel.cond:
-            thread.start()
-            channel.thread_id = thread.ident
+            _native.start_thread(lambda: _run_pdb(channel, tb), "ispyd-pdb")
             before = channel.asks
         return self._wait(before)
 

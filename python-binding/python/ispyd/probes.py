@@ -44,6 +44,8 @@ import traceback
 import types
 from typing import Any, Dict, List, Optional, Tuple
 
+from ispyd import _native
+
 #: The default of ``[debugger] max_tracebacks``.
 DEFAULT_MAX_TRACEBACKS = 100
 
@@ -96,7 +98,7 @@ class Probe:
         self.tables: List[Tuple[Dict[Any, Any], Any, str]] = []
 
 
-_lock = threading.Lock()
+_lock = _native.Lock()
 _probes: Dict[str, Probe] = {}
 #: Captures by probe name, oldest first.
 _captures: "collections.OrderedDict[str, Capture]" = collections.OrderedDict()

@@ -3,7 +3,10 @@
 //! The registry and `sys._current_frames()` are read in one snapshot, with
 //! the garbage collector paused, so that no Python code runs in between
 //! (another thread can take the GIL only then) and each request's stack is
-//! the one of the thread serving it at that moment. The stacks are
+//! the one of the thread serving it at that moment. A request served by a
+//! greenlet that is not running (under gevent, all but one at a time) has
+//! its greenlet's stack, from its `gr_frame`; the running one has its
+//! thread's. The stacks are
 //! formatted by the python plugin's `threads` code ([`StackFormatter`]);
 //! `repr()` of the environ's values runs after the snapshot, on copies.
 
@@ -33,6 +36,8 @@ struct Listed<'py> {
     /// An ASGI request's application coroutine, and the name of the
     /// asyncio task awaiting it (found after the snapshot).
     asgi: Option<(Bound<'py, PyAny>, String)>,
+    /// The greenlet serving a WSGI request, under gevent or eventlet.
+    greenlet: Option<Bound<'py, PyAny>>,
     stack: Option<RecordedStack>,
 }
 
@@ -67,6 +72,7 @@ pub(crate) fn requests_report(
     };
     let sys = py.import("sys")?;
     let current_frames = PyString::intern(py, "_current_frames");
+    let gr_frame = PyString::intern(py, "gr_frame");
     let mut formatter = StackFormatter::new(py);
 
     // 1. Snapshot: no Python code runs until the stacks are recorded.
@@ -81,8 +87,10 @@ pub(crate) fn requests_report(
         native: _,
         environ,
         task,
+        greenlet,
     } in copied
     {
+        let greenlet = greenlet.map(|greenlet| greenlet.into_bound(py));
         let environ = environ.into_bound(py);
         let environ = match environ.cast::<PyDict>() {
             Ok(dict) if task.is_some() => Ok(asgi_items(dict)?),
@@ -98,10 +106,24 @@ pub(crate) fn requests_report(
                 let stack = formatter.record_frames(chain)?;
                 (Some((coroutine, String::new())), Some(stack))
             }
-            None => match frames.get_item(thread)? {
-                Some(frame) => (None, Some(formatter.record(frame)?)),
-                None => (None, None),
-            },
+            None => {
+                // A greenlet switched out has its stack from its top frame;
+                // the one running (or not started, or done) has no frame of
+                // its own, and the thread's stack is its.
+                let suspended = match &greenlet {
+                    Some(greenlet) => greenlet.getattr(&gr_frame)?,
+                    None => py.None().into_bound(py),
+                };
+                let frame = if suspended.is_none() {
+                    frames.get_item(thread)?
+                } else {
+                    Some(suspended)
+                };
+                (
+                    None,
+                    frame.map(|frame| formatter.record(frame)).transpose()?,
+                )
+            }
         };
         listed.push(Listed {
             number,
@@ -109,6 +131,7 @@ pub(crate) fn requests_report(
             age,
             environ,
             asgi,
+            greenlet,
             stack,
         });
     }
@@ -156,6 +179,9 @@ pub(crate) fn requests_report(
         if let Some((_, task)) = &request.asgi {
             let _ = writeln!(out, "task = {task}");
         }
+        if let Some(greenlet) = &request.greenlet {
+            let _ = writeln!(out, "greenlet = {}", repr_of(greenlet));
+        }
         let _ = write!(
             out,
             "start_time = {started}\nduration = {:.6} seconds\n\n",
@@ -200,6 +226,7 @@ pub(crate) fn requests_report(
             "environ": if request.asgi.is_none() { environ_data(&request.environ) } else { serde_json::Value::Null },
             "scope": if request.asgi.is_some() { environ_data(&request.environ) } else { serde_json::Value::Null },
             "task": request.asgi.as_ref().map(|(_, task)| task),
+            "greenlet": request.greenlet.as_ref().map(repr_of),
             "frames": request.stack.as_ref().map(|stack| rendered.frames(stack)),
         }));
     }

@@ -8,6 +8,7 @@ exception ``call()`` raised.
 
 import asyncio
 import inspect
+import os
 import sys
 import threading
 
@@ -24,8 +25,25 @@ def catch(call):
     return None
 
 
+def os_threads(prefix):
+    """The names the OS has for this process's threads that start with
+    ``prefix``: ispyd's pdb threads are native threads, not in
+    ``threading.enumerate()``."""
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                name = comm.read().strip()
+        except FileNotFoundError:  # ended since the listing
+            continue
+        if name.startswith(prefix):
+            names.append(name)
+    return names
+
+
 namespace = {
     "catch": catch,
+    "os_threads": os_threads,
     "t": debug_targets,
     "asyncio": asyncio,
     "inspect": inspect,

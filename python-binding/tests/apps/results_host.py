@@ -40,19 +40,35 @@ def call_failing():
         time.sleep(0.02)
 
 
-def held_request():
+def held_request(app=application, path="/held"):
     environ = {
         "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/held",
+        "PATH_INFO": path,
         "QUERY_STRING": "why=results",
         "SERVER_NAME": "localhost",
         "SERVER_PORT": "80",
         "wsgi.url_scheme": "http",
     }
-    body = WSGIApplicationWrapper(application)(environ, lambda status, headers: None)
+    body = WSGIApplicationWrapper(app)(environ, lambda status, headers: None)
     for _ in body:
         pass
     body.close()
+
+
+def green_request():
+    """A request served by a greenlet that is parked, as a gevent hub parks
+    one waiting for I/O, while its thread's main greenlet waits."""
+    import greenlet
+
+    main = greenlet.getcurrent()
+
+    def green_application(environ, start_response):
+        main.switch()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    greenlet.greenlet(lambda: held_request(green_application, "/green")).switch()
+    release.wait(3600)
 
 
 async def results_task():
@@ -71,6 +87,7 @@ def main():
     threading.Thread(target=run_loop, name="loop-thread", daemon=True).start()
     threading.Thread(target=held_request, name="held-request", daemon=True).start()
     threading.Thread(target=call_failing, name="caller", daemon=True).start()
+    threading.Thread(target=green_request, name="green-request", daemon=True).start()
     print("READY", os.getpid(), manager.address, flush=True)
     sys.stdin.read()
     release.set()

@@ -31,7 +31,7 @@ from ispyd._support import CommandError
 #: ispyd's own short number for each task it has listed, and when it first
 #: saw it: tasks have no creation time of their own.
 _seen: "weakref.WeakKeyDictionary[Any, Tuple[int, float]]" = weakref.WeakKeyDictionary()
-_seen_lock = threading.Lock()
+_seen_lock = _native.Lock()
 _last_number = 0
 
 def _asyncio() -> Any:

@@ -12,8 +12,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
-import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ispyd import _native
@@ -168,7 +166,21 @@ class PythonPlugin:
         Threads come in the order they started (MainThread first); those
         Python's threading did not start are named by the OS. The thread
         running this command, ispyd's own, is marked and comes last."""
-        text, data = _native.threads_report(threading.get_ident(), self.wants_data, self.wants_text)
+        text, data = _native.threads_report(_native.thread_ident(), self.wants_data, self.wants_text)
+        self.stdout.write(text)
+        return data
+
+    def do_greenlets(self, line: str) -> Optional[Dict[str, Any]]:
+        """Every live greenlet's stack (gevent, eventlet, greenlet), by thread.
+
+        For each: what it is, whether it is running or suspended, its
+        parent, the WSGI request it serves (see 'wsgi requests'), its
+        stack innermost call last, and where gevent spawned it. Finding
+        them walks every object the garbage collector tracks, as gevent's
+        own report does: in a large heap that holds the GIL for a while."""
+        from ispyd import _greenlets
+
+        text, data = _greenlets.report(self.wants_data)
         self.stdout.write(text)
         return data
 
