@@ -66,6 +66,7 @@ fn fork_parent() {
 #[pyfunction]
 fn fork_child(py: Python<'_>) {
     gate::reset_after_fork();
+    threads::note_main_thread();
     fork_watch::child();
     wsgi::forget_other_threads_after_fork();
     dump::after_fork_in_child(py);
@@ -75,6 +76,7 @@ fn fork_child(py: Python<'_>) {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    threads::note_main_thread();
     audit::install(py)?;
     m.add_class::<manager::NativeManager>()?;
     m.add_class::<data::NativeData>()?;

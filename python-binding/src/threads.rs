@@ -55,6 +55,7 @@ use std::ffi::{CStr, c_int, c_void};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -134,8 +135,10 @@ pub(crate) fn threads_report(
     let threading = py.import("threading")?;
     let linecache = py.import("linecache")?;
     let names = Names::new(py);
-    // Before the snapshot: the fallback runs Python code.
+    // Before the snapshot: the fallback runs Python code, as does
+    // `main_thread()`.
     let active = active_threads(&threading, &names)?;
+    let main = threading.call_method0("main_thread")?;
 
     // 1. Snapshot: no Python code runs until the walk ends.
     let paused = GcPaused::new(py)?;
@@ -147,6 +150,9 @@ pub(crate) fn threads_report(
         let ident: u64 = ident_object.extract()?;
         let owner = match active.get_item(&ident_object)? {
             Some(thread) => Owner::Started(thread),
+            // gevent's patching re-keys the main thread under its main
+            // greenlet's id.
+            None if ident == MAIN_IDENT.load(Ordering::Relaxed) => Owner::Started(main.clone()),
             None => Owner::Native(os_thread_name(ident)),
         };
         listed.push((ident, owner, frame));
@@ -177,12 +183,12 @@ pub(crate) fn threads_report(
         let (kind, key) = match stack.owner {
             // (Only the fallback `active` can miss a thread: it was built
             // before the snapshot.)
+            Owner::Started(_) if stack.ident == MAIN_IDENT.load(Ordering::Relaxed) => (0, 0),
             Owner::Started(_) => (0, order.get(&stack.ident).map_or(u64::MAX, |&p| p as u64)),
             Owner::Native(_) => (1, stack.ident),
         };
         (stack.ident == serving, kind, key)
     });
-    let main = threading.call_method0("main_thread")?;
     let mut attributes = ThreadAttributes::new(&threading);
     let described = stacks
         .iter()
@@ -578,6 +584,23 @@ impl<'py> ThreadAttributes<'py> {
         });
         self.checked.push((address, plain));
         plain
+    }
+}
+
+/// `threading.get_ident()` of the process's main thread: noted when
+/// `_native` is imported on it (as it almost always is) and in a forked
+/// child (whose only thread is its main one); 0 while not known.
+static MAIN_IDENT: AtomicU64 = AtomicU64::new(0);
+
+/// Notes the calling thread as the main thread if it is: its kernel id is
+/// the process id.
+pub(crate) fn note_main_thread() {
+    // SAFETY: neither call has a precondition.
+    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    if tid == pid {
+        // SAFETY: reads the calling thread's identity; no precondition.
+        let ident = unsafe { ffi::PyThread_get_thread_ident() } as u64;
+        MAIN_IDENT.store(ident, Ordering::Relaxed);
     }
 }
 

@@ -193,6 +193,11 @@ def test_each_request_shows_its_own_greenlet_and_the_console_does_not_stall_the_
     assert sorted(g["request"] for g in serving) == numbers, data
     assert all(g["state"] == "suspended" and g["thread_id"] is not None for g in serving), serving
 
+    # threads: the main thread is still MainThread (gevent re-keys it in
+    # threading under its main greenlet's id).
+    text = server.ispy("shell python", "threads")
+    assert re.search(r"^# Name: MainThread\n", text, re.M), text
+
     # The console evaluates, and sleeps with the patched time.sleep, on its
     # own thread, while the hub keeps serving.
     poller = Poller(server)
