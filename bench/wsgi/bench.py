@@ -314,9 +314,24 @@ def serve_only(variant: str, shape: str, requests: int) -> None:
         raise SystemExit("bench.py: a request is still registered")
 
 
+def in_gevent_greenlet(function: Callable[..., None], *args: Any) -> None:
+    """Runs `function(*args)` monkey-patched by gevent, in a spawned
+    greenlet, where the ispyd wrapper records each request's greenlet."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    gevent.spawn(function, *args).get()
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--serve"]:
-        serve_only(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        serve_args = (sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        if sys.argv[5:6] == ["--gevent"]:
+            in_gevent_greenlet(serve_only, *serve_args)
+        else:
+            serve_only(*serve_args)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2_000,
@@ -330,15 +345,10 @@ def main() -> None:
                              "not its thread's main one, as gunicorn -k gevent does (the wrapper "
                              "then records the greenlet)")
     args = parser.parse_args()
-    if not args.gevent:
+    if args.gevent:
+        in_gevent_greenlet(report, args)
+    else:
         report(args)
-        return
-    from gevent import monkey
-
-    monkey.patch_all()
-    import gevent
-
-    gevent.spawn(report, args).get()
 
 
 def report(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@
 # Prints markdown.
 #
 #   bench/wsgi/instructions.sh        # with the ispyd package installed in the python3 on PATH
+#   GEVENT=1 bench/wsgi/instructions.sh   # monkey-patched by gevent, requests in a greenlet
 #
 # Needs valgrind (Debian: apt-get install valgrind). Takes about two minutes.
 set -euo pipefail
@@ -25,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 count() { # variant shape requests -> instructions collected
   PYTHONHASHSEED=0 timeout 900 valgrind --tool=callgrind \
     --callgrind-out-file="$work/$1.$2.$3.out" "$python" \
-    bench/wsgi/bench.py --serve "$1" "$2" "$3" >"$work/$1.$2.$3.log" 2>&1 ||
+    bench/wsgi/bench.py --serve "$1" "$2" "$3" ${GEVENT:+--gevent} >"$work/$1.$2.$3.log" 2>&1 ||
     { cat "$work/$1.$2.$3.log" >&2; exit 1; }
   sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/$1.$2.$3.log"
 }

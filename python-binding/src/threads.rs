@@ -190,10 +190,11 @@ pub(crate) fn threads_report(
         (stack.ident == serving, kind, key)
     });
     let mut attributes = ThreadAttributes::new(&threading);
-    let described = stacks
+    let mut described = stacks
         .iter()
         .map(|stack| describe(stack, &mut attributes, wants_data, &main))
         .collect::<PyResult<Vec<_>>>()?;
+    let without_python = os_threads_without_python(&stacks, &mut described, serving);
 
     // 3. Source lines, one lookup per place.
     let rendered = places.render(&linecache, &names, wants_data)?;
@@ -201,7 +202,7 @@ pub(crate) fn threads_report(
     // Data instead of text: the client reads only the data.
     let wants_text = wants_text || !wants_data;
     let out = if wants_text {
-        joined_text(py, &stacks, &described, serving, &rendered)?
+        joined_text(py, &stacks, &described, serving, &rendered, &without_python)?
     } else {
         PyString::new(py, "")
     };
@@ -227,7 +228,13 @@ pub(crate) fn threads_report(
         .collect();
     // Straight to text: a `Value` tree of every frame would cost more than
     // the dump itself.
-    Ok((out, Some(NativeData::of(&ThreadsData { threads })?)))
+    Ok((
+        out,
+        Some(NativeData::of(&ThreadsData {
+            threads,
+            without_python: without_python.threads,
+        })?),
+    ))
 }
 
 /// The dump's text, as one `str` that Python joins from shared pieces:
@@ -247,6 +254,7 @@ fn joined_text<'py>(
     described: &[About],
     serving: u64,
     rendered: &[PlaceText],
+    without_python: &WithoutPython,
 ) -> PyResult<Bound<'py, PyString>> {
     let mut place_strings: Vec<Option<Bound<'py, PyString>>> = vec![None; rendered.len()];
     let mut pieces = Vec::with_capacity(
@@ -266,6 +274,7 @@ fn joined_text<'py>(
             pieces.push(text.clone());
         }
     }
+    pieces.push(PyString::new(py, &without_python.text()));
     let pieces = PyList::new(py, pieces)?;
     PyString::new(py, "")
         .call_method1(pyo3::intern!(py, "join"), (pieces,))?
@@ -277,6 +286,125 @@ fn joined_text<'py>(
 #[derive(Serialize)]
 struct ThreadsData<'a> {
     threads: Vec<ThreadData<'a>>,
+    without_python: Vec<OsThread>,
+}
+
+/// An OS thread of the process that runs no Python code now.
+#[derive(Serialize)]
+struct OsThread {
+    native_id: u64,
+    name: String,
+}
+
+/// The OS threads that have no Python stack now: threads of the host's
+/// own (a server's that have not called into Python yet, or are idle), and
+/// ispyd's.
+struct WithoutPython {
+    threads: Vec<OsThread>,
+    /// How many threads with a Python stack have no known kernel id: as
+    /// many of `threads` are theirs.
+    missing: usize,
+    /// Why they could not be listed, if so.
+    unknown: Option<String>,
+}
+
+impl WithoutPython {
+    /// Their text, after the Python threads' stacks.
+    fn text(&self) -> String {
+        let mut text = String::new();
+        if let Some(why) = &self.unknown {
+            let _ = writeln!(
+                text,
+                "\n# OS threads without a Python stack: not known ({why})"
+            );
+            return text;
+        }
+        if self.threads.is_empty() {
+            return text;
+        }
+        let _ = write!(
+            text,
+            "\n# OS threads without a Python stack now: {} (native id, name)",
+            self.threads.len()
+        );
+        match self.missing {
+            0 => text.push('\n'),
+            1 => text.push_str("; one of them is the thread above whose native id is not known\n"),
+            n => {
+                let _ = writeln!(
+                    text,
+                    "; {n} of them are the threads above whose native ids are not known"
+                );
+            }
+        }
+        for thread in &self.threads {
+            let _ = writeln!(text, "# {} {}", thread.native_id, thread.name);
+        }
+        text
+    }
+}
+
+/// Every OS thread of the process that is not one of `stacks`' threads,
+/// with its kernel id and name; fills in the kernel id of each of
+/// `stacks`' threads that `threading` does not know (a native thread that
+/// called into Python) where ispyd knows it: the thread running this
+/// command, and those serving a request through the WSGI wrapper (a
+/// server's request threads: mod_wsgi's, uWSGI's), which records it.
+///
+/// CPython's stable ABI does not show a thread's kernel id, and matching
+/// threads by their stacks would need `/proc/self/task/*/syscall`, which a
+/// server that changed its user (Apache's children) cannot read.
+fn os_threads_without_python(
+    stacks: &[Stack<'_>],
+    described: &mut [About],
+    serving: u64,
+) -> WithoutPython {
+    let tasks = match std::fs::read_dir("/proc/self/task") {
+        Ok(tasks) => tasks,
+        Err(err) => {
+            return WithoutPython {
+                threads: Vec::new(),
+                missing: 0,
+                unknown: Some(format!("/proc/self/task: {err}")),
+            };
+        }
+    };
+    // SAFETY: no precondition.
+    let own = unsafe { libc::gettid() } as u64;
+    let serving_requests = crate::wsgi::native_ids();
+    let mut known: HashSet<u64> = HashSet::new();
+    for (stack, about) in stacks.iter().zip(described.iter_mut()) {
+        if about.native_id.is_none() {
+            about.native_id = if stack.ident == serving {
+                Some(own)
+            } else {
+                serving_requests.get(&stack.ident).copied()
+            };
+        }
+        known.extend(about.native_id);
+    }
+    let mut threads: Vec<OsThread> = tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse::<u64>().ok()?;
+            if known.contains(&tid) {
+                return None;
+            }
+            let name = std::fs::read_to_string(task.path().join("comm"))
+                .map(|name| name.trim_end().to_owned())
+                .unwrap_or_default();
+            Some(OsThread {
+                native_id: tid,
+                name,
+            })
+        })
+        .collect();
+    threads.sort_by_key(|thread| thread.native_id);
+    WithoutPython {
+        threads,
+        missing: described.iter().filter(|a| a.native_id.is_none()).count(),
+        unknown: None,
+    }
 }
 
 /// One thread in the structured result of `threads`.

@@ -485,6 +485,17 @@ pub(crate) fn greenlet_requests(py: Python<'_>) -> Vec<(u64, String, u64, Py<PyA
         .collect()
 }
 
+/// The kernel id of every thread serving a request now, by its
+/// `threading.get_ident()`: for `threads`, which cannot read it of a thread
+/// that `threading` did not start.
+pub(crate) fn native_ids() -> rustc_hash::FxHashMap<u64, u64> {
+    in_flight()
+        .active
+        .iter()
+        .map(|(_, request)| (request.thread, request.native))
+        .collect()
+}
+
 /// How many requests are being served now.
 #[pyfunction]
 pub(crate) fn active_request_count() -> usize {

@@ -7,6 +7,7 @@ The app is written below; every wait is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -171,6 +172,25 @@ def test_each_threading_thread_shows_its_native_id_to_match_process_threads(thre
         lines = section.splitlines()
         if "not a threading.Thread" not in lines[1]:
             assert lines[2].startswith("# Native ID: "), section
+
+
+def test_every_os_thread_is_listed_with_its_python_stack_or_as_having_none(threads_config: Path) -> None:
+    pid = int(ispy(threads_config, "connect\nshell process\npid\n").strip())
+    before = set(os.listdir(f"/proc/{pid}/task"))
+    done = subprocess.run([ispy_command(), "--json", str(threads_config), "-c", "shell python", "-c", "threads"],
+                          capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done
+    data = json.loads(done.stdout.splitlines()[-1])["data"]
+    after = set(os.listdir(f"/proc/{pid}/task"))
+    with_python = [thread["native_id"] for thread in data["threads"]]
+    without = [thread["native_id"] for thread in data["without_python"]]
+    # ispyd knows its own thread's native id, as threading knows its threads'.
+    assert None not in with_python, data["threads"]
+    assert not set(with_python) & set(without), data
+    # The threads that lived through the command are each in one list.
+    assert {int(tid) for tid in before & after} <= set(with_python) | set(without), (before, after, data)
+    names = {thread["name"] for thread in data["without_python"]}
+    assert names & {"ispyd-listener", "ispyd-loop"}, names
 
 
 def test_every_stack_of_many_threads_of_different_depths_is_its_own() -> None:

@@ -13,7 +13,7 @@ or, for Flask, ``app.wsgi_app = WSGIApplicationWrapper(app.wsgi_app)``, or
 decorate a WSGI function with ``@wsgi_application()``. Then ``requests`` in
 the ``wsgi`` plugin's shell shows every request being served: its number,
 thread, start time, duration, WSGI environ, and the stack of the thread
-serving it now.
+serving it now (under gevent or eventlet, of the greenlet serving it).
 
 The wrapper is native code and costs a request a fraction of a microsecond
 (see BENCHMARKS.md); it is transparent to the server and the application:
@@ -67,7 +67,8 @@ class WSGIPlugin:
         thread serving it now, innermost call last. With SECONDS, only the
         requests running for longer than that: 'requests 5' shows the hung
         ones. Only applications wrapped in
-        ispyd.plugins.wsgi.WSGIApplicationWrapper are seen."""
+        ispyd.plugins.wsgi.WSGIApplicationWrapper are seen. Under gevent
+        or eventlet each request shows its own greenlet's stack."""
         argument = line.strip()
         older_than = None
         if argument:
