@@ -99,6 +99,12 @@ def uwsgi(request, start_uwsgi) -> UWSGI:
 def test_every_worker_listens_and_its_shell_is_that_worker(uwsgi):
     expected = set(uwsgi.shell_pids())
     wait_until(lambda: set(servers(uwsgi.config)) == expected, f"ispy servers to list exactly {sorted(expected)}")
+    if not uwsgi.lazy:
+        # The master's own shell is not mistaken for a worker's.
+        listing = run_ispy(uwsgi.config, ["servers"]).stdout
+        assert re.search(rf"^\d+: pid {uwsgi.master} .*  master of {WORKERS} workers$", listing, re.M), listing
+        for pid in uwsgi.workers():
+            assert re.search(rf"^\d+: pid {pid} .*  worker of {uwsgi.master}$", listing, re.M), listing
     for pid in uwsgi.workers():
         address = uwsgi.workdir / f"ispyd-{pid}.sock"
         result = run_ispy(address, ["connect", "shell process", "pid", "exit", "shell python", "console", "import os; os.getpid()", "exit()"])
