@@ -6,15 +6,15 @@
 //! `greenlet.h` documents): the current greenlet and whether it is its
 //! thread's main greenlet, a few nanoseconds, no Python code. ispyd never
 //! imports greenlet: a process that has not imported it has no greenlets,
-//! and the wrapper looks for it in `sys.modules` at the process's first
-//! request and then once every [`LOOK_EVERY`] requests (the lookup costs
-//! tens of nanoseconds, a tenth of what the wrapper costs a request) until
-//! it is found. gevent and eventlet are imported before a server serves.
-//! The count is process-wide: a thread's first request need not look, as
-//! no server starts serving before it has imported its green library.
+//! and each thread looks for it in `sys.modules` at its first request and
+//! then once every [`LOOK_EVERY`] requests (the lookup costs tens of
+//! nanoseconds, a tenth of what the wrapper costs a request), until it is
+//! found, once for the process: a thread that starts serving after
+//! greenlet was imported finds it at once.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -32,16 +32,31 @@ const MAIN: usize = 8;
 /// greenlet's C API table, once found; null before.
 static API: AtomicPtr<*const c_void> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Requests served before the next look for greenlet. Read and written
-/// only with the GIL held, so a load and a store need no read-modify-write.
-static UNTIL_LOOK: AtomicU32 = AtomicU32::new(0);
+thread_local! {
+    /// Requests this thread serves before it looks for greenlet again.
+    static UNTIL_LOOK: Cell<u32> = const { Cell::new(0) };
+}
 
 /// The greenlet running on the calling thread, unless it is the thread's
 /// main greenlet (the thread's own stack is then the greenlet's) or
 /// greenlet is not in use.
+#[inline(always)]
 pub(crate) fn current(py: Python<'_>) -> Option<Py<PyAny>> {
     let mut table = API.load(Ordering::Acquire);
     if table.is_null() {
+        let due = UNTIL_LOOK.with(|until| match until.get() {
+            0 => {
+                until.set(LOOK_EVERY);
+                true
+            }
+            n => {
+                until.set(n - 1);
+                false
+            }
+        });
+        if !due {
+            return None;
+        }
         table = look(py)?;
     }
     // SAFETY: `table` is greenlet's C API table, checked to be of a
@@ -64,15 +79,13 @@ pub(crate) fn current(py: Python<'_>) -> Option<Py<PyAny>> {
     }
 }
 
-/// Looks for greenlet if it is time to; its C API table if found.
+/// Looks for greenlet in `sys.modules`; its C API table if found.
+///
+/// Out of line: inlined, its setup cost every request a dozen instructions
+/// (callgrind).
+#[cold]
+#[inline(never)]
 fn look(py: Python<'_>) -> Option<*mut *const c_void> {
-    match UNTIL_LOOK.load(Ordering::Relaxed) {
-        0 => UNTIL_LOOK.store(LOOK_EVERY, Ordering::Relaxed),
-        n => {
-            UNTIL_LOOK.store(n - 1, Ordering::Relaxed);
-            return None;
-        }
-    }
     let name = PyString::new(py, "greenlet");
     // SAFETY: the GIL is held; `name` is a live str. PyImport_GetModule
     // returns a new reference or null, and imports nothing.

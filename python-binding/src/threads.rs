@@ -117,19 +117,24 @@ impl<'py> Names<'py> {
 /// is marked and listed last. See the module documentation for the format.
 #[pyfunction]
 pub(crate) fn format_threads(py: Python<'_>, serving: u64) -> PyResult<Bound<'_, PyString>> {
-    threads_report(py, serving, false, true).map(|(text, _)| text)
+    threads_report(py, serving, false, true, false).map(|(text, _)| text)
 }
 
 /// `threads`: the text of [`format_threads`] and, with `wants_data`, the
 /// same stacks as JSON (`RESULTS.md`, `python threads`), made from one
 /// snapshot.
 #[pyfunction]
-#[pyo3(signature = (serving, wants_data=false, wants_text=true))]
+///
+/// The OS threads without a Python stack are listed when the process has
+/// at most [`LIST_OS_THREADS_UP_TO`] threads, or with `list_os_threads`;
+/// otherwise only counted.
+#[pyo3(signature = (serving, wants_data=false, wants_text=true, list_os_threads=false))]
 pub(crate) fn threads_report(
     py: Python<'_>,
     serving: u64,
     wants_data: bool,
     wants_text: bool,
+    list_os_threads: bool,
 ) -> PyResult<(Bound<'_, PyString>, Option<NativeData>)> {
     let sys = py.import("sys")?;
     let threading = py.import("threading")?;
@@ -194,7 +199,8 @@ pub(crate) fn threads_report(
         .iter()
         .map(|stack| describe(stack, &mut attributes, wants_data, &main))
         .collect::<PyResult<Vec<_>>>()?;
-    let without_python = os_threads_without_python(&stacks, &mut described, serving);
+    let without_python =
+        os_threads_without_python(&stacks, &mut described, serving, list_os_threads);
 
     // 3. Source lines, one lookup per place.
     let rendered = places.render(&linecache, &names, wants_data)?;
@@ -232,6 +238,7 @@ pub(crate) fn threads_report(
         out,
         Some(NativeData::of(&ThreadsData {
             threads,
+            without_python_count: without_python.count,
             without_python: without_python.threads,
         })?),
     ))
@@ -286,7 +293,8 @@ fn joined_text<'py>(
 #[derive(Serialize)]
 struct ThreadsData<'a> {
     threads: Vec<ThreadData<'a>>,
-    without_python: Vec<OsThread>,
+    without_python_count: Option<usize>,
+    without_python: Option<Vec<OsThread>>,
 }
 
 /// An OS thread of the process that runs no Python code now.
@@ -300,7 +308,10 @@ struct OsThread {
 /// own (a server's that have not called into Python yet, or are idle), and
 /// ispyd's.
 struct WithoutPython {
-    threads: Vec<OsThread>,
+    /// How many there are, if known.
+    count: Option<usize>,
+    /// Each of them, when listed.
+    threads: Option<Vec<OsThread>>,
     /// How many threads with a Python stack have no known kernel id: as
     /// many of `threads` are theirs.
     missing: usize,
@@ -319,13 +330,23 @@ impl WithoutPython {
             );
             return text;
         }
-        if self.threads.is_empty() {
+        let Some(threads) = &self.threads else {
+            let _ = writeln!(
+                text,
+                "\n# OS threads without a Python stack now: {}, not listed in a process of more \
+                 than {LIST_OS_THREADS_UP_TO} threads ('threads --os' lists them; 'process threads' \
+                 shows every thread)",
+                self.count.unwrap_or(0)
+            );
+            return text;
+        };
+        if threads.is_empty() {
             return text;
         }
         let _ = write!(
             text,
             "\n# OS threads without a Python stack now: {} (native id, name)",
-            self.threads.len()
+            threads.len()
         );
         match self.missing {
             0 => text.push('\n'),
@@ -337,12 +358,19 @@ impl WithoutPython {
                 );
             }
         }
-        for thread in &self.threads {
+        for thread in threads {
             let _ = writeln!(text, "# {} {}", thread.native_id, thread.name);
         }
         text
     }
 }
+
+/// The most OS threads a process may have for `threads` to list those
+/// without a Python stack unasked. Listing them reads `/proc/self/task`,
+/// where the kernel makes an entry for each thread: 0.9–3 ms for 1,000
+/// threads, as much as the whole dump of their stacks; counting them
+/// (the directory's link count) takes microseconds.
+const LIST_OS_THREADS_UP_TO: usize = 256;
 
 /// Every OS thread of the process that is not one of `stacks`' threads,
 /// with its kernel id and name; fills in the kernel id of each of
@@ -358,16 +386,21 @@ fn os_threads_without_python(
     stacks: &[Stack<'_>],
     described: &mut [About],
     serving: u64,
+    list: bool,
 ) -> WithoutPython {
-    let tasks = match std::fs::read_dir("/proc/self/task") {
-        Ok(tasks) => tasks,
-        Err(err) => {
-            return WithoutPython {
-                threads: Vec::new(),
-                missing: 0,
-                unknown: Some(format!("/proc/self/task: {err}")),
-            };
-        }
+    let failed = |err: std::io::Error| WithoutPython {
+        count: None,
+        threads: None,
+        missing: 0,
+        unknown: Some(format!("/proc/self/task: {err}")),
+    };
+    // A directory's links are its entries' and its own two: the count of
+    // threads without listing them.
+    let os_threads = match std::fs::metadata("/proc/self/task") {
+        Ok(task) => usize::try_from(std::os::unix::fs::MetadataExt::nlink(&task))
+            .unwrap_or(usize::MAX)
+            .saturating_sub(2),
+        Err(err) => return failed(err),
     };
     // SAFETY: no precondition.
     let own = unsafe { libc::gettid() } as u64;
@@ -383,6 +416,19 @@ fn os_threads_without_python(
         }
         known.extend(about.native_id);
     }
+    let missing = described.iter().filter(|a| a.native_id.is_none()).count();
+    if !list && os_threads > LIST_OS_THREADS_UP_TO {
+        return WithoutPython {
+            count: Some(os_threads.saturating_sub(stacks.len())),
+            threads: None,
+            missing,
+            unknown: None,
+        };
+    }
+    let tasks = match std::fs::read_dir("/proc/self/task") {
+        Ok(tasks) => tasks,
+        Err(err) => return failed(err),
+    };
     let mut threads: Vec<OsThread> = tasks
         .flatten()
         .filter_map(|task| {
@@ -401,8 +447,9 @@ fn os_threads_without_python(
         .collect();
     threads.sort_by_key(|thread| thread.native_id);
     WithoutPython {
-        threads,
-        missing: described.iter().filter(|a| a.native_id.is_none()).count(),
+        count: Some(threads.len()),
+        threads: Some(threads),
+        missing,
         unknown: None,
     }
 }

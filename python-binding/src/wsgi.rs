@@ -237,6 +237,7 @@ fn in_flight() -> MutexGuard<'static, InFlight> {
 }
 
 /// Records a request of the calling thread; returns its ticket.
+#[inline(always)]
 fn track(environ: Bound<'_, PyAny>) -> Ticket {
     let text = slots::is_armed().then(|| {
         crate::signals::rearm_if_asked();

@@ -277,3 +277,36 @@ def test_a_thread_class_with_its_own_name_property_is_named_by_it() -> None:
         release.set()
         for thread in threads:
             thread.join(WAIT)
+
+
+def test_in_a_process_of_many_threads_those_without_python_are_counted_unless_asked() -> None:
+    # Listing them reads /proc/self/task, which costs as much as the dump
+    # itself at a thousand threads: above 256 they are counted.
+    import threading
+
+    from ispyd import _native
+
+    release = threading.Event()
+    threads = [threading.Thread(target=release.wait, args=(WAIT,), daemon=True) for _ in range(300)]
+    for thread in threads:
+        thread.start()
+    try:
+        serving = threading.get_ident()
+        text, data = _native.threads_report(serving, True, True, False)
+        os_threads = len(os.listdir("/proc/self/task"))
+        counted = data_of(data)["without_python_count"]
+        assert data_of(data)["without_python"] is None
+        assert counted == os_threads - len(data_of(data)["threads"]), (counted, os_threads)
+        assert f"# OS threads without a Python stack now: {counted}, not listed in a process of more than 256 threads" in str(text)
+        text, data = _native.threads_report(serving, True, True, True)
+        listed = data_of(data)["without_python"]
+        assert listed is not None and len(listed) == data_of(data)["without_python_count"]
+        assert not {t["native_id"] for t in listed} & {t["native_id"] for t in data_of(data)["threads"]}
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(WAIT)
+
+
+def data_of(data) -> dict:
+    return json.loads(str(data))

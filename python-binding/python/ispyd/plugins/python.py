@@ -161,12 +161,20 @@ class PythonPlugin:
         return {"modules": modules}
 
     def do_threads(self, line: str) -> Optional[_native.NativeData]:
-        """Every Python thread's current stack, innermost call last.
+        """threads [--os]: every Python thread's current stack, innermost call last.
 
         Threads come in the order they started (MainThread first); those
         Python's threading did not start are named by the OS. The thread
-        running this command, ispyd's own, is marked and comes last."""
-        text, data = _native.threads_report(_native.thread_ident(), self.wants_data, self.wants_text)
+        running this command, ispyd's own, is marked and comes last. Then
+        the OS threads that run no Python code now (a server's idle
+        threads, ispyd's), by native id and name; in a process of more than
+        256 threads they are only counted, unless --os."""
+        argument = line.strip()
+        if argument not in ("", "--os"):
+            raise CommandError(f"Usage: threads [--os] (not {argument[:200]!r})")
+        text, data = _native.threads_report(
+            _native.thread_ident(), self.wants_data, self.wants_text, argument == "--os"
+        )
         self.stdout.write(text)
         return data
 
